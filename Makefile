@@ -1,0 +1,29 @@
+# tfgov-ci: the two commands of the README are `make setup` and `make demo` / `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup demo test lint bench clean
+
+setup: ## install tfgov-ci and everything its tests use (Debian; run as root or with sudo)
+	scripts/setup.sh
+
+demo: ## run the pipeline on examples/tf-mnist from a throwaway clone
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo.sh
+
+test: ## lint, type-check, then every test tier
+	$(BIN)/ruff check tfgov_ci tests bench
+	$(BIN)/ruff format --check tfgov_ci tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint:
+	$(BIN)/ruff check tfgov_ci tests bench
+	$(BIN)/ruff format --check tfgov_ci tests bench
+	$(BIN)/mypy
+
+bench: ## startup benchmark, printed as a table
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/startup.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install tfgov-ci (editable, with test and dev extras) into .venv, and the system tools its
+# tests use. Idempotent; safe to run again. Later stages add their tools here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(git)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: need root to install ${missing[*]} (apt-get)" >&2
+    exit 2
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test,dev]'
+# The example's runtime, for the test that trains examples/tf-mnist for real: TensorFlow for the
+# base's Python and platform, installed into a folder (not the venv), as the base image holds it.
+tf_dir=.cache/tensorflow-cpu-2.21.0
+if [[ ! -f $tf_dir/.complete ]]; then
+  rm -rf "$tf_dir"
+  .venv/bin/python -m pip install -q --target "$tf_dir" --only-binary=:all: \
+    --platform manylinux_2_27_x86_64 --platform manylinux2014_x86_64 --python-version 3.11 \
+    tensorflow-cpu==2.21.0 PyYAML
+  touch "$tf_dir/.complete"
+fi
+
+echo "setup: done: $(.venv/bin/tfgov-ci --version) in .venv"

@@ -1,0 +1,39 @@
+"""The README's main job, end to end: scripts/demo.sh on a throwaway clone of the example."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import ROOT, require_tool
+
+
+def test_demo_plans_then_runs_the_example_and_stops_honestly_at_the_first_missing_stage() -> None:
+    require_tool("git")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "COLUMNS": "120"}
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "demo.sh")], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    # Until the lock stage lands, the pipeline stops there: exit 3, said plainly.
+    assert done.returncode == 3, done.stderr
+    assert "== tfgov-ci plan" in done.stdout
+    assert "registry.example.com/ml/tf-mnist:" in done.stdout
+    assert "9 stages, 1 available in this version; nothing was run" in done.stdout
+    assert "tfgov-ci run: error" in done.stdout  # the summary table's title
+    assert "record: .tfgov/out/record.json" in done.stdout
+    assert "✔ validate passed" in done.stderr
+    assert "error: stage 'lock' (backend uv) is not available yet" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_installed_command_shows_no_traceback_on_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "tfgov.yaml").write_text("version: 1\nimage: [\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["tfgov-ci", "validate"], cwd=tmp_path, capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: tfgov.yaml:3: YAML syntax error")
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,79 @@
+"""Shared test helpers: real git repositories, the CLI in-process, tool requirements."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "tf-mnist"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# Fixed identity and dates: the same files always give the same commit sha (golden files).
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test Author",
+    "GIT_AUTHOR_EMAIL": "author@example.com",
+    "GIT_COMMITTER_NAME": "Test Author",
+    "GIT_COMMITTER_EMAIL": "author@example.com",
+    "GIT_AUTHOR_DATE": "2026-01-02T03:04:05+00:00",
+    "GIT_COMMITTER_DATE": "2026-01-02T03:04:05+00:00",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "HOME": "/nonexistent",
+}
+COMMIT_TIME = 1767323045  # 2026-01-02T03:04:05Z
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; skip without it, or fail when TFGOV_REQUIRE_TOOLS=1 (as .ci/run sets)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    message = f"{name} is not installed (make setup installs it)"
+    if os.environ.get("TFGOV_REQUIRE_TOOLS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def git(repo: Path, *args: str) -> str:
+    require_tool("git")
+    env = {**os.environ, **GIT_ENV}
+    done = subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def make_repo(path: Path, files: dict[str, str] | None = None, *, source: Path | None = None) -> Path:
+    """A real git repository at ``path`` on branch main with one commit of ``files``/``source``."""
+    path.mkdir(parents=True, exist_ok=True)
+    if source is not None:
+        shutil.copytree(
+            source, path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".tfgov", "model", "__pycache__")
+        )
+    for name, text in (files or {}).items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` (outside .git) with its bytes: to prove nothing was written."""
+    return {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and ".git" not in p.parts
+    }

@@ -1,0 +1,248 @@
+"""The stage table, plan/run sharing one object, results on disk, and the runner's exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.helpers import ROOT, CliResult, git, snapshot
+from tfgov_ci import _cli, _files, _resources, pipeline
+from tfgov_ci.context import Context
+from tfgov_ci.errors import ConfigError, StageInputError
+from tfgov_ci.project import open_project
+
+
+def test_every_stage_is_one_row_known_everywhere_it_is_named() -> None:
+    names = list(pipeline.STAGES)
+    assert names == list(_cli.STAGE_NAMES)
+    assert names == _resources.schema("stage-result")["properties"]["stage"]["enum"]
+    assert names == list(_resources.schema("tfgov")["properties"]["stages"]["properties"])
+    tf_image = yaml.safe_load((ROOT / "pipelines" / "tf-image.yaml").read_text())
+    assert [entry["stage"] for entry in tf_image["stages"]] == names
+
+
+def test_every_registered_backend_loads_and_names_its_own_stage() -> None:
+    table = pipeline.registered_backends()
+    assert table["validate"], "the built-in validator must register through the entry point"
+    for stage, backends in table.items():
+        for name, entry_point in backends.items():
+            cls = entry_point.load()
+            assert (cls.stage, cls.name) == (stage, name)
+            assert name in pipeline.backend_choices(stage)
+
+
+def test_every_pipeline_default_backend_is_a_choice_of_its_stage() -> None:
+    for path in (ROOT / "pipelines").glob("*.yaml"):
+        loaded = pipeline.load_pipeline(path.stem, ROOT)
+        for stage, backend in loaded.backends.items():
+            assert backend in pipeline.backend_choices(stage), (path.name, stage, backend)
+
+
+def test_a_pipeline_naming_an_unknown_stage_is_refused_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("version: 1\nname: p\nstages:\n  - stage: validate\n  - stage: deploy\n")
+    with pytest.raises(ConfigError) as raised:
+        pipeline.load_pipeline("p.yaml", tmp_path)
+    rendered = raised.value.problems[0].render()
+    assert rendered.startswith(f"{tmp_path / 'p.yaml'}:5: stages[1].stage: unknown stage 'deploy'")
+
+
+def test_a_pipeline_out_of_stage_order_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("version: 1\nname: p\nstages:\n  - stage: build\n  - stage: lock\n")
+    with pytest.raises(ConfigError, match="out of order"):
+        pipeline.load_pipeline("p.yaml", tmp_path)
+
+
+class RecordingBackend:
+    """A plug-in style backend that proves run() receives the very object plan() made."""
+
+    stage: ClassVar[str] = "lock"
+    name: ClassVar[str] = "recording"
+    seen: ClassVar[list[pipeline.StagePlan]] = []
+    made: ClassVar[list[pipeline.StagePlan]] = []
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = options
+
+    def plan(self, ctx: Context) -> pipeline.StagePlan:
+        made = pipeline.StagePlan(
+            stage="lock",
+            backend="recording",
+            available=True,
+            summary="test",
+            steps=(pipeline.Step("echo", ("echo", "hi"), "echo"),),
+        )
+        RecordingBackend.made.append(made)
+        return made
+
+    def run(self, ctx: Context, plan: pipeline.StagePlan) -> pipeline.StageResult:
+        RecordingBackend.seen.append(plan)
+        return pipeline.StageResult(
+            stage="lock",
+            backend="recording",
+            status="passed",
+            commit=ctx.git.sha,
+            config_digest=ctx.config.digest,
+            started=pipeline.now(),
+            finished=pipeline.now(),
+            duration_s=0.0,
+            data={"options": dict(self.options)},
+        )
+
+
+class _EntryPoint:
+    def __init__(self, obj: type) -> None:
+        self.obj = obj
+
+    def load(self) -> type:
+        return self.obj
+
+
+@pytest.fixture
+def recording_backend(monkeypatch: pytest.MonkeyPatch) -> type[RecordingBackend]:
+    table = {stage: dict(backends) for stage, backends in pipeline.registered_backends().items()}
+    table["lock"]["recording"] = _EntryPoint(RecordingBackend)  # type: ignore[assignment]
+    monkeypatch.setattr(pipeline, "registered_backends", lambda: table)
+    RecordingBackend.seen.clear()
+    RecordingBackend.made.clear()
+    return RecordingBackend
+
+
+def _use_backend(repo: Path, stage: str, backend: str) -> None:
+    text = (repo / "tfgov.yaml").read_text()
+    (repo / "tfgov.yaml").write_text(
+        text + f"stages:\n  {stage}:\n    backend: {backend}\n    options: {{level: 3}}\n"
+    )
+    git(repo, "commit", "-qam", f"use {backend}")
+
+
+def test_run_executes_the_very_plan_object_it_made(
+    example_repo: Path, recording_backend: type[RecordingBackend]
+) -> None:
+    _use_backend(example_repo, "lock", "recording")
+    project = open_project(example_repo / "tfgov.yaml")
+    the_plan = pipeline.plan(project.context, project.pipeline, ["validate", "lock"])
+
+    class Quiet:
+        def stage_started(self, plan: pipeline.StagePlan) -> None: ...
+        def stage_finished(self, result: pipeline.StageResult) -> None: ...
+
+    outcome = pipeline.run(project.context, the_plan, Quiet())
+    assert outcome.exit_code == 0
+    assert recording_backend.seen == [the_plan.stages[1]]
+    assert recording_backend.seen[0] is recording_backend.made[0]
+    written = json.loads((example_repo / ".tfgov/out/lock/result.json").read_text())
+    assert written["data"] == {"options": {"level": 3}}
+
+
+def test_plan_touches_nothing(example_repo: Path, cli: Callable[..., CliResult]) -> None:
+    before = snapshot(example_repo)
+    assert cli("plan", cwd=example_repo).code == 0
+    assert cli("plan", "--format", "json", cwd=example_repo).code == 0
+    assert snapshot(example_repo) == before
+    assert not (example_repo / ".tfgov").exists()
+
+
+def test_plan_json_is_the_same_plan_as_data(example_repo: Path, cli: Callable[..., CliResult]) -> None:
+    data = json.loads(cli("plan", "--format", "json", cwd=example_repo).out)
+    sha = git(example_repo, "rev-parse", "HEAD")
+    assert [s["stage"] for s in data["stages"]] == list(pipeline.STAGES)
+    assert data["image"]["refs"] == [f"registry.example.com/ml/tf-mnist:{t}" for t in (sha, sha[:8], "main")]
+    assert data["context"]["commit"] == sha
+    build = data["stages"][2]
+    assert (build["backend"], build["available"]) == ("native", False)
+    assert data["stages"][0]["available"] is True
+
+
+def test_plan_of_chosen_stages_only(example_repo: Path, cli: Callable[..., CliResult]) -> None:
+    data = json.loads(cli("plan", "validate", "scan", "--format", "json", cwd=example_repo).out)
+    assert [s["stage"] for s in data["stages"]] == ["validate", "scan"]
+    result = cli("plan", "deploy", cwd=example_repo)
+    assert result.code == 2
+    assert "has no stage 'deploy'" in result.err
+
+
+def test_run_passes_validate_then_stops_at_a_stage_not_available_with_exit_3(
+    example_repo: Path, cli: Callable[..., CliResult]
+) -> None:
+    result = cli("run", cwd=example_repo)
+    assert result.code == 3
+    assert "stage 'lock' (backend uv) is not available yet" in result.err
+    out = example_repo / ".tfgov" / "out"
+    result_schema = _resources.schema("stage-result")
+    validate = json.loads((out / "validate/result.json").read_text())
+    lock = json.loads((out / "lock/result.json").read_text())
+    jsonschema.validate(validate, result_schema)
+    jsonschema.validate(lock, result_schema)
+    assert (validate["status"], lock["status"]) == ("passed", "not-available")
+    assert not (out / "build").exists()
+    record = json.loads((out / "record.json").read_text())
+    jsonschema.validate(record, _resources.schema("build-record"))
+    assert record["status"] == "error"
+    assert [s["status"] for s in record["stages"]] == ["passed", "not-available"] + ["not-run"] * 7
+    assert record["commit"]["sha"] == git(example_repo, "rev-parse", "HEAD")
+    assert record["tools"]["git"].startswith("git version")
+    assert "validate" in result.out and "not-run" in result.out  # the summary table
+
+
+def test_one_stage_runs_alone_and_the_record_keeps_earlier_results(
+    example_repo: Path, cli: Callable[..., CliResult]
+) -> None:
+    assert cli("run", "validate", cwd=example_repo).code == 0
+    record = json.loads((example_repo / ".tfgov/out/record.json").read_text())
+    assert record["stages"][0]["status"] == "passed"
+    assert record["status"] == "incomplete"
+
+
+def test_a_stage_without_its_earlier_results_is_refused_before_writing(
+    example_repo: Path, cli: Callable[..., CliResult]
+) -> None:
+    result = cli("run", "build", cwd=example_repo)
+    assert result.code == 2
+    assert "no result of stage 'validate'" in result.err
+    assert "tfgov-ci run validate" in result.err
+    assert not (example_repo / ".tfgov").exists()
+
+
+def test_results_from_another_commit_are_not_trusted(
+    example_repo: Path, cli: Callable[..., CliResult]
+) -> None:
+    assert cli("run", "validate", cwd=example_repo).code == 0
+    (example_repo / "params.yaml").write_text("seed: 8\n")
+    git(example_repo, "commit", "-qam", "new seed")
+    with pytest.raises(StageInputError, match="from another commit"):
+        project = open_project(example_repo / "tfgov.yaml")
+        pipeline.read_result(project.context, "validate")
+
+
+def test_out_dir_and_config_options(
+    example_repo: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    out = tmp_path / "artifacts"
+    result = cli(
+        "run", "validate", "--config", str(example_repo / "tfgov.yaml"), "--out", str(out), cwd=tmp_path
+    )
+    assert result.code == 0, result.err
+    assert (out / "validate" / "result.json").is_file()
+    assert (out / "record.json").is_file()
+
+
+def test_a_write_killed_midway_leaves_the_old_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "result.json"
+    _files.atomic_write_json(target, {"old": True})
+
+    def crash(fd: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_files.os, "fsync", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _files.atomic_write_json(target, {"new": True})
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]

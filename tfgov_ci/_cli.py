@@ -1,0 +1,270 @@
+"""The ``tfgov-ci`` command: parse, call one function, map errors to exit codes.
+
+Imports of the library happen inside each command, so ``tfgov-ci --version`` stays as fast as
+bare Python (bench/startup.py measures it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tfgov_ci import __version__
+from tfgov_ci.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TOOL, EXIT_USAGE, TfgovError, UsageError
+
+if TYPE_CHECKING:
+    from tfgov_ci.project import Project
+
+STAGE_NAMES = ("validate", "lock", "build", "sbom", "scan", "policy", "sign", "publish", "record")
+
+EPILOG = """\
+exit codes: 0 passed, 1 a gate failed, 2 usage or configuration error,
+            3 a tool or internal error, 130 interrupted
+environment: TFGOV_ORG_CONFIG (organisation file), SOURCE_DATE_EPOCH (overrides the commit time)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is a TfgovError like every other (exit 2, one line, hint)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
+
+
+def _common() -> _Parser:
+    # SUPPRESS: an option given before the command is not overwritten by the command's default.
+    common = _Parser(add_help=False)
+    group = common.add_argument_group("common options")
+    group.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="tfgov.yaml to use (default: ./tfgov.yaml)",
+    )
+    group.add_argument(
+        "--org-config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="organisation file (default: $TFGOV_ORG_CONFIG)",
+    )
+    group.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="out directory for stage results (default: .tfgov/out beside tfgov.yaml)",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and more detail",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = _Parser(
+        prog="tfgov-ci",
+        description="Governed TensorFlow container images: validate, lock, build, sbom, scan,\n"
+        "policy, sign, publish and record, the same way in GitLab CI, Jenkins and on a laptop.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"tfgov-ci {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser, title="commands"
+    )
+
+    init = commands.add_parser(
+        "init",
+        parents=[common],
+        help="write a commented tfgov.yaml",
+        description="Write a commented tfgov.yaml for the model repository "
+        "in DIR, from what is there and the organisation file.",
+    )
+    init.add_argument(
+        "directory",
+        nargs="?",
+        type=Path,
+        default=Path(),
+        metavar="DIR",
+        help="the model repository (default: .)",
+    )
+    init.add_argument("--name", help="image name (default: from the folder name)")
+    init.add_argument(
+        "--base",
+        metavar="REF@sha256:...",
+        help="central base image, pinned by digest (default: the organisation's)",
+    )
+    init.add_argument("--registry", help="registry host[:port] to publish to")
+    init.add_argument("--force", action="store_true", help="overwrite an existing tfgov.yaml")
+
+    commands.add_parser(
+        "validate",
+        parents=[common],
+        help="check tfgov.yaml and print every problem",
+        description="Check the configuration: schema, organisation locks, base "
+        "image pinned and allowed, runtime versions, paths. Prints every problem "
+        "with its file, line and key path.",
+    )
+
+    plan = commands.add_parser(
+        "plan",
+        parents=[common],
+        help="local dry run: show what would run",
+        description="Print the pipeline as it would run: stages in order, "
+        "backends, commands and tools, inputs, outputs and image references. "
+        "Touches nothing.",
+    )
+    plan.add_argument(
+        "stages", nargs="*", metavar="STAGE", help="only these stages (default: the whole pipeline)"
+    )
+    plan.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    plan.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="plan from a working tree with uncommitted changes (tags end in -dirty)",
+    )
+
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run the pipeline, or one stage",
+        description="Run the pipeline's stages in order, or one STAGE, which "
+        "reads the earlier stages' results from the out directory (one CI "
+        "job per stage). Writes <out>/<stage>/result.json and <out>/record.json.",
+    )
+    run.add_argument(
+        "stage", nargs="?", choices=STAGE_NAMES, metavar="STAGE", help=f"one stage: {', '.join(STAGE_NAMES)}"
+    )
+    run.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="build from a working tree with uncommitted changes (tags end in -dirty)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tfgov-ci`` command; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args_list or "--verbose" in args_list
+    try:
+        args = build_parser().parse_args(args_list)
+        if args.command is None:
+            build_parser().print_help()
+            return EXIT_USAGE
+        handler = {"init": _init, "validate": _validate, "plan": _plan, "run": _run}[args.command]
+        return handler(args)
+    except TfgovError as exc:
+        if verbose:
+            traceback.print_exc()
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the one place an unexpected error becomes exit 3
+        if verbose:
+            traceback.print_exc()
+        print(
+            f"error: internal error: {type(exc).__name__}: {exc} "
+            "(hint: rerun with --verbose for the traceback, and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_TOOL
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    from tfgov_ci.config import find_config
+
+    return find_config(getattr(args, "config", Path()))
+
+
+def _warn(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from tfgov_ci.scaffold import init
+
+    path = init(
+        args.directory,
+        name=args.name,
+        base=args.base,
+        registry=args.registry,
+        org_path=getattr(args, "org_config", None),
+        force=args.force,
+    )
+    print(f"wrote {path}; next: `tfgov-ci validate`, then `tfgov-ci plan`")
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from tfgov_ci.project import validate
+
+    config, findings = validate(_config_path(args), getattr(args, "org_config", None))
+    _warn(findings.warnings)
+    print(
+        f"ok: {config.file.name} is valid (image {config.image.name}, "
+        f"base {config.base.image.split('@')[0]}, tensorflow {config.runtime.tensorflow})"
+    )
+    return EXIT_OK
+
+
+def _open(args: argparse.Namespace) -> Project:
+    from tfgov_ci.project import open_project
+
+    return open_project(
+        _config_path(args),
+        org_path=getattr(args, "org_config", None),
+        out_dir=getattr(args, "out", None),
+        allow_dirty=args.allow_dirty,
+    )
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from tfgov_ci import pipeline
+    from tfgov_ci.report import plan_text
+
+    project = _open(args)
+    result = pipeline.plan(project.context, project.pipeline, args.stages)
+    _warn(project.warnings)
+    if args.format == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(plan_text(result), end="")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tfgov_ci import pipeline, record
+    from tfgov_ci.report import RichReporter
+
+    project = _open(args)
+    ctx = project.context
+    the_plan = pipeline.plan(ctx, project.pipeline, [args.stage] if args.stage else [])
+    _warn(project.warnings)
+    reporter = RichReporter()
+    outcome = pipeline.run(ctx, the_plan, reporter)
+    data = record.build(ctx, project.pipeline)
+    path = record.write(ctx, data)
+    reporter.summary(data, path)
+    if outcome.error is not None:
+        raise outcome.error
+    return EXIT_OK

@@ -1,0 +1,147 @@
+"""Reading and writing the files tfgov-ci owns.
+
+Writes are whole or not at all: a temp file in the same folder, fsync, then rename, so a killed
+run never leaves a half-written result, lock or record that a later run would trust.
+YAML is read with a map from key path to line, so that every problem can name its line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tfgov_ci.errors import ConfigError, Problem
+
+
+def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.chmod(mode)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as stable, indented JSON (sorted keys, trailing newline), atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def key_path(parts: tuple[str | int, ...] | list[str | int]) -> str:
+    """``("app", "files", 2)`` -> ``"app.files[2]"``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass(frozen=True)
+class YamlDoc:
+    """A parsed YAML mapping plus the 1-based line of every key path in it."""
+
+    file: str
+    data: dict[str, Any]
+    lines: dict[tuple[str | int, ...], int]
+
+    def line_of(self, parts: tuple[str | int, ...]) -> int | None:
+        """The line of the deepest existing prefix of ``parts`` (a missing key: its parent)."""
+        for end in range(len(parts), -1, -1):
+            line = self.lines.get(parts[:end])
+            if line is not None:
+                return line
+        return None
+
+    def has(self, parts: tuple[str | int, ...]) -> bool:
+        return parts in self.lines
+
+
+def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
+    """Parse a YAML file that must hold one mapping; problems raise :class:`ConfigError`."""
+    shown = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(shown, "", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(shown, "", f"cannot read: {exc}")]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            [Problem(shown, "", f"YAML syntax error: {reason}", "check indentation and quoting", line)]
+        ) from None
+    if data is None:
+        data, node = {}, None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [
+                Problem(
+                    shown,
+                    "",
+                    f"expected a mapping at the top, found {type(data).__name__}",
+                    "the file holds keys such as 'version:' and 'image:'",
+                    1,
+                )
+            ]
+        )
+    lines: dict[tuple[str | int, ...], int] = {(): 1}
+    problems: list[Problem] = []
+    if node is not None:
+        _walk(node, (), lines, problems, shown)
+    if problems:
+        raise ConfigError(problems)
+    return YamlDoc(shown, data, lines)
+
+
+def _walk(
+    node: yaml.Node,
+    here: tuple[str | int, ...],
+    lines: dict[tuple[str | int, ...], int],
+    problems: list[Problem],
+    shown: str,
+) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            child = (*here, key)
+            if key in seen:
+                # PyYAML keeps the last value silently; a duplicated key is almost always a mistake.
+                problems.append(
+                    Problem(
+                        shown,
+                        key_path(child),
+                        "duplicate key",
+                        "keep one of them",
+                        key_node.start_mark.line + 1,
+                    )
+                )
+            seen.add(key)
+            lines[child] = key_node.start_mark.line + 1
+            _walk(value_node, child, lines, problems, shown)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = (*here, index)
+            lines[child] = item.start_mark.line + 1
+            _walk(item, child, lines, problems, shown)

@@ -1,0 +1,499 @@
+"""The stage protocol, the stage table, and the runner behind ``plan`` and ``run``.
+
+A backend's ``plan(ctx)`` describes, without side effects, what it would do: the commands and
+tools, inputs, outputs and image references. ``tfgov-ci plan`` prints that object;
+``tfgov-ci run`` hands the very same object to ``run(ctx, plan)``, so the two cannot drift.
+A stage reads earlier stages' results only from the out directory (``<out>/<stage>/result.json``),
+so each CI job can run exactly one stage with the out directory passed along as artifacts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from tfgov_ci import _resources
+from tfgov_ci._files import atomic_write_json, load_yaml
+from tfgov_ci.context import Context  # cheap: GitPython is imported only when git is read
+from tfgov_ci.errors import (
+    ConfigError,
+    NotAvailableError,
+    Problem,
+    StageInputError,
+    TfgovError,
+)
+
+ENTRY_POINT_GROUP = "tfgov_ci.backends"
+RESULT_FILE = "result.json"
+RESULT_SCHEMA_VERSION = 1
+
+
+# --- what a stage says it will do, and what it did -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing a stage does: an external command (argv + tool) or an in-process action."""
+
+    description: str
+    argv: tuple[str, ...] = ()
+    tool: str | None = None  # None: done in-process by tfgov-ci itself
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    stage: str
+    backend: str
+    available: bool
+    summary: str
+    tools: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage did. ``status`` is passed, failed (a gate said no), error or not-available."""
+
+    stage: str
+    backend: str
+    status: str
+    commit: str
+    config_digest: str
+    started: str
+    finished: str
+    duration_s: float
+    message: str = ""
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["schema_version"] = RESULT_SCHEMA_VERSION
+        out["outputs"], out["data"] = dict(self.outputs), dict(self.data)
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+class Backend(Protocol):
+    """A stage backend. Built-ins and plug-ins register under the ``tfgov_ci.backends`` group."""
+
+    stage: ClassVar[str]
+    name: ClassVar[str]
+
+    def __init__(self, options: Mapping[str, Any]) -> None: ...
+
+    def plan(self, ctx: Context) -> StagePlan: ...
+
+    def run(self, ctx: Context, plan: StagePlan) -> StageResult: ...
+
+
+# --- the stage table: one row a stage; the runner knows nothing else about them ---------------
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    summary: str
+    backends: Mapping[str, tuple[str, ...]]  # built-in backend -> external tools; first = default
+    needs: tuple[str, ...] = ()  # earlier stages whose results this one reads
+    makes_image: bool = False  # it makes or pushes the image references
+
+    @property
+    def default_backend(self) -> str:
+        return next(iter(self.backends))
+
+
+STAGES: dict[str, StageSpec] = {
+    spec.name: spec
+    for spec in (
+        StageSpec(
+            "validate", "config, naming, base pinned and allowed, runtime versions coherent", {"builtin": ()}
+        ),
+        StageSpec(
+            "lock",
+            "resolve requirements with hashes for the base's Python and platform",
+            {"uv": ("uv",), "pip-tools": ("pip-compile",)},
+            ("validate",),
+        ),
+        StageSpec(
+            "build",
+            "image from base + locked deps + app; commit tags; OCI labels",
+            {"native": (), "buildah": ("buildah",), "docker": ("dockerd",)},
+            ("validate", "lock"),
+            makes_image=True,
+        ),
+        StageSpec(
+            "sbom",
+            "SPDX and CycloneDX of the built image; lock-versus-image drift",
+            {"syft": ("syft",)},
+            ("build",),
+        ),
+        StageSpec(
+            "scan",
+            "vulnerability findings in one normalised schema",
+            {"trivy": ("trivy",), "grype": ("grype",), "osv": ()},
+            ("sbom",),
+        ),
+        StageSpec(
+            "policy",
+            "Rego gate over one input document, exceptions applied, fail-closed",
+            {"regopy": (), "opa": ("opa",)},
+            ("build", "sbom", "scan"),
+        ),
+        StageSpec(
+            "sign",
+            "sign by digest; attest SBOM, provenance, scan and policy decision",
+            {"cosign": ("cosign",)},
+            ("build", "policy"),
+        ),
+        StageSpec(
+            "publish",
+            "push by digest, then tags; attach the SBOM",
+            {"skopeo": ("skopeo",)},
+            ("build", "policy"),
+            makes_image=True,
+        ),
+        StageSpec("record", "build record, inventory row, provenance", {"builtin": ()}, ("build",)),
+    )
+}
+
+
+@cache
+def registered_backends() -> dict[str, dict[str, EntryPoint]]:
+    """Backends by stage and name, from the entry-point group (built-ins included)."""
+    table: dict[str, dict[str, EntryPoint]] = {name: {} for name in STAGES}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        stage, _, backend = ep.name.partition(".")
+        if stage in table and backend:
+            table[stage][backend] = ep
+    return table
+
+
+def backend_choices(stage: str) -> list[str]:
+    """Every backend name a stage accepts: the table's built-ins plus registered plug-ins."""
+    return list(dict.fromkeys([*STAGES[stage].backends, *registered_backends()[stage]]))
+
+
+# --- pipeline definitions (pipelines/*.yaml) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineDef:
+    name: str
+    description: str
+    stages: tuple[str, ...]
+    backends: Mapping[str, str]  # stage -> default backend for this pipeline
+    file: Path
+
+
+def load_pipeline(name_or_path: str, relative_to: Path) -> PipelineDef:
+    """A pipeline by name (tfgov-ci's pipelines/ folder) or by path (relative to tfgov.yaml)."""
+    builtin = _resources.data_dir("pipelines") / f"{name_or_path}.yaml"
+    candidate = relative_to / name_or_path
+    path = candidate if candidate.is_file() else builtin
+    if not path.is_file():
+        known = sorted(p.stem for p in _resources.data_dir("pipelines").glob("*.yaml"))
+        raise ConfigError(
+            [
+                Problem(
+                    "tfgov.yaml",
+                    "pipeline",
+                    f"no pipeline {name_or_path!r}",
+                    f"use one of {', '.join(known)} or a path to a pipeline file",
+                )
+            ]
+        )
+    doc = load_yaml(path)
+    import jsonschema
+
+    problems = [
+        Problem(
+            doc.file,
+            ".".join(map(str, e.absolute_path)),
+            e.message,
+            None,
+            doc.line_of(tuple(e.absolute_path)),
+        )
+        for e in jsonschema.Draft202012Validator(_resources.schema("pipeline")).iter_errors(doc.data)
+    ]
+    if problems:
+        raise ConfigError(problems)
+    stages: list[str] = []
+    backends: dict[str, str] = {}
+    for index, entry in enumerate(doc.data["stages"]):
+        stage = entry["stage"]
+        if stage not in STAGES:
+            problems.append(
+                Problem(
+                    doc.file,
+                    f"stages[{index}].stage",
+                    f"unknown stage {stage!r}",
+                    f"stages are: {', '.join(STAGES)}",
+                    doc.line_of(("stages", index, "stage")),
+                )
+            )
+            continue
+        stages.append(stage)
+        if "backend" in entry:
+            backends[stage] = entry["backend"]
+    order = [s for s in STAGES if s in stages]
+    if not problems and stages != order:
+        problems.append(
+            Problem(
+                doc.file,
+                "stages",
+                "stages are out of order",
+                f"list them in this order: {', '.join(order)}",
+                doc.line_of(("stages",)),
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
+    return PipelineDef(doc.data["name"], doc.data.get("description", ""), tuple(stages), backends, path)
+
+
+def chosen_backend(ctx: Context, pipeline: PipelineDef, stage: str) -> str:
+    """tfgov.yaml's choice, else the pipeline's default, else the stage table's."""
+    return ctx.config.stage(stage).backend or pipeline.backends.get(stage) or STAGES[stage].default_backend
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    pipeline: str
+    pipeline_file: str
+    context: Mapping[str, Any]
+    image_repository: str | None
+    image_tags: tuple[str, ...]
+    stages: tuple[StagePlan, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "pipeline": self.pipeline,
+            "pipeline_file": self.pipeline_file,
+            "context": dict(self.context),
+            "image": {
+                "repository": self.image_repository,
+                "tags": list(self.image_tags),
+                "refs": [f"{self.image_repository}:{t}" for t in self.image_tags],
+            },
+            "stages": [asdict(stage) for stage in self.stages],
+        }
+
+
+def result_path(out_dir: Path, stage: str) -> Path:
+    return out_dir / stage / RESULT_FILE
+
+
+def instantiate(ctx: Context, stage: str, backend: str) -> Backend | None:
+    """The backend object, or None when this version of tfgov-ci does not implement it yet."""
+    ep = registered_backends()[stage].get(backend)
+    if ep is None:
+        return None
+    cls: type[Backend] = ep.load()
+    return cls(ctx.config.stage(stage).options)
+
+
+def _pending_plan(ctx: Context, stage: str, backend: str, images: tuple[str, ...]) -> StagePlan:
+    spec = STAGES[stage]
+    return StagePlan(
+        stage=stage,
+        backend=backend,
+        available=False,
+        summary=spec.summary,
+        tools=spec.backends.get(backend, ()),
+        inputs=tuple(str(result_path(ctx.out_dir, need)) for need in spec.needs),
+        outputs=(str(result_path(ctx.out_dir, stage)),),
+        images=images if spec.makes_image else (),
+    )
+
+
+def plan(ctx: Context, pipeline: PipelineDef, only: Sequence[str] = ()) -> PipelinePlan:
+    """Plan the whole pipeline, or only the named stages, touching nothing."""
+    names = list(only) or list(pipeline.stages)
+    unknown = [name for name in names if name not in pipeline.stages]
+    if unknown:
+        raise StageInputError(
+            f"pipeline {pipeline.name} has no stage {unknown[0]!r}",
+            f"its stages are: {', '.join(pipeline.stages)}",
+        )
+    selected = [s for s in pipeline.stages if s in names]
+    wants_image = any(STAGES[s].makes_image for s in selected)
+    refs = ctx.images() if wants_image else None
+    images = refs.refs if refs else ()
+    stage_plans = []
+    for stage in selected:
+        backend = chosen_backend(ctx, pipeline, stage)
+        impl = instantiate(ctx, stage, backend)
+        stage_plan = impl.plan(ctx) if impl else _pending_plan(ctx, stage, backend, images)
+        if STAGES[stage].makes_image and impl is not None:
+            stage_plan = replace(stage_plan, images=images)
+        stage_plans.append(stage_plan)
+    return PipelinePlan(
+        pipeline=pipeline.name,
+        pipeline_file=str(pipeline.file),
+        context=describe(ctx),
+        image_repository=refs.repository if refs else None,
+        image_tags=refs.tags if refs else (),
+        stages=tuple(stage_plans),
+    )
+
+
+def describe(ctx: Context) -> dict[str, Any]:
+    """The context as plain data, for plans, results and the build record (no secrets in it)."""
+    return {
+        "commit": ctx.git.sha,
+        "short_sha": ctx.git.short_sha,
+        "branch": ctx.git.branch or ctx.ci.branch,
+        "git_tags": list(ctx.git.tags),
+        "dirty": ctx.git.dirty,
+        "detached": ctx.git.detached,
+        "commit_time": ctx.git.commit_time,
+        "source_date_epoch": ctx.source_date_epoch,
+        "source_date_epoch_from": ctx.source_date_epoch_from,
+        "repository_url": ctx.ci.repo_url or ctx.git.remote_url,
+        "ci": {
+            "provider": ctx.ci.provider,
+            "pipeline_id": ctx.ci.pipeline_id,
+            "pipeline_url": ctx.ci.pipeline_url,
+            "job_id": ctx.ci.job_id,
+            "job_url": ctx.ci.job_url,
+        },
+        "config": str(ctx.config.file),
+        "config_digest": ctx.config.digest,
+        "out_dir": str(ctx.out_dir),
+    }
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def read_result(ctx: Context, stage: str) -> StageResult:
+    """An earlier stage's result for this very commit and config, or :class:`StageInputError`."""
+    path = result_path(ctx.out_dir, stage)
+    rerun = f"run `tfgov-ci run {stage}` first (or pass its out directory along as a CI artifact)"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StageInputError(f"no result of stage {stage!r} in {ctx.out_dir}", rerun) from None
+    except (OSError, ValueError) as exc:
+        raise StageInputError(f"{path}: unreadable result ({exc})", rerun) from None
+    import jsonschema
+
+    errors = list(jsonschema.Draft202012Validator(_resources.schema("stage-result")).iter_errors(data))
+    if errors:
+        raise StageInputError(f"{path}: not a valid stage result ({errors[0].message})", rerun)
+    if data["commit"] != ctx.git.sha or data["config_digest"] != ctx.config.digest:
+        raise StageInputError(
+            f"{path} is from another commit or configuration "
+            f"({data['commit'][:12]}, {data['config_digest'][:19]})",
+            rerun,
+        )
+    if data["status"] != "passed":
+        raise StageInputError(
+            f"stage {stage!r} did not pass ({data['status']}): {data['message']}", f"fix it and {rerun}"
+        )
+    data.pop("schema_version")
+    data["warnings"] = tuple(data["warnings"])
+    return StageResult(**data)
+
+
+def write_result(ctx: Context, result: StageResult) -> Path:
+    path = result_path(ctx.out_dir, result.stage)
+    atomic_write_json(path, result.to_json())
+    return path
+
+
+class Reporter(Protocol):
+    def stage_started(self, plan: StagePlan) -> None: ...
+
+    def stage_finished(self, result: StageResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    results: tuple[StageResult, ...]
+    not_run: tuple[str, ...]
+    error: TfgovError | None
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.error is None else self.error.exit_code
+
+
+def run(
+    ctx: Context,
+    pipeline_plan: PipelinePlan,
+    reporter: Reporter,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> RunOutcome:
+    """Run the planned stages in order; stop at the first that does not pass."""
+    planned = {p.stage for p in pipeline_plan.stages}
+    results: list[StageResult] = []
+    # Inputs first, so that a missing earlier result fails before anything is written.
+    for stage_plan in pipeline_plan.stages:
+        for need in STAGES[stage_plan.stage].needs:
+            if need not in planned:
+                read_result(ctx, need)
+    # A stage about to run loses its old result now: a failed re-run leaves nothing stale behind.
+    for stage_plan in pipeline_plan.stages:
+        result_path(ctx.out_dir, stage_plan.stage).unlink(missing_ok=True)
+    for index, stage_plan in enumerate(pipeline_plan.stages):
+        reporter.stage_started(stage_plan)
+        started, t0 = now(), clock()
+        error: TfgovError | None = None
+        try:
+            impl = instantiate(ctx, stage_plan.stage, stage_plan.backend)
+            if impl is None or not stage_plan.available:
+                raise NotAvailableError(
+                    f"stage {stage_plan.stage!r} (backend {stage_plan.backend}) is not available yet",
+                    "this version of tfgov-ci plans it but cannot run it; see the CHANGELOG",
+                )
+            result = impl.run(ctx, stage_plan)
+        except TfgovError as exc:
+            error = exc
+            status = (
+                "not-available"
+                if isinstance(exc, NotAvailableError)
+                else ("failed" if exc.exit_code == 1 else "error")
+            )
+            result = StageResult(
+                stage=stage_plan.stage,
+                backend=stage_plan.backend,
+                status=status,
+                commit=ctx.git.sha,
+                config_digest=ctx.config.digest,
+                started=started,
+                finished=now(),
+                duration_s=round(clock() - t0, 3),
+                message=exc.message,
+            )
+        write_result(ctx, result)
+        results.append(result)
+        reporter.stage_finished(result)
+        if error is None and result.status != "passed":
+            error = TfgovError(f"stage {result.stage!r} {result.status}: {result.message}")
+        if error is not None:
+            rest = tuple(p.stage for p in pipeline_plan.stages[index + 1 :])
+            return RunOutcome(tuple(results), rest, error)
+    return RunOutcome(tuple(results), (), None)

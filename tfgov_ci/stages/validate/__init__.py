@@ -1,0 +1,1 @@
+"""The validate stage: is this configuration fit to build a governed image from?"""

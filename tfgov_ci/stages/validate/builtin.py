@@ -1,0 +1,277 @@
+"""The built-in validator: every check that needs meaning, not just structure.
+
+Run by ``tfgov-ci validate`` and before every ``plan`` and ``run`` (bad input stops the command
+before anything is written), and once more as the pipeline's first stage, whose result records
+what was checked.
+"""
+
+from __future__ import annotations
+
+import glob
+import time
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+from tfgov_ci import compat
+from tfgov_ci.config import Config
+from tfgov_ci.context import Context
+from tfgov_ci.errors import Problem
+from tfgov_ci.oci import reference
+from tfgov_ci.pipeline import (
+    STAGES,
+    StagePlan,
+    StageResult,
+    Step,
+    backend_choices,
+    now,
+    result_path,
+)
+from tfgov_ci.stages.validate.interface import Findings
+
+CHECKS = (
+    "configuration matches schemas/tfgov.schema.json (organisation defaults and locks applied)",
+    "base image is pinned by digest and comes from an allowed registry",
+    "python / tensorflow / cuda versions are a tested TensorFlow build configuration",
+    "requirements file exists; lock and app paths stay inside the repository",
+    "every stage backend is known",
+)
+
+
+class BuiltinValidator:
+    stage: ClassVar[str] = "validate"
+    name: ClassVar[str] = "builtin"
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = options
+
+    def check(self, config: Config, repo_root: Path | None) -> Findings:
+        return check(config, repo_root)
+
+    def plan(self, ctx: Context) -> StagePlan:
+        return StagePlan(
+            stage=self.stage,
+            backend=self.name,
+            available=True,
+            summary=STAGES[self.stage].summary,
+            steps=tuple(Step(text) for text in CHECKS),
+            inputs=(str(ctx.config.file), *((str(ctx.config.org_file),) if ctx.config.org_file else ())),
+            outputs=(str(result_path(ctx.out_dir, self.stage)),),
+        )
+
+    def run(self, ctx: Context, plan: StagePlan) -> StageResult:
+        started, t0 = now(), time.monotonic()
+        findings = check(ctx.config, ctx.git.root)
+        findings.raise_for_problems()
+        base = reference.parse(ctx.config.base.image)
+        return StageResult(
+            stage=self.stage,
+            backend=self.name,
+            status="passed",
+            commit=ctx.git.sha,
+            config_digest=ctx.config.digest,
+            started=started,
+            finished=now(),
+            duration_s=round(time.monotonic() - t0, 3),
+            message=f"{len(CHECKS)} checks passed",
+            data={
+                "checks": list(CHECKS),
+                "image": {"name": ctx.config.image.name, "variant": ctx.config.image.variant},
+                "base": {"registry": base.registry, "repository": base.repository, "digest": base.digest},
+                "runtime": {
+                    "python": ctx.config.runtime.python,
+                    "tensorflow": ctx.config.runtime.tensorflow,
+                    "cuda": ctx.config.runtime.cuda,
+                },
+                "compatibility_source": compat.SOURCE,
+            },
+            warnings=findings.warnings,
+        )
+
+
+def check(config: Config, repo_root: Path | None) -> Findings:
+    """All semantic checks of a structurally valid configuration."""
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    problems += _check_base(config, warnings)
+    problems += _check_runtime(config, warnings)
+    problems += _check_backends(config)
+    if repo_root is not None:
+        problems += _check_paths(config, repo_root)
+    return Findings(tuple(problems), tuple(warnings))
+
+
+def _check_base(config: Config, warnings: list[str]) -> list[Problem]:
+    at = ("base", "image")
+    try:
+        ref = reference.parse(config.base.image)
+    except reference.ReferenceError as exc:
+        return [
+            config.problem(
+                at, f"not an image reference: {exc}", "REGISTRY/REPOSITORY[:TAG]@sha256:<64 hex digits>"
+            )
+        ]
+    problems = []
+    if not ref.pinned:
+        problems.append(
+            config.problem(
+                at,
+                f"{config.base.image!r} is not pinned by digest",
+                "a tag can move; pin it as REF@sha256:<digest> "
+                "(`skopeo inspect --format '{{.Digest}}' docker://REF` prints it)",
+            )
+        )
+    allowed = config.base.allowed_registries
+    if not allowed:
+        warnings.append(
+            "base.allowed_registries is empty: a base image from ANY registry is "
+            "accepted (set it in the organisation file and lock it)"
+        )
+    elif ref.registry not in allowed:
+        problems.append(
+            config.problem(
+                at,
+                f"registry {ref.registry!r} is not in base.allowed_registries ({', '.join(allowed)})",
+                "use the platform team's central base image",
+            )
+        )
+    return problems
+
+
+def _check_runtime(config: Config, warnings: list[str]) -> list[Problem]:
+    runtime, variant = config.runtime, config.image.variant
+    problems = []
+    if variant == "gpu" and runtime.cuda is None:
+        problems.append(
+            config.problem(
+                ("runtime", "cuda"),
+                "the gpu variant needs runtime.cuda",
+                "set the CUDA version of the base, e.g. cuda: '12.5'",
+            )
+        )
+    if variant == "cpu" and runtime.cuda is not None:
+        problems.append(
+            config.problem(
+                ("runtime", "cuda"),
+                "runtime.cuda is set for the cpu variant",
+                "remove it, or set image.variant: gpu",
+            )
+        )
+    row = compat.release(runtime.tensorflow)
+    if row is None:
+        known = ", ".join(r.version for r in compat.RELEASES)
+        problems.append(
+            config.problem(
+                ("runtime", "tensorflow"),
+                f"TensorFlow {runtime.tensorflow} is not in the compatibility table",
+                f"known releases: {known} (source: {compat.SOURCE})",
+            )
+        )
+        return problems
+    if not row.supports_python(runtime.python):
+        others = compat.releases_for_python(runtime.python)
+        suggestion = (
+            f"TensorFlow {others[0]} supports Python {runtime.python}"
+            if others
+            else (f"no TensorFlow release in the table supports Python {runtime.python}")
+        )
+        problems.append(
+            config.problem(
+                ("runtime", "python"),
+                f"TensorFlow {runtime.tensorflow} supports Python {row.python_range()}, not {runtime.python}",
+                f"{suggestion} (source: {compat.SOURCE})",
+            )
+        )
+    if variant == "gpu" and runtime.cuda is not None:
+        if not compat.cuda_compatible(row, runtime.cuda):
+            problems.append(
+                config.problem(
+                    ("runtime", "cuda"),
+                    f"TensorFlow {row.version} was tested with CUDA {row.cuda} (cuDNN {row.cudnn}), "
+                    f"not CUDA {runtime.cuda}",
+                    f"use CUDA {row.cuda.split('.')[0]}.x at or above {row.cuda}",
+                )
+            )
+        if row.assumed:
+            warnings.append(
+                f"CUDA {row.cuda} / cuDNN {row.cudnn} for TensorFlow {row.version} is "
+                "assumed from the previous release: not yet in TensorFlow's published table"
+            )
+    return problems
+
+
+def _check_backends(config: Config) -> list[Problem]:
+    problems = []
+    for stage, stage_config in config.stages.items():
+        choices = backend_choices(stage)
+        if stage_config.backend is not None and stage_config.backend not in choices:
+            problems.append(
+                config.problem(
+                    ("stages", stage, "backend"),
+                    f"unknown {stage} backend {stage_config.backend!r}",
+                    f"choose one of: {', '.join(choices)}",
+                )
+            )
+    return problems
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _check_paths(config: Config, repo_root: Path) -> list[Problem]:
+    root = repo_root.resolve()
+    project = config.project_dir
+    problems = []
+    deps = config.dependencies
+    for key, value in (("requirements", deps.requirements), ("lock", deps.lock)):
+        at: tuple[str | int, ...] = ("dependencies", key)
+        if _escapes(value) or not _inside((project / value).resolve(), root):
+            problems.append(
+                config.problem(
+                    at,
+                    f"{value!r} is outside the repository",
+                    "use a path relative to tfgov.yaml, inside the repository",
+                )
+            )
+        elif key == "requirements" and not (project / value).is_file():
+            problems.append(
+                config.problem(
+                    at, f"requirements file {value!r} not found", f"create it next to tfgov.yaml ({project})"
+                )
+            )
+    for index, pattern in enumerate(config.app.files):
+        at = ("app", "files", index)
+        if _escapes(pattern):
+            problems.append(
+                config.problem(
+                    at,
+                    f"{pattern!r} leaves the project folder",
+                    "app files are relative to tfgov.yaml, without '..'",
+                )
+            )
+            continue
+        matches = sorted(glob.glob(pattern, root_dir=project, recursive=True, include_hidden=False))
+        if not matches:
+            problems.append(
+                config.problem(
+                    at, f"{pattern!r} matches no file", "check the spelling; paths are relative to tfgov.yaml"
+                )
+            )
+        for match in matches:
+            resolved = (project / match).resolve()
+            if not _inside(resolved, root):
+                problems.append(
+                    config.problem(
+                        at,
+                        f"{match!r} is a symlink to {resolved}, outside the repository",
+                        "copy the file into the repository instead of linking to it",
+                    )
+                )
+                break
+    return problems
+
+
+def _escapes(path: str) -> bool:
+    pure = PurePosixPath(path)
+    return pure.is_absolute() or Path(path).is_absolute() or ".." in pure.parts

@@ -1,0 +1,102 @@
+"""The one way tfgov-ci runs an external tool: locate it, run it, redact secrets, fail clearly.
+
+Every stage backend goes through :func:`run`, so that the command a plan shows is the command a
+run executes, no secret reaches a log, and a failure always carries argv, exit code, the end of
+stderr and an install hint.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from tfgov_ci.errors import ToolError
+
+REDACTED = "***"
+STDERR_TAIL_LINES = 20
+
+# How to get each tool on Debian bookworm (see the README's set-up); shown when one is missing.
+INSTALL_HINTS: dict[str, str] = {
+    "git": "apt-get install -y git",
+}
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Replace every secret value, and any ``scheme://user:password@`` credentials, by ***."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
+
+
+def which(tool: str) -> str:
+    """Absolute path of ``tool``, or :class:`ToolError` with the install hint."""
+    found = shutil.which(tool)
+    if found is None:
+        raise ToolError(f"{tool} is not installed or not on PATH", INSTALL_HINTS.get(tool))
+    return found
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]  # redacted
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
+    cwd: str | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+) -> Completed:
+    """Run a tool and capture its output; outputs and argv come back with secrets redacted."""
+    secret_list = list(secrets)
+    shown = tuple(redact(arg, secret_list) for arg in argv)
+    executable = which(argv[0])
+    try:
+        proc = subprocess.run(
+            [executable, *argv[1:]],
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{argv[0]} did not finish within {timeout} s", argv=shown) from None
+    result = Completed(
+        shown, proc.returncode, redact(proc.stdout, secret_list), redact(proc.stderr, secret_list)
+    )
+    if check and proc.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
+        raise ToolError(
+            f"{argv[0]} failed",
+            INSTALL_HINTS.get(argv[0]) if proc.returncode == 127 else None,
+            argv=shown,
+            returncode=proc.returncode,
+            stderr_tail=tail,
+        )
+    return result
+
+
+@functools.cache
+def version(tool: str) -> str | None:
+    """The first line ``tool --version`` prints, or None when the tool is not installed."""
+    if shutil.which(tool) is None:
+        return None
+    try:
+        first = run([tool, "--version"], timeout=30).stdout.strip().splitlines()
+    except ToolError:
+        return None
+    return first[0] if first else None
