@@ -67,6 +67,15 @@ def _symlink_out(repo: Path) -> None:
     _edit("files: [train.py, params.yaml]", "files: [train.py, link.py]")(repo)
 
 
+def _symlink_out_inside_a_folder(repo: Path) -> None:
+    outside = repo.parent / "shared-data"
+    outside.mkdir()
+    (repo / "src").mkdir()
+    (repo / "src" / "model.py").write_text("X = 1\n")
+    (repo / "src" / "data").symlink_to(outside)
+    _edit("files: [train.py, params.yaml]", "files: [train.py, src]")(repo)
+
+
 def _missing_requirements(repo: Path) -> None:
     (repo / "requirements.txt").unlink()
 
@@ -129,6 +138,11 @@ BAD_CASES = {
         _symlink_out,
         "tfgov.yaml:25: app.files[1]: 'link.py' is a symlink to",
         "hint:",
+    ),
+    "app folder holding a symlink out of the repository": (
+        _symlink_out_inside_a_folder,
+        "tfgov.yaml:25: app.files[1]: 'src/data' is a symlink to",
+        "copy the file into the repository",
     ),
 }
 

@@ -8,8 +8,9 @@ what was checked.
 from __future__ import annotations
 
 import glob
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
@@ -258,18 +259,31 @@ def _check_paths(config: Config, repo_root: Path) -> list[Problem]:
                     at, f"{pattern!r} matches no file", "check the spelling; paths are relative to tfgov.yaml"
                 )
             )
-        for match in matches:
-            resolved = (project / match).resolve()
-            if not _inside(resolved, root):
-                problems.append(
-                    config.problem(
-                        at,
-                        f"{match!r} is a symlink to {resolved}, outside the repository",
-                        "copy the file into the repository instead of linking to it",
-                    )
+        escaped = next(_links_out(project, matches, root), None)
+        if escaped is not None:
+            link, target = escaped
+            problems.append(
+                config.problem(
+                    at,
+                    f"{link!r} is a symlink to {target}, outside the repository",
+                    "copy the file into the repository instead of linking to it",
                 )
-                break
+            )
     return problems
+
+
+def _links_out(project: Path, matches: list[str], root: Path) -> Iterator[tuple[str, Path]]:
+    """Each matched path, or symlink below a matched folder, that resolves outside ``root``."""
+    for match in matches:
+        path = project / match
+        candidates = [path]
+        if path.is_dir() and not path.is_symlink():
+            for folder, dirs, files in os.walk(path):
+                candidates += [Path(folder, name) for name in (*dirs, *files)]
+        for candidate in candidates:
+            resolved = candidate.resolve()
+            if not _inside(resolved, root):
+                yield os.path.relpath(candidate, project), resolved
 
 
 def _escapes(path: str) -> bool:
