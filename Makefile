@@ -9,17 +9,17 @@ setup: ## install tfgov-ci and everything its tests use (Debian; run as root or 
 	scripts/setup.sh
 
 demo: ## run the pipeline on examples/tf-mnist from a throwaway clone
-	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/demo.py
 
 test: ## lint, type-check, then every test tier
-	$(BIN)/ruff check tfgov_ci tests bench
-	$(BIN)/ruff format --check tfgov_ci tests bench
+	$(BIN)/ruff check tfgov_ci tests bench scripts
+	$(BIN)/ruff format --check tfgov_ci tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint:
-	$(BIN)/ruff check tfgov_ci tests bench
-	$(BIN)/ruff format --check tfgov_ci tests bench
+	$(BIN)/ruff check tfgov_ci tests bench scripts
+	$(BIN)/ruff format --check tfgov_ci tests bench scripts
 	$(BIN)/mypy
 
 bench: ## startup benchmark, printed as a table

@@ -77,3 +77,60 @@ def snapshot(path: Path) -> dict[str, bytes]:
         for p in sorted(path.rglob("*"))
         if p.is_file() and ".git" not in p.parts
     }
+
+
+def require_tools(*names: str) -> None:
+    for name in names:
+        require_tool(name)
+
+
+def extract_image(layout: Path, ref: str, rootfs: Path) -> dict[str, object]:
+    """Unpack an image's layers (in order) into ``rootfs``; returns the image config."""
+    import json
+    import tarfile
+
+    index = json.loads((layout / "index.json").read_text())
+    entry = next(
+        m
+        for m in index["manifests"]
+        if ref in (m["digest"], m.get("annotations", {}).get("org.opencontainers.image.ref.name"))
+    )
+    manifest = json.loads((layout / "blobs" / "sha256" / entry["digest"][7:]).read_bytes())
+    for layer in manifest["layers"]:
+        with tarfile.open(layout / "blobs" / "sha256" / layer["digest"][7:]) as tar:
+            tar.extractall(rootfs, filter="fully_trusted")
+    config: dict[str, object] = json.loads(
+        (layout / "blobs" / "sha256" / manifest["config"]["digest"][7:]).read_bytes()
+    )
+    return config
+
+
+def run_in_rootfs(
+    rootfs: Path,
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    user: str = "65532:65532",
+    timeout: int = 300,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` chrooted in ``rootfs`` as ``user``, with /proc and /dev mounted (needs root)."""
+    if os.geteuid() != 0:
+        message = "running inside an image's root filesystem needs root (chroot, mount)"
+        if os.environ.get("TFGOV_REQUIRE_TOOLS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    (rootfs / "proc").mkdir(exist_ok=True)
+    (rootfs / "dev").mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "proc", "proc", str(rootfs / "proc")], check=True)
+    subprocess.run(["mount", "--rbind", "/dev", str(rootfs / "dev")], check=True)
+    try:
+        return subprocess.run(
+            ["/usr/sbin/chroot", f"--userspec={user}", str(rootfs), *argv],
+            env={"PATH": "/usr/local/bin:/usr/bin", "HOME": "/home/nonroot", **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    finally:
+        subprocess.run(["umount", "-l", str(rootfs / "dev")], check=False)
+        subprocess.run(["umount", str(rootfs / "proc")], check=False)

@@ -151,9 +151,40 @@ def build_parser() -> argparse.ArgumentParser:
         "stage", nargs="?", choices=STAGE_NAMES, metavar="STAGE", help=f"one stage: {', '.join(STAGE_NAMES)}"
     )
     run.add_argument(
+        "--force-retag",
+        action="store_true",
+        help="let publish move a tag that names another digest (commit tags are immutable otherwise)",
+    )
+    run.add_argument(
         "--allow-dirty",
         action="store_true",
         help="build from a working tree with uncommitted changes (tags end in -dirty)",
+    )
+    base = commands.add_parser(
+        "base",
+        parents=[common],
+        help="the central base image (platform team)",
+        description="Build the central, distroless base image.",
+    )
+    base_commands = base.add_subparsers(
+        dest="base_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
+    )
+    base_build = base_commands.add_parser(
+        "build",
+        parents=[common],
+        help="build the base image from its definition and lock",
+        description="Resolve (or read the lock of) the Debian packages and TensorFlow wheels of the "
+        "base, build a reproducible OCI layout, and push it when the definition names a registry.",
+    )
+    base_build.add_argument(
+        "--definition",
+        type=Path,
+        default=Path("tfgov-base.yaml"),
+        metavar="FILE",
+        help="base definition (default: ./tfgov-base.yaml)",
+    )
+    base_build.add_argument(
+        "--update-lock", action="store_true", help="resolve the packages again and rewrite the lock"
     )
     return parser
 
@@ -167,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             build_parser().print_help()
             return EXIT_USAGE
-        handler = {"init": _init, "validate": _validate, "plan": _plan, "run": _run}[args.command]
+        handlers = {"init": _init, "validate": _validate, "plan": _plan, "run": _run, "base": _base}
+        handler = handlers[args.command]
         return handler(args)
     except TfgovError as exc:
         if verbose:
@@ -235,6 +267,7 @@ def _open(args: argparse.Namespace) -> Project:
         org_path=getattr(args, "org_config", None),
         out_dir=getattr(args, "out", None),
         allow_dirty=args.allow_dirty,
+        force_retag=getattr(args, "force_retag", False),
     )
 
 
@@ -267,4 +300,27 @@ def _run(args: argparse.Namespace) -> int:
     reporter.summary(data, path)
     if outcome.error is not None:
         raise outcome.error
+    return EXIT_OK
+
+
+def _base(args: argparse.Namespace) -> int:
+    from tfgov_ci import base
+    from tfgov_ci._files import cache_dir
+
+    definition = base.load_definition(args.definition)
+    out = getattr(args, "out", None) or definition.file.parent / ".tfgov" / "base" / "oci"
+    built = base.build(definition, out, cache_dir(), update_lock=args.update_lock)
+    print(
+        f"base image {definition.name}: {built.packages} Debian packages, {built.wheels} wheels, "
+        f"{built.size / 1e6:.1f} MB compressed"
+    )
+    print(f"layout  {out}:{built.tag}")
+    print(f"digest  {built.digest}")
+    if definition.registry:
+        from tfgov_ci.stages.publish.skopeo import push_layout
+
+        ref = f"{definition.registry}/{definition.repository}"
+        push_layout(out, built.tag, built.digest, ref, (built.tag,), definition.registries)
+        print(f"pushed  {ref}@{built.digest}")
+        print(f"pin it in tfgov.yaml:  base.image: {ref}@{built.digest}")
     return EXIT_OK

@@ -145,3 +145,26 @@ def _walk(
             child = (*here, index)
             lines[child] = item.start_mark.line + 1
             _walk(item, child, lines, problems, shown)
+
+
+def cache_dir() -> Path:
+    """Where wheels, .debs, base images and dependency layers are cached: ``$TFGOV_CACHE_DIR``,
+    else ``$XDG_CACHE_HOME/tfgov-ci`` (``~/.cache/tfgov-ci``). Safe to delete at any time."""
+    if os.environ.get("TFGOV_CACHE_DIR"):
+        return Path(os.environ["TFGOV_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tfgov-ci"
+
+
+def schema_problems(doc: YamlDoc, schema_name: str) -> list[Problem]:
+    """Every place ``doc`` breaks ``schemas/<schema_name>.schema.json``, with its line."""
+    import jsonschema
+
+    from tfgov_ci import _resources
+
+    validator = jsonschema.Draft202012Validator(_resources.schema(schema_name))
+    return [
+        Problem(
+            doc.file, key_path(list(e.absolute_path)), e.message, line=doc.line_of(tuple(e.absolute_path))
+        )
+        for e in validator.iter_errors(doc.data)
+    ]

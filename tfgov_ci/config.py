@@ -85,6 +85,7 @@ class Config:
     dependencies: DependencyConfig
     app: AppConfig
     stages: Mapping[str, StageConfig]
+    registries: Mapping[str, Mapping[str, Any]]
     file: Path
     org_file: Path | None
     locked: tuple[str, ...]
@@ -323,6 +324,17 @@ def _build(
             {
                 name: StageConfig(spec.get("backend"), MappingProxyType(dict(spec.get("options", {}))))
                 for name, spec in data.get("stages", {}).items()
+            }
+        ),
+        registries=MappingProxyType(
+            {
+                host: {
+                    **spec,
+                    **(
+                        {"ca_file": str(path.parent.resolve() / spec["ca_file"])} if "ca_file" in spec else {}
+                    ),
+                }
+                for host, spec in data.get("registries", {}).items()
             }
         ),
         file=path.resolve(),

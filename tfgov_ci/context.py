@@ -88,6 +88,7 @@ class Context:
     ci: CIInfo
     out_dir: Path
     allow_dirty: bool = False
+    force_retag: bool = False
     source_date_epoch: int = 0
     source_date_epoch_from: str = "commit"  # or "env" when SOURCE_DATE_EPOCH was set
     host: str = field(default_factory=socket.gethostname)
@@ -263,6 +264,7 @@ def discover(
     out_dir: Path,
     *,
     allow_dirty: bool = False,
+    force_retag: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> Context:
     """Build the context for ``config``'s project."""
@@ -283,6 +285,7 @@ def discover(
         ci=detect_ci(environ),
         out_dir=out_dir,
         allow_dirty=allow_dirty,
+        force_retag=force_retag,
         source_date_epoch=epoch,
         source_date_epoch_from=origin,
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from tfgov_ci import _resources
-from tfgov_ci._files import atomic_write_json, load_yaml
+from tfgov_ci._files import atomic_write_json, load_yaml, schema_problems
 from tfgov_ci.context import Context  # cheap: GitPython is imported only when git is read
 from tfgov_ci.errors import (
     ConfigError,
@@ -84,6 +84,46 @@ class StageResult:
         out["outputs"], out["data"] = dict(self.outputs), dict(self.data)
         out["warnings"] = list(self.warnings)
         return out
+
+
+@dataclass(frozen=True)
+class Clock:
+    """When a stage started: wall time for the record, monotonic time for the duration."""
+
+    started: str
+    t0: float
+
+    @classmethod
+    def start(cls) -> Clock:
+        return cls(now(), time.monotonic())
+
+
+def passed(
+    ctx: Context,
+    stage: str,
+    backend: str,
+    clock: Clock,
+    message: str,
+    *,
+    outputs: Mapping[str, str] | None = None,
+    data: Mapping[str, Any] | None = None,
+    warnings: tuple[str, ...] = (),
+) -> StageResult:
+    """The result of a stage that passed, for this commit and configuration."""
+    return StageResult(
+        stage=stage,
+        backend=backend,
+        status="passed",
+        commit=ctx.git.sha,
+        config_digest=ctx.config.digest,
+        started=clock.started,
+        finished=now(),
+        duration_s=round(time.monotonic() - clock.t0, 3),
+        message=message,
+        outputs=dict(outputs or {}),
+        data=dict(data or {}),
+        warnings=warnings,
+    )
 
 
 class Backend(Protocol):
@@ -216,18 +256,7 @@ def load_pipeline(name_or_path: str, relative_to: Path) -> PipelineDef:
             ]
         )
     doc = load_yaml(path)
-    import jsonschema
-
-    problems = [
-        Problem(
-            doc.file,
-            ".".join(map(str, e.absolute_path)),
-            e.message,
-            None,
-            doc.line_of(tuple(e.absolute_path)),
-        )
-        for e in jsonschema.Draft202012Validator(_resources.schema("pipeline")).iter_errors(doc.data)
-    ]
+    problems = schema_problems(doc, "pipeline")
     if problems:
         raise ConfigError(problems)
     stages: list[str] = []

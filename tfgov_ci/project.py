@@ -54,10 +54,11 @@ def open_project(
     org_path: Path | None = None,
     out_dir: Path | None = None,
     allow_dirty: bool = False,
+    force_retag: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> Project:
     config, findings = validate(config_path, org_path)
     out = out_dir if out_dir is not None else config.project_dir / DEFAULT_OUT
-    context = discover(config, out.resolve(), allow_dirty=allow_dirty, env=env)
+    context = discover(config, out.resolve(), allow_dirty=allow_dirty, force_retag=force_retag, env=env)
     pipeline = load_pipeline(config.pipeline, config.project_dir)
     return Project(config, context, pipeline, findings.warnings)

@@ -24,6 +24,12 @@ def shown(path: str | None) -> str:
         return path
 
 
+def _relative(arg: str) -> str:
+    """An argument with the working directory's prefix dropped, for reading (not for running)."""
+    here = str(Path.cwd()) + "/"
+    return arg.replace(here, "").replace(str(Path.cwd().resolve()) + "/", "")
+
+
 def _pipeline_file(path: str) -> str:
     builtin = _resources.data_dir("pipelines")
     return f"pipelines/{Path(path).name}" if Path(path).parent == builtin else shown(path)
@@ -61,9 +67,9 @@ def _stage_lines(number: int, stage: StagePlan) -> list[str]:
         lines.append(f"   tools:   {', '.join(stage.tools)}")
     for step in stage.steps:
         if step.argv:
-            lines.append(f"   run:     {' '.join(step.argv)}")
+            lines.append(f"   run:     {' '.join(_relative(arg) for arg in step.argv)}")
         else:
-            lines.append(f"   check:   {step.description}")
+            lines.append(f"   check:   {_relative(step.description)}")
     lines += [f"   reads:   {shown(path)}" for path in stage.inputs]
     lines += [f"   writes:  {shown(path)}" for path in stage.outputs]
     lines += [f"   image:   {ref}" for ref in stage.images]

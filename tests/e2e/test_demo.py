@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,20 +12,28 @@ from tests.helpers import ROOT, require_tool
 
 
 def test_demo_plans_then_runs_the_example_and_stops_honestly_at_the_first_missing_stage() -> None:
-    require_tool("git")
+    for tool in ("git", "docker-registry", "skopeo", "apt-get", "dpkg-deb"):
+        require_tool(tool)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "COLUMNS": "120"}
     done = subprocess.run(
-        [str(ROOT / "scripts" / "demo.sh")], capture_output=True, text=True, env=env, timeout=300, check=False
+        [sys.executable, str(ROOT / "scripts" / "demo.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
     )
-    # Until the lock stage lands, the pipeline stops there: exit 3, said plainly.
-    assert done.returncode == 3, done.stderr
+    # Until the sbom stage lands, the pipeline stops there: exit 3, said plainly.
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "pushed  127.0.0.1:" in done.stdout  # the central base, into the demo's own registry
     assert "== tfgov-ci plan" in done.stdout
-    assert "registry.example.com/ml/tf-mnist:" in done.stdout
-    assert "9 stages, 1 available in this version; nothing was run" in done.stdout
+    assert re.search(r"image:   127\.0\.0\.1:[0-9]+/ml/tf-mnist:[0-9a-f]{40}", done.stdout)
+    assert "9 stages, 4 available in this version; nothing was run" in done.stdout
     assert "tfgov-ci run: error" in done.stdout  # the summary table's title
     assert "record: .tfgov/out/record.json" in done.stdout
-    assert "✔ validate passed" in done.stderr
-    assert "error: stage 'lock' (backend uv) is not available yet" in done.stderr
+    for stage in ("validate", "lock", "build"):
+        assert f"✔ {stage} passed" in done.stderr
+    assert "error: stage 'sbom' (backend syft) is not available yet" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -121,8 +121,9 @@ def test_interrupt_is_exit_130(
 
 
 def test_plan_of_the_example_matches_the_golden_file(
-    example_repo: Path, cli: Callable[..., CliResult]
+    example_repo: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("TFGOV_CACHE_DIR", "/var/cache/tfgov-ci")
     result = cli("plan", cwd=example_repo)
     assert result.code == 0, result.err
     assert result.err == ""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import os
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -21,11 +20,12 @@ from tfgov_ci.errors import Problem
 from tfgov_ci.oci import reference
 from tfgov_ci.pipeline import (
     STAGES,
+    Clock,
     StagePlan,
     StageResult,
     Step,
     backend_choices,
-    now,
+    passed,
     result_path,
 )
 from tfgov_ci.stages.validate.interface import Findings
@@ -61,20 +61,16 @@ class BuiltinValidator:
         )
 
     def run(self, ctx: Context, plan: StagePlan) -> StageResult:
-        started, t0 = now(), time.monotonic()
+        clock = Clock.start()
         findings = check(ctx.config, ctx.git.root)
         findings.raise_for_problems()
         base = reference.parse(ctx.config.base.image)
-        return StageResult(
-            stage=self.stage,
-            backend=self.name,
-            status="passed",
-            commit=ctx.git.sha,
-            config_digest=ctx.config.digest,
-            started=started,
-            finished=now(),
-            duration_s=round(time.monotonic() - t0, 3),
-            message=f"{len(CHECKS)} checks passed",
+        return passed(
+            ctx,
+            self.stage,
+            self.name,
+            clock,
+            f"{len(CHECKS)} checks passed",
             data={
                 "checks": list(CHECKS),
                 "image": {"name": ctx.config.image.name, "variant": ctx.config.image.variant},

@@ -1,0 +1,72 @@
+"""Real services for the integration tier: registries on 127.0.0.1, and a small real base image.
+
+The base is built once per session by `tfgov-ci base build` from Debian packages (no TensorFlow:
+it is small) and pushed to a session registry; tests that need a base pin its digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, require_tools
+from tfgov_ci import base
+from tfgov_ci.stages.publish.skopeo import push_layout
+from tfgov_ci.testing.registry import LocalRegistry
+
+# Content-addressed (debs and wheels by hash, layers by their inputs): safe to share between runs.
+SHARED_CACHE = ROOT / ".cache" / "test-cache"
+
+
+@pytest.fixture(autouse=True)
+def _shared_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TFGOV_CACHE_DIR", str(SHARED_CACHE))
+
+
+@pytest.fixture
+def registry() -> Iterator[LocalRegistry]:
+    require_tools("docker-registry", "skopeo")
+    with LocalRegistry() as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def session_registry() -> Iterator[LocalRegistry]:
+    require_tools("docker-registry", "skopeo")
+    with LocalRegistry() as reg:
+        yield reg
+
+
+SMALL_BASE = """version: 1
+image: {name: py-base, repository: platform/py-base}
+debian:
+  packages: [python3.11-minimal, libpython3.11-stdlib]
+python: "3.11"
+"""
+
+
+@dataclass(frozen=True)
+class BuiltBase:
+    layout: Path
+    tag: str
+    digest: str
+    ref: str  # registry/repository@digest, pushed
+    definition: Path
+
+
+@pytest.fixture(scope="session")
+def small_base(session_registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -> BuiltBase:
+    """A distroless Python 3.11 base (Debian packages only), built and pushed once per session."""
+    require_tools("apt-get", "apt-cache", "dpkg-deb")
+    folder = tmp_path_factory.mktemp("platform")
+    (folder / "tfgov-base.yaml").write_text(SMALL_BASE)
+    definition = base.load_definition(folder / "tfgov-base.yaml")
+    built = base.build(definition, folder / "oci", SHARED_CACHE, update_lock=True)
+    repository = f"{session_registry.host}/platform/py-base"
+    push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
+    return BuiltBase(
+        built.layout, built.tag, built.digest, f"{repository}@{built.digest}", folder / "tfgov-base.yaml"
+    )

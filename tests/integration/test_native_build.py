@@ -1,0 +1,201 @@
+"""The lock (uv) and build (native) stages on a real base, from a real registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import CliResult, extract_image, git, make_repo, run_in_rootfs
+from tests.integration.conftest import BuiltBase
+from tfgov_ci.testing.registry import LocalRegistry
+from tfgov_ci.wheels import Target, manylinux_platforms
+
+APP = """import sys
+import yaml
+print("hello from", yaml.__name__, yaml.__version__, "on", sys.version.split()[0])
+"""
+
+
+def model_config(base_ref: str, registry: str | None) -> str:
+    host = base_ref.split("/", 1)[0]
+    reg = f"  registry: {registry}\n" if registry else ""
+    return f"""version: 1
+image:
+  name: hello
+{reg}  repository: ml/hello
+base:
+  image: {base_ref}
+  allowed_registries: [{host}]
+runtime: {{python: "3.11", tensorflow: "2.21.0"}}
+app:
+  files: [app.py, data]
+  entrypoint: [python3, app.py]
+  env: {{GREETING: hi}}
+"""
+
+
+@pytest.fixture
+def model(
+    tmp_path: Path, small_base: BuiltBase, session_registry: LocalRegistry, cli: Callable[..., CliResult]
+) -> Path:
+    """A model repository on the small base, locked (requirements: PyYAML) and committed."""
+    repo = make_repo(
+        tmp_path / "hello",
+        {
+            "tfgov.yaml": model_config(small_base.ref, session_registry.host),
+            "requirements.txt": "PyYAML==6.0.2\n",
+            "app.py": APP,
+            "data/labels.txt": "a\nb\n",
+        },
+    )
+    assert cli("run", "validate", cwd=repo).code == 0
+    locked = cli("run", "lock", cwd=repo)
+    assert locked.code == 0, locked.err
+    git(repo, "add", "requirements.lock")
+    git(repo, "commit", "-qm", "lock")
+    return repo
+
+
+def build(cli: Callable[..., CliResult], repo: Path) -> dict[str, object]:
+    """validate, lock (a no-op on a committed, current lock: the tree stays clean), build."""
+    assert cli("run", "validate", cwd=repo).code == 0
+    locked = cli("run", "lock", cwd=repo)
+    assert locked.code == 0, locked.err
+    result = cli("run", "build", cwd=repo)
+    assert result.code == 0, result.err
+    data: dict[str, object] = json.loads((repo / ".tfgov/out/build/result.json").read_text())
+    return data
+
+
+def test_the_lock_has_exact_versions_and_hashes_for_the_base_python(model: Path) -> None:
+    text = (model / "requirements.lock").read_text()
+    assert "pyyaml==6.0.2" in text.lower()
+    assert "--hash=sha256:" in text
+    assert "x86_64-manylinux_2_36" in text.splitlines()[0]
+
+
+def test_native_build_makes_a_labelled_non_root_image_that_runs(
+    model: Path, small_base: BuiltBase, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    result = build(cli, model)
+    data = result["data"]
+    assert isinstance(data, dict)
+    sha = git(model, "rev-parse", "HEAD")
+    assert data["tags"] == [sha, sha[:8], "main"]
+    labels = data["labels"]
+    assert labels["org.opencontainers.image.revision"] == sha
+    assert labels["org.opencontainers.image.base.digest"] == small_base.digest
+    assert labels["io.tfgov.lock.digest"].startswith("sha256:")
+    for key in ("source", "created", "version", "title", "base.name"):
+        assert f"org.opencontainers.image.{key}" in labels
+    assert [layer["what"].split(":")[1].split()[0] for layer in data["layers"]] == ["wheels", "app"]
+
+    rootfs = tmp_path / "rootfs"
+    config = extract_image(Path(result["outputs"]["layout"]), sha, rootfs)  # type: ignore[index]
+    assert config["config"]["User"] == "65532:65532"  # type: ignore[index]
+    assert "GREETING=hi" in config["config"]["Env"]  # type: ignore[index]
+    assert (rootfs / "app/data/labels.txt").read_text() == "a\nb\n"
+    done = run_in_rootfs(rootfs, ["/usr/bin/python3", "/app/app.py"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("hello from yaml 6.0.2 on 3.11")
+
+
+def test_two_builds_of_one_commit_in_two_folders_at_two_times_give_one_digest(
+    model: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    one, two = tmp_path / "clone-one", tmp_path / "clone-two"
+    git(model, "clone", "-q", str(model), str(one))
+    first = build(cli, one)
+    time.sleep(1.1)
+    git(model, "clone", "-q", str(model), str(two))
+    os.utime(two / "app.py", (1, 1))  # another checkout: other file times, other folder
+    second = build(cli, two)
+    assert first["data"]["digest"] == second["data"]["digest"]  # type: ignore[index]
+
+
+def test_a_code_change_rebuilds_only_the_app_layer(model: Path, cli: Callable[..., CliResult]) -> None:
+    before = build(cli, model)["data"]
+    (model / "app.py").write_text(APP + "print('changed')\n")
+    git(model, "commit", "-qam", "code only")
+    after = build(cli, model)["data"]
+    assert isinstance(before, dict) and isinstance(after, dict)
+    assert before["digest"] != after["digest"]
+    assert before["layers"][0]["digest"] == after["layers"][0]["digest"]
+    assert after["layers"][0]["cached"] is True
+    assert before["layers"][1]["digest"] != after["layers"][1]["digest"]
+
+
+def test_a_special_file_in_the_app_is_refused(model: Path, cli: Callable[..., CliResult]) -> None:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(model / "data" / "agent.sock"))
+    try:
+        for stage in ("validate", "lock"):
+            assert cli("run", stage, "--allow-dirty", cwd=model).code == 0
+        result = cli("run", "build", "--allow-dirty", cwd=model)
+        assert result.code == 2
+        assert "data/agent.sock is a special file" in result.err
+    finally:
+        sock.close()
+
+
+def test_a_lock_edited_after_the_lock_stage_is_refused(model: Path, cli: Callable[..., CliResult]) -> None:
+    for stage in ("validate", "lock"):
+        assert cli("run", stage, cwd=model).code == 0
+    (model / "requirements.lock").write_text("pyyaml==6.0.2\n")  # between two CI jobs, say
+    result = cli("run", "build", "--allow-dirty", cwd=model)
+    assert result.code == 2
+    assert "requirements.lock changed after the lock stage wrote it" in result.err
+
+
+def test_a_lock_without_hashes_or_pins_is_refused_with_its_lines(tmp_path: Path) -> None:
+    from tfgov_ci.wheels import LockError, parse_lock
+
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("pyyaml==6.0.2\nsix>=1.0 \\\n    --hash=sha256:" + "a" * 64 + "\n")
+    with pytest.raises(LockError) as raised:
+        parse_lock(lock)
+    assert f"{lock}:1: pyyaml has no --hash" in raised.value.message
+    assert f"{lock}:2: 'six>=1.0' is not pinned with ==" in raised.value.message
+
+
+TARGET = Target("3.11", tuple(manylinux_platforms((2, 36))), "/usr/local/lib/python3.11/dist-packages",
+                "/usr/local/bin", "/usr/bin/python3.11")  # fmt: skip
+
+
+def test_a_wheel_whose_hash_differs_from_the_lock_is_refused(tmp_path: Path) -> None:
+    from tfgov_ci.wheels import Locked, WheelCache, WheelError
+
+    target = TARGET
+    with pytest.raises(WheelError, match="does not match the lock's hash"):
+        WheelCache(tmp_path / "wheels").fetch([Locked("six", "1.17.0", ("1" * 64,), 1)], target)
+    assert not list((tmp_path / "wheels").glob("*/*.whl"))  # nothing half-trusted left in the cache
+
+
+def test_a_package_without_a_wheel_for_the_platform_names_both(tmp_path: Path) -> None:
+    from tfgov_ci.wheels import Locked, WheelCache, WheelError
+
+    target = TARGET
+    # tensorflow-cpu 2.21.0 publishes no wheel for CPython 3.9
+    old = Target("3.9", target.platforms, target.site_packages, target.scripts_dir, target.executable)
+    with pytest.raises(
+        WheelError, match=r"no wheel of tensorflow-cpu==2\.21\.0 for Python 3\.9 on manylinux_2_36_x86_64"
+    ):
+        WheelCache(tmp_path / "wheels").fetch([Locked("tensorflow-cpu", "2.21.0", ("2" * 64,), 1)], old)
+
+
+def test_a_base_that_does_not_exist_is_a_clear_error(
+    model: Path, small_base: BuiltBase, cli: Callable[..., CliResult]
+) -> None:
+    text = (model / "tfgov.yaml").read_text().replace(small_base.digest, "sha256:" + "e" * 64)
+    (model / "tfgov.yaml").write_text(text)
+    git(model, "commit", "-qam", "wrong base")
+    assert cli("run", "validate", cwd=model).code == 0
+    result = cli("run", "lock", cwd=model)
+    assert result.code == 2
+    assert "not found" in result.err

@@ -1,0 +1,427 @@
+"""The central base image: a distroless Python runtime from Debian packages, optionally with
+TensorFlow, locked and reproducible.
+
+``tfgov-ci base build`` resolves the package closure of a few root packages with apt (first
+alternative of each dependency; packaging tools such as dpkg and perl dropped: nothing runs
+maintainer scripts in a distroless image), downloads each .deb once (checked against the lock),
+and writes their files into one deterministic layer with a non-root user, /etc/os-release and a
+dpkg status file that lists exactly what is inside, so that scanners see it. TensorFlow, when
+asked for, comes from locked wheels in a layer of its own. The lock (package versions and .deb
+hashes, the wheel lock's digest, the timestamp) makes a rebuild give the same digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from tfgov_ci import __version__, _resources, tools
+from tfgov_ci._files import atomic_write_json, load_yaml, schema_problems
+from tfgov_ci.errors import ConfigError, TfgovError
+from tfgov_ci.oci import image as oci_image
+from tfgov_ci.oci.layer import LayerBuilder
+from tfgov_ci.oci.layout import Layout
+from tfgov_ci.wheels import Target, WheelCache, install_into, lock_digest, manylinux_platforms, parse_lock
+
+BASE_CONFIG_NAME = "tfgov-base.yaml"
+LOCK_SCHEMA_VERSION = 1
+# Only maintainer scripts need these; a distroless image has no shell and no package manager.
+DEFAULT_EXCLUDE = (
+    "dpkg",
+    "install-info",
+    "perl",
+    "perl-base",
+    "perl-modules-5.36",
+    "libperl5.36",
+    "tar",
+    "debconf",
+    "bash",
+    "dash",
+    "coreutils",
+    "sensible-utils",
+)
+# Kept from /usr/share/doc: the licence texts. Dropped: the rest of doc, man, info, lintian.
+_DROP = re.compile(r"^usr/share/(man|info|lintian)(/|$)|^usr/share/doc/[^/]+/(?!copyright$)")
+NONROOT = 65532
+
+
+class BaseBuildError(TfgovError):
+    """The base image could not be built as its definition and lock say."""
+
+
+@dataclass(frozen=True)
+class BaseDefinition:
+    file: Path
+    name: str
+    registry: str | None
+    repository: str
+    packages: tuple[str, ...]
+    exclude: tuple[str, ...]
+    python: str
+    tf_requirements: Path | None
+    tf_lock: Path | None
+    lock: Path
+    registries: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def python_executable(self) -> str:
+        return f"/usr/bin/python{self.python}"
+
+    @property
+    def site_packages(self) -> str:
+        return f"/usr/local/lib/python{self.python}/dist-packages"
+
+
+def load_definition(path: Path) -> BaseDefinition:
+    doc = load_yaml(path)
+    problems = schema_problems(doc, "base")
+    if problems:
+        raise ConfigError(problems)
+    data, here = doc.data, path.resolve().parent
+    tf = data.get("tensorflow")
+    return BaseDefinition(
+        file=path.resolve(),
+        name=data["image"]["name"],
+        registry=data["image"].get("registry"),
+        repository=data["image"].get("repository", data["image"]["name"]),
+        packages=tuple(data["debian"]["packages"]),
+        exclude=tuple(data["debian"].get("exclude", DEFAULT_EXCLUDE)),
+        python=data["python"],
+        tf_requirements=here / tf["requirements"] if tf else None,
+        tf_lock=here / tf["lock"] if tf else None,
+        lock=here / data.get("lock", "tfgov-base.lock.json"),
+        registries={
+            h: {**s, **({"ca_file": str(here / s["ca_file"])} if "ca_file" in s else {})}
+            for h, s in data.get("registries", {}).items()
+        },
+    )
+
+
+# --- resolving and locking -------------------------------------------------------------------
+
+
+def resolve_closure(roots: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
+    """The packages ``roots`` need, choosing each dependency's first alternative, minus exclusions.
+
+    A dependency group with an excluded alternative (``dpkg | install-info``) is a packaging-tool
+    dependency: the whole group is dropped.
+    """
+    flags = [
+        "--recurse",
+        "--no-recommends",
+        "--no-suggests",
+        "--no-conflicts",
+        "--no-breaks",
+        "--no-replaces",
+        "--no-enhances",
+    ]
+    done = tools.run(["apt-cache", "depends", *flags, *roots])
+    graph: dict[str, list[list[str]]] = {}
+    current: str | None = None
+    group: list[str] = []
+    for line in done.stdout.splitlines():
+        if not line.startswith(" "):
+            current = line.strip()
+            graph.setdefault(current, [])
+            continue
+        match = re.match(r"^\s+(\|)?(Pre)?Depends: (\S+)", line)
+        if match is None or current is None:
+            continue
+        group.append(match.group(3))
+        if match.group(1) is None:  # the last alternative of the group
+            graph[current].append(group)
+            group = []
+    chosen: list[str] = []
+    queue = list(roots)
+    while queue:
+        name = queue.pop(0)
+        if name in chosen or name in exclude:
+            continue
+        if name.startswith("<"):
+            raise BaseBuildError(
+                f"dependency {name} is a virtual package", "name a real provider in debian.packages"
+            )
+        chosen.append(name)
+        for alternatives in graph.get(name, []):
+            if any(alt in exclude for alt in alternatives):
+                continue
+            queue.append(alternatives[0])
+    return sorted(chosen)
+
+
+def _candidate(package: str) -> str:
+    done = tools.run(["apt-cache", "policy", package])
+    match = re.search(r"Candidate: (\S+)", done.stdout)
+    if match is None or match.group(1) == "(none)":
+        raise BaseBuildError(f"apt knows no installable version of {package}", "run `apt-get update`")
+    return match.group(1)
+
+
+class DebCache:
+    """.deb files by sha256, fetched with ``apt-get download``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def get(self, name: str, version: str, sha256: str | None) -> Path:
+        if sha256:
+            folder = self.root / sha256
+            found = sorted(folder.glob("*.deb")) if folder.is_dir() else []
+            if found:
+                return found[0]
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.root, prefix=".download.") as tmp:
+            done = tools.run(["apt-get", "download", f"{name}={version}"], cwd=tmp, check=False, timeout=600)
+            debs = sorted(Path(tmp).glob("*.deb"))
+            if done.returncode != 0 or not debs:
+                raise BaseBuildError(
+                    f"cannot download {name}={version}: {done.stderr.strip().splitlines()[-1:]}",
+                    "the mirror no longer serves this version: `tfgov-ci base build --update-lock`",
+                )
+            digest = hashlib.sha256(debs[0].read_bytes()).hexdigest()
+            if sha256 and digest != sha256:
+                raise BaseBuildError(
+                    f"{debs[0].name} hashes to {digest}, the lock says {sha256}",
+                    "the mirror serves different bytes for the same version: investigate before you trust it",
+                )
+            folder = self.root / digest
+            folder.mkdir(exist_ok=True)
+            target = folder / debs[0].name
+            debs[0].replace(target)
+            return target
+
+
+def make_lock(definition: BaseDefinition, debs: DebCache, epoch: int) -> dict[str, Any]:
+    names = resolve_closure(definition.packages, definition.exclude)
+    packages = []
+    for name in names:
+        version = _candidate(name)
+        deb = debs.get(name, version, None)
+        packages.append({"name": name, "version": version, "file": deb.name, "sha256": deb.parent.name})
+    return {
+        "schema_version": LOCK_SCHEMA_VERSION,
+        "source_date_epoch": epoch,
+        "os_release": Path("/etc/os-release").read_text(),
+        "debian_version": Path("/etc/debian_version").read_text(),
+        "packages": packages,
+        "python_lock": lock_digest(definition.tf_lock) if definition.tf_lock else None,
+    }
+
+
+def read_lock(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BaseBuildError(f"{path} not found", "create it: `tfgov-ci base build --update-lock`") from None
+    except ValueError as exc:
+        raise BaseBuildError(f"{path}: not JSON ({exc})") from None
+    errors = list(jsonschema.Draft202012Validator(_resources.schema("base-lock")).iter_errors(data))
+    if errors:
+        raise BaseBuildError(f"{path}: {errors[0].message}", "regenerate it with --update-lock")
+    return data
+
+
+# --- building ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    layout: Path
+    tag: str
+    digest: str
+    size: int
+    packages: int
+    wheels: int
+
+
+def _control(deb: Path) -> str:
+    return tools.run(["dpkg-deb", "-f", str(deb)]).stdout
+
+
+def _add_deb(builder: LayerBuilder, deb: Path, tmp: Path) -> list[str]:
+    """Every kept file of a .deb into the layer; returns the paths for the dpkg .list file."""
+    import tarfile
+
+    tar_path = tmp / (deb.name + ".tar")
+    with tar_path.open("wb") as out:
+        subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=out, check=True)
+    # Left open on purpose: the layer reads members when it is written, inside the same tmp dir.
+    archive = tarfile.open(tar_path)  # noqa: SIM115
+    paths = []
+    for member in archive.getmembers():
+        path = member.name.removeprefix("./").rstrip("/")
+        if not path or _DROP.match(path):
+            continue
+        paths.append("/" + path)
+        if member.isdir():
+            builder.add_dir(path, member.mode & 0o7777)
+        elif member.issym():
+            builder.add_symlink(path, member.linkname)
+        elif member.isfile() or member.islnk():
+            target = archive.getmember(member.linkname) if member.islnk() else member
+
+            def opener(m: tarfile.TarInfo = target) -> Any:
+                return archive.extractfile(m)
+
+            builder.add_file(path, opener, target.size, member.mode & 0o7777)
+        else:
+            raise BaseBuildError(
+                f"{deb.name}: {path} is a special file", "a base image holds no device files"
+            )
+    return paths
+
+
+def build(
+    definition: BaseDefinition,
+    out: Path,
+    cache: Path,
+    *,
+    update_lock: bool = False,
+    compresslevel: int = 6,
+) -> BaseImage:
+    debs = DebCache(cache / "debs")
+    if update_lock or not definition.lock.is_file():
+        atomic_write_json(definition.lock, make_lock(definition, debs, _epoch()))
+    lock = read_lock(definition.lock)
+    if definition.tf_lock and lock["python_lock"] != lock_digest(definition.tf_lock):
+        raise BaseBuildError(
+            f"{definition.lock} was made for another {definition.tf_lock.name}",
+            "rebuild the lock: --update-lock",
+        )
+    epoch = int(lock["source_date_epoch"])
+    layout = Layout.create(out)
+    glibc = (2, 36)
+    status_entries = []
+    system = LayerBuilder(epoch)
+    with tempfile.TemporaryDirectory(prefix="tfgov-base.") as tmpdir:
+        tmp = Path(tmpdir)
+        for package in lock["packages"]:
+            deb = debs.get(package["name"], package["version"], package["sha256"])
+            control = _control(deb).rstrip("\n")
+            status_entries.append(_status_stanza(control))
+            listed = _add_deb(system, deb, tmp)
+            system.add_bytes(f"var/lib/dpkg/info/{package['name']}.list", ("\n".join(listed) + "\n").encode())
+            if package["name"] == "libc6":
+                glibc = _glibc(package["version"])
+        _add_system_files(system, definition, lock, status_entries)
+        layers = [
+            (system.write(layout, compresslevel), f"tfgov-ci base: {len(lock['packages'])} Debian packages")
+        ]
+        target = Target(
+            definition.python,
+            tuple(manylinux_platforms(glibc)),
+            definition.site_packages,
+            "/usr/local/bin",
+            definition.python_executable,
+        )
+        wheels_count = 0
+        tf_version = None
+        python_packages: list[str] = []
+        if definition.tf_lock:
+            locked = parse_lock(definition.tf_lock)
+            wheels = WheelCache(cache / "wheels").fetch(locked, target)
+            python_layer = LayerBuilder(epoch)
+            for req in locked:
+                install_into(python_layer, wheels[req.name], target)
+                python_packages.append(f"{req.name}=={req.version}")
+                if req.name.startswith("tensorflow"):
+                    tf_version = req.version
+            wheels_count = len(locked)
+            layers.append(
+                (python_layer.write(layout, compresslevel), f"tfgov-ci base: {wheels_count} locked wheels")
+            )
+    labels = {
+        "org.opencontainers.image.title": definition.name,
+        "org.opencontainers.image.created": oci_image.rfc3339(epoch),
+        "org.opencontainers.image.version": f"python{definition.python}"
+        + (f"-tf{tf_version}" if tf_version else ""),
+        "io.tfgov.base.lock": lock_digest(definition.lock),
+        "io.tfgov.python.version": definition.python,
+        "io.tfgov.python.executable": definition.python_executable,
+        "io.tfgov.python.site-packages": definition.site_packages,
+        "io.tfgov.python.scripts": "/usr/local/bin",
+        "io.tfgov.python.platform": target.platforms[0],
+        "io.tfgov.builder": f"tfgov-ci {__version__}",
+    }
+    if tf_version:
+        labels["io.tfgov.tensorflow.version"] = tf_version
+    # What the base already provides: model images' locks must keep these versions (constraints),
+    # and the native builder does not install them again.
+    labels["io.tfgov.python.packages"] = ",".join(sorted(python_packages))
+    config = oci_image.append_layers(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {
+                "User": f"{NONROOT}:{NONROOT}",
+                "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"],
+                "Entrypoint": [definition.python_executable],
+                "WorkingDir": "/home/nonroot",
+                "Labels": labels,
+            },
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "history": [],
+        },
+        [(layer, what) for layer, what in layers],
+        epoch,
+    )
+    written = oci_image.write_image(layout, config, [layer.descriptor for layer, _ in layers])
+    tag = (
+        f"python{definition.python}"
+        + (f"-tf{tf_version}" if tf_version else "")
+        + f"-{lock_digest(definition.lock)[7:19]}"
+    )
+    layout.tag(written.manifest, (tag,))
+    size = sum(layer.descriptor.size for layer, _ in layers)
+    return BaseImage(out, tag, written.manifest.digest, size, len(lock["packages"]), wheels_count)
+
+
+def _epoch() -> int:
+    import os
+    import time
+
+    return int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
+
+
+def _glibc(version: str) -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", version)
+    return (int(match.group(1)), int(match.group(2))) if match else (2, 36)
+
+
+def _status_stanza(control: str) -> str:
+    lines = control.splitlines()
+    # dpkg's status file: the control fields with Status after Package.
+    return "\n".join([lines[0], "Status: install ok installed", *lines[1:]])
+
+
+def _add_system_files(
+    builder: LayerBuilder, definition: BaseDefinition, lock: dict[str, Any], stanzas: list[str]
+) -> None:
+    builder.add_bytes("etc/os-release", lock["os_release"].encode())
+    builder.add_bytes("etc/debian_version", lock["debian_version"].encode())
+    builder.add_bytes(
+        "etc/passwd",
+        (
+            f"root:x:0:0:root:/root:/sbin/nologin\n"
+            f"nonroot:x:{NONROOT}:{NONROOT}:nonroot:/home/nonroot:/sbin/nologin\n"
+        ).encode(),
+    )
+    builder.add_bytes("etc/group", f"root:x:0:\nnonroot:x:{NONROOT}:\n".encode())
+    builder.add_bytes("var/lib/dpkg/status", ("\n\n".join(sorted(stanzas)) + "\n").encode())
+    builder.add_dir("tmp", 0o1777)
+    builder.add_dir("root", 0o700)
+    builder.add_dir("home/nonroot", 0o755, uid=NONROOT)
+    builder.add_dir("proc")
+    builder.add_dir("dev")
+    builder.add_dir("sys")
+    builder.add_symlink("usr/bin/python3", f"python{definition.python}")
+    builder.add_symlink("usr/bin/python", f"python{definition.python}")

@@ -1,0 +1,1 @@
+"""The lock stage: requirements resolved, with hashes, for the base image's Python and platform."""

@@ -1,0 +1,1 @@
+"""The publish stage: the built image into the registry, by digest first, then its tags."""

@@ -1,0 +1,1 @@
+"""Helpers for testing and demonstrating tfgov-ci pipelines against real, local services."""
