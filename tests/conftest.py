@@ -9,6 +9,8 @@ import pytest
 from tests.helpers import EXAMPLE, CliResult, make_repo
 from tfgov_ci._cli import main
 
+pytest_plugins = ["tests.services"]
+
 _CI_VARIABLES = (
     "GITLAB_CI",
     "JENKINS_URL",

@@ -158,12 +158,31 @@ def resolve_closure(roots: tuple[str, ...], exclude: tuple[str, ...]) -> list[st
     return sorted(chosen)
 
 
-def _candidate(package: str) -> str:
-    done = tools.run(["apt-cache", "policy", package])
-    match = re.search(r"Candidate: (\S+)", done.stdout)
-    if match is None or match.group(1) == "(none)":
-        raise BaseBuildError(f"apt knows no installable version of {package}", "run `apt-get update`")
-    return match.group(1)
+def _candidates(packages: list[str]) -> dict[str, tuple[str, str, str]]:
+    """name -> (version, .deb file name, sha256) of apt's candidate, from its signed index."""
+    policy = tools.run(["apt-cache", "policy", *packages]).stdout
+    versions: dict[str, str] = {}
+    current = None
+    for line in policy.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            current = line[:-1]
+        elif current and line.strip().startswith("Candidate:"):
+            versions[current] = line.split(":", 1)[1].strip()
+    missing = [p for p in packages if versions.get(p, "(none)") == "(none)"]
+    if missing:
+        raise BaseBuildError(
+            f"apt knows no installable version of {', '.join(missing)}", "run `apt-get update`"
+        )
+    shown = tools.run(["apt-cache", "show", "--no-all-versions", *(f"{p}={versions[p]}" for p in packages)])
+    out: dict[str, tuple[str, str, str]] = {}
+    for stanza in shown.stdout.strip().split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line[0].isspace()
+        )
+        name = fields.get("Package")
+        if name in versions and name not in out:
+            out[name] = (versions[name], fields["Filename"].rsplit("/", 1)[-1], fields["SHA256"])
+    return out
 
 
 class DebCache:
@@ -202,11 +221,12 @@ class DebCache:
 
 def make_lock(definition: BaseDefinition, debs: DebCache, epoch: int) -> dict[str, Any]:
     names = resolve_closure(definition.packages, definition.exclude)
+    candidates = _candidates(names)
     packages = []
     for name in names:
-        version = _candidate(name)
-        deb = debs.get(name, version, None)
-        packages.append({"name": name, "version": version, "file": deb.name, "sha256": deb.parent.name})
+        version, filename, sha256 = candidates[name]
+        debs.get(name, version, sha256)  # fetched now, so that a lock never names what cannot be had
+        packages.append({"name": name, "version": version, "file": filename, "sha256": sha256})
     return {
         "schema_version": LOCK_SCHEMA_VERSION,
         "source_date_epoch": epoch,

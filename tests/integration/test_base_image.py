@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.helpers import extract_image, run_in_rootfs
-from tests.integration.conftest import SHARED_CACHE, BuiltBase
+from tests.services import SHARED_CACHE, BuiltBase
 from tfgov_ci import base
 
 

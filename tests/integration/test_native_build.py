@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import CliResult, extract_image, git, make_repo, run_in_rootfs
-from tests.integration.conftest import BuiltBase
+from tests.services import BuiltBase
 from tfgov_ci.testing.registry import LocalRegistry
 from tfgov_ci.wheels import Target, manylinux_platforms
 

@@ -68,10 +68,26 @@ class LocalRegistry:
             (base / "htpasswd").write_text(htpasswd)
             lines.append(f"auth: {{htpasswd: {{realm: tfgov-test, path: {base / 'htpasswd'}}}}}")
         (base / "config.yml").write_text("\n".join(lines) + "\n")
-        log = (base / "registry.log").open("wb")
+        self._serve()
+        return self
+
+    def _serve(self) -> None:
+        assert self._tmp is not None
+        base = Path(self._tmp.name)
+        log = (base / "registry.log").open("ab")
+        binary = shutil.which("docker-registry") or "docker-registry"
         self.process = subprocess.Popen([binary, "serve", str(base / "config.yml")], stdout=log, stderr=log)
         self._wait(base / "registry.log")
-        return self
+
+    def restart(self) -> None:
+        """Start again on the same port with the same storage (after :meth:`stop`)."""
+        self.stop()
+        self._serve()
+
+    @property
+    def storage(self) -> Path:
+        assert self._tmp is not None
+        return self.root or Path(self._tmp.name) / "data"
 
     def _wait(self, log: Path) -> None:
         scheme = "https" if self.tls else "http"

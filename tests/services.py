@@ -1,4 +1,5 @@
-"""Real services for the integration tier: registries on 127.0.0.1, and a small real base image.
+"""Real services for the integration and e2e tiers (a pytest plugin of tests/conftest.py):
+registries on 127.0.0.1, and a small real base image.
 
 The base is built once per session by `tfgov-ci base build` from Debian packages (no TensorFlow:
 it is small) and pushed to a session registry; tests that need a base pin its digest.
@@ -43,7 +44,7 @@ def session_registry() -> Iterator[LocalRegistry]:
 SMALL_BASE = """version: 1
 image: {name: py-base, repository: platform/py-base}
 debian:
-  packages: [python3.11-minimal, libpython3.11-stdlib]
+  packages: [python3.11-minimal, libpython3.11-stdlib, libstdc++6, libgomp1]  # TensorFlow-ready
 python: "3.11"
 """
 
