@@ -1,0 +1,106 @@
+"""The buildah backend: a team's Dockerfile, built on the pinned base, same result contract."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import CliResult, extract_image, git, make_repo, require_tools, run_in_rootfs
+from tests.integration.test_native_build import APP, model_config
+from tests.services import BuiltBase
+from tfgov_ci.testing.registry import LocalRegistry
+
+DOCKERFILE = """# FROM is replaced by the pinned central base; USER root is overridden by tfgov.yaml
+FROM tensorflow/tensorflow:2.21.0
+WORKDIR /app
+COPY app.py .
+USER root
+CMD ["python3", "app.py"]
+"""
+
+
+@pytest.fixture
+def docker_project(tmp_path: Path, small_base: BuiltBase, session_registry: LocalRegistry,
+                   cli: Callable[..., CliResult]) -> Path:  # fmt: skip
+    require_tools("buildah")
+    config = model_config(small_base.ref, session_registry.host).replace(
+        "files: [app.py, data]", "files: [app.py]"
+    )
+    repo = make_repo(tmp_path / "hello", {
+        "tfgov.yaml": config + "stages:\n  build:\n    backend: buildah\n",
+        "requirements.txt": "", "app.py": APP.replace("import yaml\n", "").replace(
+            'print("hello from", yaml.__name__, yaml.__version__, "on", sys.version.split()[0])',
+            'print("hello from buildah on", sys.version.split()[0])'),
+        "Dockerfile": DOCKERFILE,
+    })  # fmt: skip
+    for stage in ("validate", "lock"):
+        assert cli("run", stage, cwd=repo).code == 0
+    git(repo, "add", "requirements.lock")
+    git(repo, "commit", "-qm", "lock")
+    return repo
+
+
+def test_buildah_builds_the_dockerfile_on_the_pinned_base_as_the_configured_user(
+    docker_project: Path, small_base: BuiltBase, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    for stage in ("validate", "lock", "build"):
+        result = cli("run", stage, cwd=docker_project)
+        assert result.code == 0, result.err
+    build = json.loads((docker_project / ".tfgov/out/build/result.json").read_text())
+    data = build["data"]
+    sha = git(docker_project, "rev-parse", "HEAD")
+    assert build["backend"] == "buildah"
+    assert data["tags"] == [sha, sha[:8], "main"]
+    assert data["base"]["digest"] == small_base.digest
+    assert data["labels"]["org.opencontainers.image.revision"] == sha
+    rootfs = tmp_path / "rootfs"
+    config = extract_image(Path(build["outputs"]["layout"]), sha, rootfs)
+    inner = config["config"]
+    assert isinstance(inner, dict)
+    assert inner["User"] == "65532:65532"  # the Dockerfile's USER root did not win
+    assert inner["Labels"]["org.opencontainers.image.base.digest"] == small_base.digest
+    assert not (rootfs / "bin/sh").exists()  # it is the distroless base, not tensorflow/tensorflow
+    done = run_in_rootfs(rootfs, ["/usr/bin/python3", "/app/app.py"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("hello from buildah on 3.11")
+
+
+def test_docker_builds_the_same_dockerfile_with_the_same_contract(
+    docker_project: Path, small_base: BuiltBase, docker_engine: str, tmp_path: Path,
+    cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("DOCKER_HOST", docker_engine)
+    text = (docker_project / "tfgov.yaml").read_text().replace("backend: buildah", "backend: docker")
+    (docker_project / "tfgov.yaml").write_text(text)
+    git(docker_project, "commit", "-qam", "docker backend")
+    for stage in ("validate", "lock", "build"):
+        result = cli("run", stage, cwd=docker_project)
+        assert result.code == 0, result.err
+    build = json.loads((docker_project / ".tfgov/out/build/result.json").read_text())
+    data = build["data"]
+    sha = git(docker_project, "rev-parse", "HEAD")
+    assert build["backend"] == "docker"
+    assert data["dockerfile_from_replaced"] == ["tensorflow/tensorflow:2.21.0"]
+    assert data["tags"] == [sha, sha[:8], "main"]
+    rootfs = tmp_path / "rootfs"
+    config = extract_image(Path(build["outputs"]["layout"]), sha, rootfs)
+    inner = config["config"]
+    assert isinstance(inner, dict)
+    assert inner["User"] == "65532:65532"
+    assert inner["Labels"]["org.opencontainers.image.revision"] == sha
+    done = run_in_rootfs(rootfs, ["/usr/bin/python3", "/app/app.py"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("hello from buildah on 3.11")  # the same app, another builder
+
+
+def test_every_from_naming_an_image_is_pinned_to_the_base_but_stages_are_kept() -> None:
+    from tfgov_ci.stages.build.docker import pin_from_lines
+
+    text, replaced = pin_from_lines(
+        "FROM python:3.11 AS build\nRUN make\nFROM --platform=linux/amd64 build AS again\nFROM scratch\n", "B"
+    )
+    assert text == "FROM B AS build\nRUN make\nFROM --platform=linux/amd64 build AS again\nFROM B\n"
+    assert replaced == ["python:3.11", "scratch"]
