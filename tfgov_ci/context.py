@@ -73,6 +73,7 @@ class ImageRefs:
 
     repository: str  # "registry.example.com/ml/fraud-trainer" or "oci:.tfgov/oci:fraud-trainer"
     tags: tuple[str, ...]
+    moving: tuple[str, ...] = ()  # the branch tag: it follows the branch; every other tag is immutable
 
     @property
     def refs(self) -> tuple[str, ...]:
@@ -103,7 +104,10 @@ class Context:
                 "commit tags would not describe what is built",
                 "commit or stash the changes, or pass --allow-dirty (tags then end in -dirty)",
             )
-        return ImageRefs(image_repository(self.config), commit_tags(self.git, self.ci))
+        tags = commit_tags(self.git, self.ci)
+        branch = self.git.branch or self.ci.branch
+        moving = tuple(t for t in commit_tags(self.git, self.ci, only_branch=True) if branch and t in tags)
+        return ImageRefs(image_repository(self.config), tags, moving)
 
 
 def image_repository(config: Config) -> str:
@@ -120,11 +124,13 @@ def slug(text: str) -> str:
     return lowered.rstrip("-")
 
 
-def commit_tags(git: GitInfo, ci: CIInfo) -> tuple[str, ...]:
-    tags = [git.sha, git.short_sha]
+def commit_tags(git: GitInfo, ci: CIInfo, *, only_branch: bool = False) -> tuple[str, ...]:
+    """The image tags of this commit (see the module docstring); ``only_branch``: the branch's."""
+    tags = [] if only_branch else [git.sha, git.short_sha]
     branch = git.branch or ci.branch
     names = [branch] if branch else []
-    names += sorted(set(git.tags) | ({ci.tag} if ci.tag else set()))
+    if not only_branch:
+        names += sorted(set(git.tags) | ({ci.tag} if ci.tag else set()))
     for name in names:
         tag = slug(name)
         if tag and tag not in tags:

@@ -199,3 +199,47 @@ def test_a_base_that_does_not_exist_is_a_clear_error(
     result = cli("run", "lock", cwd=model)
     assert result.code == 2
     assert "not found" in result.err
+
+
+def test_run_publish_pushes_by_digest_the_branch_tag_moves_and_commit_tags_do_not(
+    model: Path, session_registry: LocalRegistry, cli: Callable[..., CliResult]
+) -> None:
+    from tfgov_ci.stages.publish.skopeo import Access, remote_digest
+
+    first = build(cli, model)["data"]
+    published = cli("run", "publish", cwd=model)
+    assert published.code == 0, published.err
+    assert "UNSAFE: publishing without a policy decision" in published.err  # said every time
+    access = Access(session_registry.host, False, None, None)
+    repository = f"{session_registry.host}/ml/hello"
+    sha = git(model, "rev-parse", "HEAD")
+    for tag in (sha, sha[:8], "main"):
+        assert remote_digest(repository, tag, access) == first["digest"]  # type: ignore[index]
+
+    (model / "app.py").write_text(APP + "print('v2')\n")
+    git(model, "commit", "-qam", "v2")
+    second = build(cli, model)["data"]
+    assert cli("run", "publish", cwd=model).code == 0
+    assert remote_digest(repository, "main", access) == second["digest"]  # type: ignore[index]
+    assert remote_digest(repository, sha, access) == first["digest"]  # type: ignore[index]
+    record = json.loads((model / ".tfgov/out/record.json").read_text())
+    assert [s["status"] for s in record["stages"] if s["stage"] in ("build", "publish")] == [
+        "passed",
+        "passed",
+    ]
+
+
+def test_without_a_registry_publish_fills_the_local_oci_layout(
+    model: Path, session_registry: LocalRegistry, cli: Callable[..., CliResult]
+) -> None:
+    text = (model / "tfgov.yaml").read_text().replace(f"  registry: {session_registry.host}\n", "")
+    (model / "tfgov.yaml").write_text(text)
+    git(model, "commit", "-qam", "no registry")
+    data = build(cli, model)["data"]
+    result = cli("run", "publish", cwd=model)
+    assert result.code == 0, result.err
+    index = json.loads((model / ".tfgov/oci/index.json").read_text())
+    names = {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"] for m in index["manifests"]}
+    sha = git(model, "rev-parse", "HEAD")
+    assert names[f"ml/hello:{sha}"] == data["digest"]  # type: ignore[index]
+    assert "no registry configured" in result.err

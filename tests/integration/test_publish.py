@@ -157,3 +157,17 @@ def test_the_base_pushed_by_base_build_is_there_by_digest(small_base: BuiltBase)
     host = small_base.ref.split("/", 1)[0]
     repo = small_base.ref.split("@", 1)[0]
     assert remote_digest(repo, small_base.tag, Access(host, False, None, None)) == small_base.digest
+
+
+def test_credentials_from_the_containers_auth_file_work(
+    auth_registry: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+    import json
+
+    auth = tmp_path / "auth.json"
+    token = base64.b64encode(b"ci-bot:s3cret-Pa55").decode()
+    auth.write_text(json.dumps({"auths": {auth_registry.host: {"auth": token}}}))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))  # read by skopeo itself
+    image = tiny_image(tmp_path / "a", "one")
+    assert push_layout(*image, f"{auth_registry.host}/ml/hello", ("t1",), {}, env={})["digest"] == image[2]

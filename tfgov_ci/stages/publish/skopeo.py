@@ -80,12 +80,16 @@ def push_layout(
     registries: Mapping[str, Mapping[str, Any]],
     env: Mapping[str, str] | None = None,
     *,
+    moving: tuple[str, ...] = (),
     force_retag: bool = False,
 ) -> dict[str, Any]:
-    """Push ``layout:layout_ref`` (whose manifest is ``digest``) to ``repository`` and tag it."""
+    """Push ``layout:layout_ref`` (whose manifest is ``digest``) to ``repository`` and tag it.
+
+    Every tag but those in ``moving`` (the branch tag) is immutable once it names a digest.
+    """
     reg = access(repository.split("/", 1)[0], registries, os.environ if env is None else env)
     existing = {tag: remote_digest(repository, tag, reg) for tag in tags}
-    conflicts = {tag: d for tag, d in existing.items() if d is not None and d != digest}
+    conflicts = {tag: d for tag, d in existing.items() if d is not None and d != digest and tag not in moving}
     if conflicts and not force_retag:
         shown = "; ".join(
             f"{repository}:{tag} is {d}, this build is {digest}" for tag, d in conflicts.items()
@@ -182,6 +186,7 @@ class SkopeoPublisher:
     def run(self, ctx: Context, plan: StagePlan) -> StageResult:
         clock = Clock.start()
         build = read_result(ctx, "build")
+        gate_warning = policy_gate(ctx)
         layout = Path(build.outputs["layout"])
         digest = str(build.data["digest"])
         images = ctx.images()
@@ -205,9 +210,12 @@ class SkopeoPublisher:
                 images.repository,
                 images.tags,
                 ctx.config.registries,
+                moving=images.moving,
                 force_retag=ctx.force_retag,
             )
             warnings = list(data.pop("warnings"))
+        if gate_warning:
+            warnings.insert(0, gate_warning)
         return passed(
             ctx,
             self.stage,
@@ -218,6 +226,15 @@ class SkopeoPublisher:
             data=data,
             warnings=tuple(warnings),
         )
+
+
+def policy_gate(ctx: Context) -> str | None:
+    """Refuse an image whose policy result failed; say loudly when there is no policy result."""
+    path = result_path(ctx.out_dir, "policy")
+    if not path.is_file():
+        return "UNSAFE: publishing without a policy decision (no policy result for this commit)"
+    read_result(ctx, "policy")  # a failed or stale policy result stops the push here
+    return None
 
 
 def _copy_image(source: Layout, target: Layout, digest: str) -> None:
