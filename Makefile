@@ -22,8 +22,9 @@ lint:
 	$(BIN)/ruff format --check tfgov_ci tests bench scripts
 	$(BIN)/mypy
 
-bench: ## startup benchmark, printed as a table
+bench: ## benchmarks, each beside its competitor, printed as tables (build: several minutes)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/startup.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/build.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

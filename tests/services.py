@@ -105,5 +105,6 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-        subprocess.run(["umount", "-R", str(root / "data")], check=False, capture_output=True)
+        for mount in ("exec/netns/default", "data"):  # what dockerd leaves mounted
+            subprocess.run(["umount", "-R", str(root / mount)], check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)

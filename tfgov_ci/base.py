@@ -147,9 +147,13 @@ def resolve_closure(roots: tuple[str, ...], exclude: tuple[str, ...]) -> list[st
         if name in chosen or name in exclude:
             continue
         if name.startswith("<"):
-            raise BaseBuildError(
-                f"dependency {name} is a virtual package", "name a real provider in debian.packages"
-            )
+            real = name.strip("<>").removesuffix(":any")  # "python3:any": the package, any architecture
+            if real not in graph:
+                raise BaseBuildError(
+                    f"dependency {name} is a virtual package", "name a real provider in debian.packages"
+                )
+            queue.append(real)
+            continue
         chosen.append(name)
         for alternatives in graph.get(name, []):
             if any(alt in exclude for alt in alternatives):

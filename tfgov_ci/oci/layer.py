@@ -9,16 +9,71 @@ the compressed blob: a layer is never held whole in memory.
 from __future__ import annotations
 
 import gzip
+import queue
 import tarfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO
 
 from tfgov_ci.errors import TfgovError
-from tfgov_ci.oci.layout import MEDIA_LAYER_GZIP, Descriptor, HashingWriter, Layout
+from tfgov_ci.oci.layout import MEDIA_LAYER_GZIP, Descriptor, HashingWriter, Layout, Writable
 
-DEFAULT_COMPRESSLEVEL = 6
+# zlib level 1: about three times faster than 6 for 13% more bytes on a TensorFlow layer
+# (measured: 157 against 53 MB/s). zlib, not a faster library, because its output for a level is
+# the same on every machine: the layer digest depends on it.
+DEFAULT_COMPRESSLEVEL = 1
+CHUNK = 1 << 20
+QUEUE_CHUNKS = 32  # at most 32 MB waiting between the tar and the compressor
+
+
+class _Pipe:
+    """Bytes from the tar writer (this thread) to the compressor (another thread), in 1 MB chunks.
+
+    zlib releases the GIL, so reading and hashing the files and compressing them use two cores.
+    """
+
+    def __init__(self, sink: Writable, compresslevel: int) -> None:
+        self.buffer = bytearray()
+        self.queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_CHUNKS)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._compress, args=(sink, compresslevel), daemon=True)
+        self.thread.start()
+
+    def _compress(self, sink: Writable, compresslevel: int) -> None:
+        gz = gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=compresslevel)
+        try:
+            while (chunk := self.queue.get()) is not None:
+                gz.write(chunk)
+            gz.close()
+        except BaseException as exc:  # handed to the writing thread
+            self.error = exc
+            while self.queue.get() is not None:  # drain so that the writer never blocks
+                pass
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        if len(self.buffer) >= CHUNK:
+            self._put(bytes(self.buffer))
+            self.buffer.clear()
+        return len(data)
+
+    def flush(self) -> None:
+        return None
+
+    def _put(self, chunk: bytes | None) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(chunk)
+
+    def close(self, *, failed: bool = False) -> None:
+        if not failed and self.buffer:
+            self._put(bytes(self.buffer))
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and not failed:
+            raise self.error
 
 
 class LayerError(TfgovError):
@@ -87,12 +142,16 @@ class LayerBuilder:
 
     def write(self, layout: Layout, compresslevel: int = DEFAULT_COMPRESSLEVEL) -> Layer:
         with layout.blob_writer() as blob:
-            gz = gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=compresslevel)
-            tar_hash = HashingWriter(gz)
-            with tarfile.open(fileobj=tar_hash, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                for path in sorted(self.entries):
-                    self._write_entry(tar, self.entries[path])
-            gz.close()
+            pipe = _Pipe(blob, compresslevel)
+            tar_hash = HashingWriter(pipe)
+            try:
+                with tarfile.open(fileobj=tar_hash, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+                    for path in sorted(self.entries):
+                        self._write_entry(tar, self.entries[path])
+            except BaseException:
+                pipe.close(failed=True)
+                raise
+            pipe.close()
         return Layer(
             Descriptor(MEDIA_LAYER_GZIP, blob.digest, blob.size),
             tar_hash.digest,

@@ -63,8 +63,9 @@ class LocalRegistry:
             self.ca_file = self._certificate(base)
             lines.append(f"  tls: {{certificate: {base / 'server.crt'}, key: {base / 'server.key'}}}")
         if self.user and self.password:
-            htpasswd = subprocess.run(["htpasswd", "-Bbn", self.user, self.password], check=True,
-                                      capture_output=True, text=True).stdout  # fmt: skip
+            htpasswd = subprocess.run(
+                ["htpasswd", "-Bbn", self.user, self.password], check=True, capture_output=True, text=True
+            ).stdout
             (base / "htpasswd").write_text(htpasswd)
             lines.append(f"auth: {{htpasswd: {{realm: tfgov-test, path: {base / 'htpasswd'}}}}}")
         (base / "config.yml").write_text("\n".join(lines) + "\n")
@@ -115,13 +116,51 @@ class LocalRegistry:
         def openssl(*args: str) -> None:
             subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=base)
 
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-                "-days", "2", "-subj", "/CN=tfgov-test-ca")  # fmt: skip
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-                "-subj", "/CN=127.0.0.1")  # fmt: skip
+        openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tfgov-test-ca",
+        )
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        )
         (base / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", "server.crt", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        )
         return base / "ca.crt"
 
     def stop(self) -> None:

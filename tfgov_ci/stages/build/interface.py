@@ -1,0 +1,170 @@
+"""What every build backend promises: the same result contract, whatever builds the image.
+
+A build result (``<out>/build/result.json``) carries ``outputs.layout`` (an OCI layout with the
+image under each commit tag) and ``data``: ``digest`` (manifest), ``config_digest``, ``tags``,
+``refs``, ``labels``, ``layers``, ``base`` and ``lock_digest``. Every backend sets the same labels
+(:func:`labels`) and runs as the configured non-root user.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tfgov_ci.context import Context
+from tfgov_ci.errors import ToolError
+from tfgov_ci.oci import image as oci_image
+from tfgov_ci.oci.layout import Descriptor, Layout
+from tfgov_ci.oci.reference import Reference
+from tfgov_ci.pipeline import Clock, StageResult, passed, read_result, result_path
+from tfgov_ci.wheels import lock_digest
+
+
+class BuildError(ToolError):
+    """The image could not be built from what the project holds (exit 3)."""
+
+
+class BuildInputError(BuildError):
+    """Bad input to a build: a special file in the app, a lock the base contradicts (exit 2)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+
+
+def labels(ctx: Context, base: Reference, lock_digest: str | None) -> dict[str, str]:
+    """The labels every tfgov-ci image carries, whichever backend built it."""
+    cfg = ctx.config
+    out = {
+        "org.opencontainers.image.revision": ctx.git.sha,
+        "org.opencontainers.image.source": ctx.ci.repo_url or ctx.git.remote_url or "",
+        "org.opencontainers.image.created": oci_image.rfc3339(ctx.source_date_epoch),
+        "org.opencontainers.image.version": (ctx.git.tags[0] if ctx.git.tags else ctx.git.short_sha),
+        "org.opencontainers.image.title": cfg.image.name,
+        "org.opencontainers.image.base.name": f"{base.registry}/{base.repository}"
+        + (f":{base.tag}" if base.tag else ""),
+        "org.opencontainers.image.base.digest": base.digest or "",
+        "io.tfgov.tensorflow.version": cfg.runtime.tensorflow,
+        "io.tfgov.python.version": cfg.runtime.python,
+        "io.tfgov.lock.digest": lock_digest or "",
+        # The one label that differs between two CI pipelines of the same commit: a rebuild that
+        # must match bit for bit sets the same id (TFGOV_PIPELINE_ID or the CI's variable).
+        "io.tfgov.pipeline.id": ctx.ci.pipeline_id or "local",
+    }
+    if ctx.git.dirty:
+        out["io.tfgov.dirty"] = "true"
+    return out
+
+
+def image_config(ctx: Context, base_config: dict[str, Any], image_labels: dict[str, str]) -> dict[str, Any]:
+    """The model image's config: the base's, with the app's user, env, command and labels."""
+    app = ctx.config.app
+    config = dict(base_config.get("config", {}))
+    env = dict(item.split("=", 1) for item in config.get("Env", []) if "=" in item)
+    env.update(dict(app.env))
+    config["Env"] = [f"{k}={v}" for k, v in env.items()]
+    if app.entrypoint:
+        config["Entrypoint"] = list(app.entrypoint)
+        config["Cmd"] = list(app.cmd) or None
+    elif app.cmd:
+        config["Cmd"] = list(app.cmd)
+    config = {k: v for k, v in config.items() if v is not None}
+    config["WorkingDir"] = app.workdir
+    config["User"] = app.user
+    if app.ports:
+        config["ExposedPorts"] = {port: {} for port in app.ports}
+    config["Labels"] = {**config.get("Labels", {}), **image_labels}
+    return {**base_config, "config": config}
+
+
+def checked_lock(ctx: Context) -> str:
+    """The lock's digest, refused if the lock changed after the lock stage wrote it."""
+    cfg = ctx.config
+    path = cfg.project_dir / cfg.dependencies.lock
+    digest = lock_digest(path) if path.is_file() else None
+    locked_by = read_result(ctx, "lock").data.get("lock_digest")
+    if locked_by is not None and digest != locked_by:
+        raise BuildInputError(
+            f"{cfg.dependencies.lock} changed after the lock stage wrote it",
+            "a lock is edited only by `tfgov-ci run lock`: run it again and commit the result",
+        )
+    return digest or ""
+
+
+def dockerfile_inputs(ctx: Context, options: Mapping[str, Any]) -> tuple[Path, Path, dict[str, str]]:
+    """Dockerfile, build context and build arguments of a Dockerfile backend."""
+    cfg = ctx.config
+    context = (cfg.project_dir / str(options.get("context", "."))).resolve()
+    dockerfile = (cfg.project_dir / str(options.get("dockerfile", "Dockerfile"))).resolve()
+    if not dockerfile.is_file():
+        raise BuildInputError(f"no Dockerfile at {dockerfile}", "set stages.build.options.dockerfile")
+    lock = (cfg.project_dir / cfg.dependencies.lock).resolve()
+    args = {
+        "TFGOV_BASE": cfg.base.image,
+        "TFGOV_LOCK": os.path.relpath(lock, context),
+        "SOURCE_DATE_EPOCH": str(ctx.source_date_epoch),
+    }
+    return dockerfile, context, args
+
+
+def layout_path(ctx: Context) -> Path:
+    return result_path(ctx.out_dir, "build").parent / "oci"
+
+
+@contextmanager
+def replace_layout(ctx: Context) -> Iterator[Path]:
+    """A staging folder that becomes ``<out>/build/oci`` only if the block succeeds."""
+    final = layout_path(ctx)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".oci.", dir=final.parent))
+    try:
+        yield staging
+        if final.exists():
+            shutil.rmtree(final)
+        staging.replace(final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def finish(ctx: Context, staging: Path, image_labels: dict[str, str], base: Any, lock: str) -> dict[str, Any]:
+    """Tag the one image in ``staging`` with every commit tag; describe it for the result."""
+    layout = Layout.open(staging)
+    entries = layout.index().get("manifests", [])
+    if len(entries) != 1:
+        raise BuildError(f"expected one image in {staging}, found {len(entries)}")
+    descriptor = Descriptor.from_json(entries[0])
+    images = ctx.images()
+    layout.tag(Descriptor(descriptor.media_type, descriptor.digest, descriptor.size), images.tags)
+    manifest = layout.read_json(descriptor.digest)
+    config = layout.read_json(manifest["config"]["digest"])
+    history = [h for h in config.get("history", []) if not h.get("empty_layer")]
+    base_layers = len(base.manifest["layers"])
+    layers = []
+    for index, entry in enumerate(manifest["layers"][base_layers:], base_layers):
+        what = history[index].get("created_by", "") if index < len(history) else ""
+        layers.append({"digest": entry["digest"], "size": entry["size"], "what": what, "cached": False})
+    return {
+        "digest": descriptor.digest,
+        "config_digest": manifest["config"]["digest"],
+        "size": sum(int(e["size"]) for e in manifest["layers"]),
+        "tags": list(images.tags),
+        "refs": list(images.refs),
+        "labels": image_labels,
+        "user": config.get("config", {}).get("User", ""),
+        "base": {"ref": ctx.config.base.image, "digest": base.ref.digest, "layers": base_layers},
+        "lock_digest": lock,
+        "layers": layers,
+    }
+
+
+def built(ctx: Context, stage: str, backend: str, clock: Clock, data: dict[str, Any]) -> StageResult:
+    """The result of a build: the same contract whichever backend built the image."""
+    message = f"{data['digest']} ({len(data['layers'])} layers on the base, {data['size'] / 1e6:.1f} MB)"
+    return passed(ctx, stage, backend, clock, message, outputs={"layout": str(layout_path(ctx))}, data=data)
