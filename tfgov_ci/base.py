@@ -28,7 +28,7 @@ from tfgov_ci import __version__, _resources, tools
 from tfgov_ci._files import atomic_write_json, load_yaml, schema_problems
 from tfgov_ci.errors import ConfigError, TfgovError
 from tfgov_ci.oci import image as oci_image
-from tfgov_ci.oci.layer import LayerBuilder
+from tfgov_ci.oci.layer import DEFAULT_COMPRESSLEVEL, LayerBuilder
 from tfgov_ci.oci.layout import Layout
 from tfgov_ci.wheels import Target, WheelCache, install_into, lock_digest, manylinux_platforms, parse_lock
 
@@ -310,7 +310,7 @@ def build(
     cache: Path,
     *,
     update_lock: bool = False,
-    compresslevel: int = 6,
+    compresslevel: int = DEFAULT_COMPRESSLEVEL,
 ) -> BaseImage:
     debs = DebCache(cache / "debs")
     if update_lock or not definition.lock.is_file():
@@ -395,7 +395,7 @@ def build(
             "rootfs": {"type": "layers", "diff_ids": []},
             "history": [],
         },
-        [(layer, what) for layer, what in layers],
+        layers,
         epoch,
     )
     written = oci_image.write_image(layout, config, [layer.descriptor for layer, _ in layers])

@@ -243,3 +243,24 @@ def test_without_a_registry_publish_fills_the_local_oci_layout(
     sha = git(model, "rev-parse", "HEAD")
     assert names[f"ml/hello:{sha}"] == data["digest"]  # type: ignore[index]
     assert "no registry configured" in result.err
+
+
+def test_a_corrupted_base_blob_in_the_cache_is_detected_and_not_used(
+    model: Path, small_base: BuiltBase, cli: Callable[..., CliResult]
+) -> None:
+    from tests.services import SHARED_CACHE
+    from tfgov_ci.oci.layout import Layout
+
+    build(cli, model)  # the base is in the cache now
+    cache = Layout.open(SHARED_CACHE / "base")
+    manifest = cache.read_json(small_base.digest)
+    blob = cache.blob_path(manifest["layers"][0]["digest"])
+    original = blob.read_bytes()
+    try:
+        blob.chmod(0o644)
+        blob.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+        result = cli("run", "build", cwd=model)
+        assert result.code == 3
+        assert "is corrupted" in result.err and "was not used" in result.err
+    finally:
+        blob.write_bytes(original)
