@@ -111,12 +111,28 @@ class Dockerd:
         self.host = f"unix://{self.socket}"
         log = (root / "dockerd.log").open("wb")
         self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "-H", self.host,
-             "--pidfile", str(root / "docker.pid"), "--storage-driver", "overlay2", "--bridge=none",
-             "--iptables=false", "--ip-masq=false", "--ip6tables=false",
-             "--default-ulimit", "nofile=20000:20000"],  # this machine's open-files hard limit
-            stdout=log, stderr=log,
-        )  # fmt: skip
+            [
+                "dockerd",
+                "--data-root",
+                str(root / "data"),
+                "--exec-root",
+                str(root / "exec"),
+                "-H",
+                self.host,
+                "--pidfile",
+                str(root / "docker.pid"),
+                "--storage-driver",
+                "overlay2",
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--ip6tables=false",
+                "--default-ulimit",
+                "nofile=20000:20000",
+            ],  # this machine's open-files hard limit
+            stdout=log,
+            stderr=log,
+        )
         deadline = time.monotonic() + 60
         while not self.socket.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -195,9 +211,14 @@ def main() -> int:
 
 
 def measure(
-    tmp: Path, repo: Path, env: dict[str, str], engine: Dockerd, registry: LocalRegistry,
-    built: base.BaseImage, base_local: str,
-) -> tuple[dict[str, dict[str, Timing]], dict[str, int]]:  # fmt: skip
+    tmp: Path,
+    repo: Path,
+    env: dict[str, str],
+    engine: Dockerd,
+    registry: LocalRegistry,
+    built: base.BaseImage,
+    base_local: str,
+) -> tuple[dict[str, dict[str, Timing]], dict[str, int]]:
     source = f"oci:{built.layout}:{built.tag}"
     run(
         [
@@ -291,8 +312,14 @@ def measure(
 
 
 def report(results: dict[str, dict[str, Timing]], sizes: dict[str, int]) -> None:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
     print(
         f"build benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), "
         f"Python {platform.python_version()}, TensorFlow example (tensorflow-cpu 2.21.0 + PyYAML)"

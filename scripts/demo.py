@@ -33,8 +33,12 @@ def sh(*argv: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess
 
 
 def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=demo", "-c", "user.email=demo@example.com", *args],
-                   cwd=repo, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["git", "-c", "user.name=demo", "-c", "user.email=demo@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
 
 
 def main() -> int:
@@ -62,8 +66,11 @@ def main() -> int:
         )
         config = origin / "tfgov.yaml"
         text = config.read_text()
-        text = re.sub(r"image: registry\.example\.com/platform/tf-base@sha256:[0-9a-f]{64}",
-                      f"image: {registry.host}/platform/tf-base@{digest.group(1)}", text)  # fmt: skip
+        text = re.sub(
+            r"image: registry\.example\.com/platform/tf-base@sha256:[0-9a-f]{64}",
+            f"image: {registry.host}/platform/tf-base@{digest.group(1)}",
+            text,
+        )
         text = text.replace("registry: registry.example.com", f"registry: {registry.host}")
         text = text.replace(
             "allowed_registries: [registry.example.com]", f"allowed_registries: [{registry.host}]"

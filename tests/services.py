@@ -86,11 +86,26 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     socket = root / "docker.sock"
     log = (root / "dockerd.log").open("wb")
     process = subprocess.Popen(
-        ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "-H", f"unix://{socket}",
-         "--pidfile", str(root / "docker.pid"), "--storage-driver", "overlay2", "--bridge=none",
-         "--iptables=false", "--ip-masq=false", "--ip6tables=false"],
-        stdout=log, stderr=log,
-    )  # fmt: skip
+        [
+            "dockerd",
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "-H",
+            f"unix://{socket}",
+            "--pidfile",
+            str(root / "docker.pid"),
+            "--storage-driver",
+            "overlay2",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--ip6tables=false",
+        ],
+        stdout=log,
+        stderr=log,
+    )
     deadline = time.monotonic() + 60
     while not socket.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)

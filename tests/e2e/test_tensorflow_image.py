@@ -19,9 +19,12 @@ from tfgov_ci.testing.registry import LocalRegistry
 
 
 def test_tensorflow_example_builds_pushes_pulls_back_and_imports(
-    small_base: BuiltBase, session_registry: LocalRegistry, tmp_path: Path,
-    cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    small_base: BuiltBase,
+    session_registry: LocalRegistry,
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     require_tools("skopeo", "docker-registry")
     host = session_registry.host
     text = (EXAMPLE / "tfgov.yaml").read_text()
@@ -58,8 +61,11 @@ def test_tensorflow_example_builds_pushes_pulls_back_and_imports(
     assert done.returncode == 0, done.stderr
     rootfs = tmp_path / "rootfs"
     extract_image(pulled, "x", rootfs)
-    ran = run_in_rootfs(rootfs, ["/usr/bin/python3", "-c", "import tensorflow as tf; print(tf.__version__)"],
-                        env={"TF_CPP_MIN_LOG_LEVEL": "3"})  # fmt: skip
+    ran = run_in_rootfs(
+        rootfs,
+        ["/usr/bin/python3", "-c", "import tensorflow as tf; print(tf.__version__)"],
+        env={"TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert ran.stdout.strip().splitlines()[-1] == "2.21.0"
     shutil.rmtree(rootfs, ignore_errors=True)

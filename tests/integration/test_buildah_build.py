@@ -23,19 +23,25 @@ CMD ["python3", "app.py"]
 
 
 @pytest.fixture
-def docker_project(tmp_path: Path, small_base: BuiltBase, session_registry: LocalRegistry,
-                   cli: Callable[..., CliResult]) -> Path:  # fmt: skip
+def docker_project(
+    tmp_path: Path, small_base: BuiltBase, session_registry: LocalRegistry, cli: Callable[..., CliResult]
+) -> Path:
     require_tools("buildah")
     config = model_config(small_base.ref, session_registry.host).replace(
         "files: [app.py, data]", "files: [app.py]"
     )
-    repo = make_repo(tmp_path / "hello", {
-        "tfgov.yaml": config + "stages:\n  build:\n    backend: buildah\n",
-        "requirements.txt": "", "app.py": APP.replace("import yaml\n", "").replace(
-            'print("hello from", yaml.__name__, yaml.__version__, "on", sys.version.split()[0])',
-            'print("hello from buildah on", sys.version.split()[0])'),
-        "Dockerfile": DOCKERFILE,
-    })  # fmt: skip
+    repo = make_repo(
+        tmp_path / "hello",
+        {
+            "tfgov.yaml": config + "stages:\n  build:\n    backend: buildah\n",
+            "requirements.txt": "",
+            "app.py": APP.replace("import yaml\n", "").replace(
+                'print("hello from", yaml.__name__, yaml.__version__, "on", sys.version.split()[0])',
+                'print("hello from buildah on", sys.version.split()[0])',
+            ),
+            "Dockerfile": DOCKERFILE,
+        },
+    )
     for stage in ("validate", "lock"):
         assert cli("run", stage, cwd=repo).code == 0
     git(repo, "add", "requirements.lock")
@@ -69,9 +75,13 @@ def test_buildah_builds_the_dockerfile_on_the_pinned_base_as_the_configured_user
 
 
 def test_docker_builds_the_same_dockerfile_with_the_same_contract(
-    docker_project: Path, small_base: BuiltBase, docker_engine: str, tmp_path: Path,
-    cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    docker_project: Path,
+    small_base: BuiltBase,
+    docker_engine: str,
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", docker_engine)
     text = (docker_project / "tfgov.yaml").read_text().replace("backend: buildah", "backend: docker")
     (docker_project / "tfgov.yaml").write_text(text)

@@ -164,8 +164,13 @@ def test_a_lock_without_hashes_or_pins_is_refused_with_its_lines(tmp_path: Path)
     assert f"{lock}:2: 'six>=1.0' is not pinned with ==" in raised.value.message
 
 
-TARGET = Target("3.11", tuple(manylinux_platforms((2, 36))), "/usr/local/lib/python3.11/dist-packages",
-                "/usr/local/bin", "/usr/bin/python3.11")  # fmt: skip
+TARGET = Target(
+    "3.11",
+    tuple(manylinux_platforms((2, 36))),
+    "/usr/local/lib/python3.11/dist-packages",
+    "/usr/local/bin",
+    "/usr/bin/python3.11",
+)
 
 
 def test_a_wheel_whose_hash_differs_from_the_lock_is_refused(tmp_path: Path) -> None:

@@ -146,8 +146,12 @@ def test_a_push_cut_off_midway_leaves_no_tag_and_the_next_run_completes_it(tmp_p
         reg.restart()
         access = Access(reg.host, False, None, None)
         assert remote_digest(repo, "t1", access) is None  # no tag names an incomplete image
-        done = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{repo}@{image[2]}"],
-                              capture_output=True, text=True, check=False)  # fmt: skip
+        done = subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{repo}@{image[2]}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert done.returncode != 0
         assert push_layout(*image, repo, ("t1",), {}, env={})["digest"] == image[2]
         assert remote_digest(repo, "t1", access) == image[2]

@@ -46,7 +46,10 @@ def test_credentials_come_from_the_environment_into_a_private_auth_file() -> Non
 
 
 def test_gitlab_registry_credentials_apply_to_the_gitlab_registry_only() -> None:
-    env = {"CI_REGISTRY": "registry.gitlab.example", "CI_REGISTRY_USER": "gitlab-ci-token",
-           "CI_REGISTRY_PASSWORD": "job-token"}  # fmt: skip
+    env = {
+        "CI_REGISTRY": "registry.gitlab.example",
+        "CI_REGISTRY_USER": "gitlab-ci-token",
+        "CI_REGISTRY_PASSWORD": "job-token",
+    }
     assert access("registry.gitlab.example", {}, env).user == "gitlab-ci-token"
     assert access("harbor.corp.example", {}, env).user is None
