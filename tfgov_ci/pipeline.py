@@ -176,7 +176,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "sbom",
-            "SPDX and CycloneDX of the built image; lock-versus-image drift",
+            "SPDX and CycloneDX of the built image",
             {"syft": ("syft",)},
             ("build",),
         ),

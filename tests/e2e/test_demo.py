@@ -23,17 +23,17 @@ def test_demo_plans_then_runs_the_example_and_stops_honestly_at_the_first_missin
         timeout=900,
         check=False,
     )
-    # Until the sbom stage lands, the pipeline stops there: exit 3, said plainly.
+    # Until the scan stage lands, the pipeline stops there: exit 3, said plainly.
     assert done.returncode == 3, done.stderr[-3000:]
     assert "pushed  127.0.0.1:" in done.stdout  # the central base, into the demo's own registry
     assert "== tfgov-ci plan" in done.stdout
     assert re.search(r"image:   127\.0\.0\.1:[0-9]+/ml/tf-mnist:[0-9a-f]{40}", done.stdout)
-    assert "9 stages, 4 available in this version; nothing was run" in done.stdout
+    assert "9 stages, 5 available in this version; nothing was run" in done.stdout
     assert "tfgov-ci run: error" in done.stdout  # the summary table's title
     assert "record: .tfgov/out/record.json" in done.stdout
-    for stage in ("validate", "lock", "build"):
+    for stage in ("validate", "lock", "build", "sbom"):
         assert f"✔ {stage} passed" in done.stderr
-    assert "error: stage 'sbom' (backend syft) is not available yet" in done.stderr
+    assert "error: stage 'scan' (backend trivy) is not available yet" in done.stderr
     assert "Traceback" not in done.stderr
 
 

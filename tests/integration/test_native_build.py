@@ -269,3 +269,24 @@ def test_a_corrupted_base_blob_in_the_cache_is_detected_and_not_used(
         assert "is corrupted" in result.err and "was not used" in result.err
     finally:
         blob.write_bytes(original)
+
+
+def test_sbom_lists_the_debian_and_python_packages_annotated_with_provenance(
+    model: Path, small_base: BuiltBase, cli: Callable[..., CliResult]
+) -> None:
+    data = build(cli, model)["data"]
+    result = cli("run", "sbom", cwd=model)
+    assert result.code == 0, result.err
+    sbom = json.loads((model / ".tfgov/out/sbom/result.json").read_text())
+    spdx = json.loads(Path(sbom["outputs"]["spdx"]).read_text())
+    cyclonedx = json.loads(Path(sbom["outputs"]["cyclonedx"]).read_text())
+    assert spdx["spdxVersion"] == "SPDX-2.3" and cyclonedx["bomFormat"] == "CycloneDX"
+    names = {p["name"] for p in spdx["packages"]}
+    assert {"pyyaml", "python3.11-minimal", "libc6"} <= names
+    assert not any(str(model) in name for name in names)  # named after the image, not a build path
+    sha = git(model, "rev-parse", "HEAD")
+    assert f"commit={sha}" in spdx["creationInfo"]["comment"]
+    properties = {p["name"]: p["value"] for p in cyclonedx["metadata"]["properties"]}
+    assert properties["tfgov:image"].endswith(f"@{data['digest']}")  # type: ignore[index]
+    assert properties["tfgov:lock"] == data["lock_digest"]  # type: ignore[index]
+    assert sbom["data"]["by_type"]["deb"] >= 30 and sbom["data"]["by_type"]["pypi"] == 1

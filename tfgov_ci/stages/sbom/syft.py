@@ -1,0 +1,144 @@
+"""SBOMs with syft, from the build's OCI layout: SPDX 2.3 and CycloneDX JSON, written whole.
+
+Each document is annotated with where the image came from (SPDX ``creationInfo.comment``,
+CycloneDX ``metadata.properties``: commit, image digest, lock digest), and named after the image
+(``--source-name``/``--source-version``), never after a path on the build machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tfgov_ci import tools
+from tfgov_ci._files import atomic_write_json
+from tfgov_ci.context import Context
+from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
+from tfgov_ci.stages.sbom.interface import SbomError
+
+SPDX_FILE = "sbom.spdx.json"
+CYCLONEDX_FILE = "sbom.cdx.json"
+
+
+def summarise(cyclonedx: dict[str, Any]) -> dict[str, Any]:
+    """Packages by type (the purl type: deb, pypi, ...) and the licences the SBOM names."""
+    by_type: Counter[str] = Counter()
+    licenses: set[str] = set()
+    for component in cyclonedx.get("components", []):
+        purl = component.get("purl", "")
+        by_type[purl.split(":", 1)[1].split("/", 1)[0] if purl.startswith("pkg:") else "other"] += 1
+        for entry in component.get("licenses", []):
+            license_ = entry.get("license", {})
+            name = license_.get("id") or license_.get("name") or entry.get("expression")
+            if name:
+                licenses.add(name)
+    return {
+        "packages": sum(by_type.values()),
+        "by_type": dict(sorted(by_type.items())),
+        "licenses": sorted(licenses),
+    }
+
+
+class SyftSbom:
+    stage: ClassVar[str] = "sbom"
+    name: ClassVar[str] = "syft"
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = options
+
+    def _argv(self, layout: str, name: str, version: str, spdx: str, cyclonedx: str) -> list[str]:
+        return [
+            "syft",
+            "scan",
+            f"oci-dir:{layout}",
+            "--quiet",
+            "--source-name",
+            name,
+            "--source-version",
+            version,
+            "-o",
+            f"spdx-json={spdx}",
+            "-o",
+            f"cyclonedx-json={cyclonedx}",
+        ]
+
+    def plan(self, ctx: Context) -> StagePlan:
+        out = result_path(ctx.out_dir, self.stage).parent
+        layout = result_path(ctx.out_dir, "build").parent / "oci"
+        argv = self._argv(
+            str(layout),
+            ctx.images().repository,
+            "<build digest>",
+            str(out / SPDX_FILE),
+            str(out / CYCLONEDX_FILE),
+        )
+        return StagePlan(
+            stage=self.stage,
+            backend=self.name,
+            available=True,
+            summary=STAGES[self.stage].summary,
+            tools=("syft",),
+            steps=(
+                Step("catalogue the image's packages", tuple(argv), "syft"),
+                Step("annotate both documents with commit, image digest and lock digest"),
+            ),
+            inputs=(str(result_path(ctx.out_dir, "build")), str(layout)),
+            outputs=(
+                str(out / SPDX_FILE),
+                str(out / CYCLONEDX_FILE),
+                str(result_path(ctx.out_dir, self.stage)),
+            ),
+        )
+
+    def run(self, ctx: Context, plan: StagePlan) -> StageResult:
+        clock = Clock.start()
+        build = read_result(ctx, "build")
+        digest, lock = str(build.data["digest"]), str(build.data.get("lock_digest", ""))
+        out = result_path(ctx.out_dir, self.stage).parent
+        out.mkdir(parents=True, exist_ok=True)
+        repository = ctx.images().repository
+        env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
+        with tempfile.TemporaryDirectory(prefix=".sbom.", dir=out) as tmp:
+            spdx_tmp, cdx_tmp = Path(tmp) / SPDX_FILE, Path(tmp) / CYCLONEDX_FILE
+            argv = self._argv(build.outputs["layout"], repository, digest, str(spdx_tmp), str(cdx_tmp))
+            done = tools.run(argv, env=env, check=False, timeout=3600)
+            if done.returncode != 0:
+                raise SbomError(
+                    "syft could not catalogue the image",
+                    "see syft's output below",
+                    argv=done.argv,
+                    returncode=done.returncode,
+                    stderr_tail=done.stderr[-1500:],
+                )
+            spdx = json.loads(spdx_tmp.read_text())
+            cyclonedx = json.loads(cdx_tmp.read_text())
+        facts = {"commit": ctx.git.sha, "image": f"{repository}@{digest}", "lock": lock}
+        spdx.setdefault("creationInfo", {})["comment"] = "tfgov-ci: " + ", ".join(
+            f"{k}={v}" for k, v in facts.items()
+        )
+        properties = cyclonedx.setdefault("metadata", {}).setdefault("properties", [])
+        properties += [{"name": f"tfgov:{key}", "value": value} for key, value in facts.items()]
+        atomic_write_json(out / SPDX_FILE, spdx)
+        atomic_write_json(out / CYCLONEDX_FILE, cyclonedx)
+        summary = {
+            **summarise(cyclonedx),
+            "image_size": build.data.get("size"),
+            "digest": digest,
+            "spdx_version": spdx.get("spdxVersion"),
+            "cyclonedx_version": cyclonedx.get("specVersion"),
+        }
+        by_type = ", ".join(f"{n} {t}" for t, n in summary["by_type"].items())
+        return passed(
+            ctx,
+            self.stage,
+            self.name,
+            clock,
+            f"{summary['packages']} packages ({by_type})",
+            outputs={"spdx": str(out / SPDX_FILE), "cyclonedx": str(out / CYCLONEDX_FILE)},
+            data=summary,
+        )
