@@ -82,9 +82,8 @@ def main() -> int:
         clone = work / "clone"
         subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True)
         # The lock is the team's to commit: make it once, commit it, as a developer would.
-        sh("tfgov-ci", "run", "validate", cwd=clone)
-        sh("tfgov-ci", "run", "lock", cwd=clone)
-        git(clone, "add", "requirements.lock")
+        sh("tfgov-ci", "lock", cwd=clone)
+        git(clone, "add", "requirements.lock", "requirements.lock.tree.json")
         git(clone, "commit", "-q", "-m", "lock")
 
         print("\n== tfgov-ci plan (the dry run)")

@@ -160,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="build from a working tree with uncommitted changes (tags end in -dirty)",
     )
+    lock = commands.add_parser(
+        "lock",
+        parents=[common],
+        help="lock the requirements, or check the lock",
+        description="Resolve requirements.txt for the base image's Python and platform, with hashes and "
+        "the base's packages as constraints, into the lock file (and its dependency tree). With --check, "
+        "write nothing: exit 1 if the committed lock is not what a lock now would be.",
+    )
+    lock.add_argument("--check", action="store_true", help="exit 1 when the lock is stale; write nothing")
+
     base = commands.add_parser(
         "base",
         parents=[common],
@@ -198,7 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             build_parser().print_help()
             return EXIT_USAGE
-        handlers = {"init": _init, "validate": _validate, "plan": _plan, "run": _run, "base": _base}
+        handlers = {
+            "init": _init,
+            "validate": _validate,
+            "plan": _plan,
+            "run": _run,
+            "lock": _lock,
+            "base": _base,
+        }
         handler = handlers[args.command]
         return handler(args)
     except TfgovError as exc:
@@ -324,3 +341,42 @@ def _base(args: argparse.Namespace) -> int:
         print(f"pushed  {ref}@{built.digest}")
         print(f"pin it in tfgov.yaml:  base.image: {ref}@{built.digest}")
     return EXIT_OK
+
+
+def _lock(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from tfgov_ci import pipeline
+    from tfgov_ci.errors import GateFailed
+    from tfgov_ci.project import open_project
+    from tfgov_ci.stages.lock.interface import compare
+    from tfgov_ci.wheels import parse_lock
+
+    project = open_project(
+        _config_path(args),
+        org_path=getattr(args, "org_config", None),
+        out_dir=getattr(args, "out", None),
+        allow_dirty=True,
+    )
+    ctx = project.context
+    backend = pipeline.instantiate(ctx, "lock", pipeline.chosen_backend(ctx, project.pipeline, "lock"))
+    if backend is None or not hasattr(backend, "resolve"):
+        raise UsageError("this lock backend is not available yet", "use stages.lock.backend: uv")
+    lock = ctx.config.project_dir / ctx.config.dependencies.lock
+    if not args.check:
+        the_plan = backend.plan(ctx)
+        result = backend.run(ctx, the_plan)
+        pipeline.write_result(ctx, result)
+        print(f"wrote {lock.name}: {result.message}; commit it")
+        return EXIT_OK
+    resolution = backend.resolve(ctx)
+    current = lock.read_text() if lock.is_file() else ""
+    if current == resolution.text:
+        print(f"ok: {lock.name} is current (requirements, base and platform unchanged)")
+        return EXIT_OK
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / lock.name
+        fresh.write_text(resolution.text)
+        changes = compare(parse_lock(lock) if lock.is_file() else [], parse_lock(fresh))
+    detail = "; ".join(changes) if changes else "same packages, other hashes or base"
+    raise GateFailed(f"{lock.name} is stale: {detail}", "run `tfgov-ci lock` and commit the result")

@@ -40,7 +40,7 @@ def test_tensorflow_example_builds_pushes_pulls_back_and_imports(
     for stage in ("validate", "lock"):
         result = cli("run", stage, cwd=repo)
         assert result.code == 0, result.err
-    git(repo, "add", "requirements.lock")
+    git(repo, "add", "requirements.lock", "requirements.lock.tree.json")
     git(repo, "commit", "-qm", "lock")
     for stage in ("validate", "lock", "build"):
         result = cli("run", stage, cwd=repo)

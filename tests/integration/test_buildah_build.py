@@ -44,7 +44,7 @@ def docker_project(
     )
     for stage in ("validate", "lock"):
         assert cli("run", stage, cwd=repo).code == 0
-    git(repo, "add", "requirements.lock")
+    git(repo, "add", "requirements.lock", "requirements.lock.tree.json")
     git(repo, "commit", "-qm", "lock")
     return repo
 

@@ -57,7 +57,7 @@ def model(
     assert cli("run", "validate", cwd=repo).code == 0
     locked = cli("run", "lock", cwd=repo)
     assert locked.code == 0, locked.err
-    git(repo, "add", "requirements.lock")
+    git(repo, "add", "requirements.lock", "requirements.lock.tree.json")
     git(repo, "commit", "-qm", "lock")
     return repo
 
@@ -290,3 +290,40 @@ def test_sbom_lists_the_debian_and_python_packages_annotated_with_provenance(
     assert properties["tfgov:image"].endswith(f"@{data['digest']}")  # type: ignore[index]
     assert properties["tfgov:lock"] == data["lock_digest"]  # type: ignore[index]
     assert sbom["data"]["by_type"]["deb"] >= 30 and sbom["data"]["by_type"]["pypi"] == 1
+
+
+def test_the_lock_comes_with_its_dependency_tree(model: Path) -> None:
+    import jsonschema
+
+    from tfgov_ci import _resources
+
+    tree = json.loads((model / "requirements.lock.tree.json").read_text())
+    jsonschema.validate(tree, _resources.schema("dependency-tree"))
+    assert tree["roots"] == ["pyyaml"]
+    assert tree["packages"]["pyyaml"] == {"version": "6.0.2", "required_by": []}
+
+
+def test_lock_check_passes_on_a_current_lock_and_fails_on_a_stale_one_writing_nothing(
+    model: Path, cli: Callable[..., CliResult]
+) -> None:
+    ok = cli("lock", "--check", cwd=model)
+    assert ok.code == 0, ok.err
+    assert "is current" in ok.out
+    (model / "requirements.txt").write_text("PyYAML==6.0.2\nsix==1.17.0\n")
+    before = (model / "requirements.lock").read_text()
+    stale = cli("lock", "--check", cwd=model)
+    assert stale.code == 1
+    assert "requirements.lock is stale: + six==1.17.0" in stale.err
+    assert (model / "requirements.lock").read_text() == before
+    assert cli("lock", cwd=model).code == 0
+    assert "six==1.17.0" in (model / "requirements.lock").read_text()
+
+
+def test_unsatisfiable_requirements_pass_on_uvs_explanation(
+    model: Path, cli: Callable[..., CliResult]
+) -> None:
+    (model / "requirements.txt").write_text("PyYAML==6.0.2\npyyaml>=7\n")
+    result = cli("lock", cwd=model)
+    assert result.code == 2
+    assert "the requirements cannot be locked" in result.err
+    assert "pyyaml" in result.err.lower() and "Traceback" not in result.err

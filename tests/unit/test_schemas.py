@@ -22,7 +22,16 @@ def test_schema_is_valid_2020_12(path: object) -> None:
 
 def test_the_files_tfgov_reads_and_writes_each_have_a_schema() -> None:
     names = {p.name.removesuffix(".schema.json") for p in SCHEMAS}
-    assert {"tfgov", "org-config", "pipeline", "stage-result", "build-record"} <= names
+    assert {
+        "tfgov",
+        "org-config",
+        "pipeline",
+        "stage-result",
+        "build-record",
+        "base",
+        "base-lock",
+        "dependency-tree",
+    } <= names
 
 
 def test_example_and_pipelines_validate() -> None:

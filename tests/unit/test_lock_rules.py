@@ -1,0 +1,72 @@
+"""What the lock stage refuses before resolving, and the dependency tree it writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tfgov_ci.stages.lock.interface import LockStageError, compare
+from tfgov_ci.stages.lock.uv import check_requirements, dependency_tree
+from tfgov_ci.wheels import Locked
+
+BASE = ["tensorflow-cpu==2.21.0", "numpy==2.4.6"]
+
+
+def _check(tmp_path: Path, text: str, *, allow: bool = False) -> None:
+    (tmp_path / "requirements.txt").write_text(text)
+    check_requirements(tmp_path / "requirements.txt", BASE, allow_unhashable=allow)
+
+
+def test_a_requirement_that_would_change_a_base_package_names_both_versions(tmp_path: Path) -> None:
+    with pytest.raises(LockStageError) as raised:
+        _check(tmp_path, "pandas>=2\ntensorflow-cpu>=2.22\n")
+    assert raised.value.exit_code == 2
+    assert "requirements.txt:2: the base pins tensorflow-cpu 2.21.0; requirements.txt asks for >=2.22" in (
+        raised.value.message
+    )
+
+
+def test_requirements_the_base_satisfies_pass(tmp_path: Path) -> None:
+    _check(tmp_path, "# model deps\nTensorflow_CPU==2.21.0  # same as the base\nnumpy\npandas>=2\n")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-e ./mylib",
+        "./mylib",
+        "mylib @ https://example.com/mylib-1.0.tar.gz",
+        "git+https://example.com/mylib.git",
+    ],
+)
+def test_urls_and_local_paths_are_refused_unless_allowed(tmp_path: Path, line: str) -> None:
+    with pytest.raises(LockStageError, match="cannot be locked by hash"):
+        _check(tmp_path, line + "\n")
+    _check(tmp_path, line + "\n", allow=True)
+
+
+def test_the_tree_says_who_pulled_in_what() -> None:
+    lock = """# header
+keras==3.15.1 \\
+    --hash=sha256:aa
+    # via tensorflow-cpu
+numpy==2.4.6 \\
+    --hash=sha256:bb
+    # via
+    #   keras
+    #   tensorflow-cpu
+tensorflow-cpu==2.21.0 \\
+    --hash=sha256:cc
+    # via -r requirements.txt
+"""
+    tree = dependency_tree(lock)
+    assert tree["roots"] == ["tensorflow-cpu"]
+    assert tree["packages"]["numpy"] == {"version": "2.4.6", "required_by": ["keras", "tensorflow-cpu"]}
+    assert tree["packages"]["tensorflow-cpu"]["required_by"] == []
+
+
+def test_compare_lists_added_removed_and_changed_packages() -> None:
+    old = [Locked("a", "1", (), 1), Locked("b", "1", (), 2)]
+    new = [Locked("a", "2", (), 1), Locked("c", "1", (), 2)]
+    assert compare(old, new) == ["+ c==1", "- b==1", "~ a 1 -> 2"]
