@@ -327,3 +327,15 @@ def test_unsatisfiable_requirements_pass_on_uvs_explanation(
     assert result.code == 2
     assert "the requirements cannot be locked" in result.err
     assert "pyyaml" in result.err.lower() and "Traceback" not in result.err
+
+
+def test_a_lock_re_resolved_in_the_same_run_must_be_committed_before_it_builds(
+    model: Path, cli: Callable[..., CliResult]
+) -> None:
+    (model / "requirements.txt").write_text("PyYAML==6.0.2\nsix==1.17.0\n")
+    git(model, "commit", "-qam", "a new requirement, lock not updated")
+    result = cli("run", cwd=model)  # one process: the tree was clean when the run started
+    assert result.code == 2
+    assert "requirements.lock is not the committed one" in result.err
+    record = json.loads((model / ".tfgov/out/record.json").read_text())
+    assert [s["status"] for s in record["stages"][:3]] == ["passed", "passed", "error"]

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tfgov_ci import tools
 from tfgov_ci.context import Context
 from tfgov_ci.errors import ToolError
 from tfgov_ci.oci import image as oci_image
@@ -94,6 +95,14 @@ def checked_lock(ctx: Context) -> str:
             f"{cfg.dependencies.lock} changed after the lock stage wrote it",
             "a lock is edited only by `tfgov-ci run lock`: run it again and commit the result",
         )
+    if not ctx.allow_dirty:
+        # The tags name a commit: the lock that builds the image must be that commit's lock.
+        status = tools.run(["git", "status", "--porcelain", "--", str(path)], cwd=str(ctx.git.root)).stdout
+        if status.strip():
+            raise BuildInputError(
+                f"{cfg.dependencies.lock} is not the committed one (the lock stage re-resolved it)",
+                f"review and commit {cfg.dependencies.lock} and its .tree.json, then run again",
+            )
     return digest or ""
 
 
