@@ -123,3 +123,39 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for mount in ("exec/netns/default", "data"):  # what dockerd leaves mounted
             subprocess.run(["umount", "-R", str(root / mount)], check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def six_base(
+    session_registry: LocalRegistry, small_base: BuiltBase, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """The small base plus one locked wheel (six 1.17.0): a base that provides a Python package."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("six-platform")
+    (folder / "requirements.txt").write_text("six==1.17.0\n")
+    uv = str(Path(__import__("uv").find_uv_bin()))
+    subprocess.run(
+        [
+            uv,
+            "pip",
+            "compile",
+            "--quiet",
+            "--generate-hashes",
+            "--python-version",
+            "3.11",
+            "--output-file",
+            "requirements.lock",
+            "requirements.txt",
+        ],
+        cwd=folder,
+        check=True,
+    )
+    (folder / "tfgov-base.yaml").write_text(
+        SMALL_BASE.replace("py-base", "six-base") + "tensorflow: {lock: requirements.lock}\n"
+    )
+    definition = base.load_definition(folder / "tfgov-base.yaml")
+    built = base.build(definition, folder / "oci", SHARED_CACHE, update_lock=True)
+    repository = f"{session_registry.host}/platform/six-base"
+    push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
+    return f"{repository}@{built.digest}"

@@ -96,7 +96,7 @@ def load_definition(path: Path) -> BaseDefinition:
         packages=tuple(data["debian"]["packages"]),
         exclude=tuple(data["debian"].get("exclude", DEFAULT_EXCLUDE)),
         python=data["python"],
-        tf_requirements=here / tf["requirements"] if tf else None,
+        tf_requirements=here / tf["requirements"] if tf and "requirements" in tf else None,
         tf_lock=here / tf["lock"] if tf else None,
         lock=here / data.get("lock", "tfgov-base.lock.json"),
         registries={

@@ -339,3 +339,28 @@ def test_a_lock_re_resolved_in_the_same_run_must_be_committed_before_it_builds(
     assert "requirements.lock is not the committed one" in result.err
     record = json.loads((model / ".tfgov/out/record.json").read_text())
     assert [s["status"] for s in record["stages"][:3]] == ["passed", "passed", "error"]
+
+
+def test_the_same_inputs_lock_to_the_same_bytes_in_any_folder_with_the_base_as_constraint(
+    tmp_path: Path, six_base: str, session_registry: LocalRegistry, cli: Callable[..., CliResult]
+) -> None:
+    files = {
+        "tfgov.yaml": model_config(six_base, session_registry.host),
+        "requirements.txt": "six\nPyYAML==6.0.2\n",
+        "app.py": APP,
+        "data/labels.txt": "a\n",
+    }
+    texts = []
+    for folder in ("one", "elsewhere/two"):
+        repo = make_repo(tmp_path / folder, files)
+        result = cli("lock", cwd=repo)
+        assert result.code == 0, result.err
+        texts.append((repo / "requirements.lock").read_text())
+        tree = json.loads((repo / "requirements.lock.tree.json").read_text())
+        assert tree["roots"] == ["pyyaml", "six"]
+    assert texts[0] == texts[1]
+    assert "six==1.17.0" in texts[0] and "-c base image packages" in texts[0]
+    (tmp_path / "one" / "requirements.txt").write_text("six>=1.18\n")
+    refused = cli("lock", cwd=tmp_path / "one")
+    assert refused.code == 2
+    assert "the base pins six 1.17.0; requirements.txt asks for >=1.18" in refused.err

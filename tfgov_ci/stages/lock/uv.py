@@ -89,7 +89,7 @@ class UvLocker:
             platform,
             "--output-file",
             output,
-            str(cfg.project_dir / cfg.dependencies.requirements),
+            cfg.dependencies.requirements,  # relative (uv runs in the project): "# via -r requirements.txt"
         ]
         if constraints:
             argv += ["--constraint", constraints]
@@ -149,14 +149,20 @@ class UvLocker:
             if lock.is_file():  # uv keeps the versions of an existing output file when they still fit
                 shutil.copyfile(lock, output)
             argv = self._argv(ctx, platform, str(output), constraints)
-            done = tools.run([uv_binary(), *argv[1:]], check=False, timeout=1800)
+            done = tools.run([uv_binary(), *argv[1:]], cwd=str(cfg.project_dir), check=False, timeout=1800)
             if done.returncode != 0:
                 explanation = [line for line in done.stderr.strip().splitlines() if line.strip()][-8:]
                 raise LockStageError(
                     "the requirements cannot be locked: " + " ".join(line.strip() for line in explanation),
                     "the base's packages are constraints: keep their versions in requirements.txt",
                 )
-            body = output.read_text()
+            # The constraints file lives in a temporary folder: name it for what it is, so that the
+            # same inputs give the same lock in any folder, on any machine.
+            body = (
+                output.read_text().replace(f"-c {constraints}", "-c base image packages")
+                if constraints
+                else (output.read_text())
+            )
         header = (
             f"# Written by `{COMPILE_COMMAND}` (uv) for Python {cfg.runtime.python} on {platform},\n"
             f"# base {ref.digest}: its packages are constraints. Do not edit by hand.\n"
@@ -250,6 +256,8 @@ def dependency_tree(lock_text: str) -> dict[str, Any]:
         if comment.startswith("via"):
             in_via = True
             comment = comment[3:].strip()
+        if in_via and comment.startswith("-c "):
+            continue  # a constraint (the base's packages), not a dependent
         if in_via and comment:
             who = "requirements" if comment.startswith("-r ") else normalise_name(comment.split()[0])
             packages[current]["required_by"].append(who)
