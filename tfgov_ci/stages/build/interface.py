@@ -39,7 +39,7 @@ class BuildInputError(BuildError):
         super().__init__(message, hint)
 
 
-def labels(ctx: Context, base: Reference, lock_digest: str | None) -> dict[str, str]:
+def labels(ctx: Context, base: Reference, lock: str | None) -> dict[str, str]:
     """The labels every tfgov-ci image carries, whichever backend built it."""
     cfg = ctx.config
     out = {
@@ -53,9 +53,9 @@ def labels(ctx: Context, base: Reference, lock_digest: str | None) -> dict[str, 
         "org.opencontainers.image.base.digest": base.digest or "",
         "io.tfgov.tensorflow.version": cfg.runtime.tensorflow,
         "io.tfgov.python.version": cfg.runtime.python,
-        "io.tfgov.lock.digest": lock_digest or "",
+        "io.tfgov.lock.digest": lock or "",
         # The one label that differs between two CI pipelines of the same commit: a rebuild that
-        # must match bit for bit sets the same id (TFGOV_PIPELINE_ID or the CI's variable).
+        # must match bit for bit runs with the same pipeline id (CI_PIPELINE_ID, BUILD_TAG).
         "io.tfgov.pipeline.id": ctx.ci.pipeline_id or "local",
     }
     if ctx.git.dirty:
