@@ -170,6 +170,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lock.add_argument("--check", action="store_true", help="exit 1 when the lock is stale; write nothing")
 
+    sbom = commands.add_parser(
+        "sbom",
+        parents=[common],
+        help="SBOMs in the registry",
+        description="Work with the SBOMs published beside images.",
+    )
+    sbom_commands = sbom.add_subparsers(
+        dest="sbom_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
+    )
+    fetch = sbom_commands.add_parser(
+        "fetch",
+        parents=[common],
+        help="the SBOM of a pushed image, found by its digest",
+        description="Find the SBOM attached to IMAGE (REGISTRY/REPO:TAG or @sha256:...) through its "
+        "digest, check it, and write it to stdout or --output.",
+    )
+    fetch.add_argument("image", metavar="IMAGE")
+    fetch.add_argument("--format", choices=("spdx", "cyclonedx"), default="spdx", help="which SBOM")
+    fetch.add_argument("--output", type=Path, metavar="FILE", help="write it here (default: stdout)")
+
     base = commands.add_parser(
         "base",
         parents=[common],
@@ -214,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "plan": _plan,
             "run": _run,
             "lock": _lock,
+            "sbom": _sbom,
             "base": _base,
         }
         handler = handlers[args.command]
@@ -380,3 +401,19 @@ def _lock(args: argparse.Namespace) -> int:
         changes = compare(parse_lock(lock) if lock.is_file() else [], parse_lock(fresh))
     detail = "; ".join(changes) if changes else "same packages, other hashes or base"
     raise GateFailed(f"{lock.name} is stale: {detail}", "run `tfgov-ci lock` and commit the result")
+
+
+def _sbom(args: argparse.Namespace) -> int:
+    from tfgov_ci import config as config_mod
+    from tfgov_ci._files import atomic_write_text
+    from tfgov_ci.oci import referrers
+
+    path = _config_path(args)
+    registries = config_mod.load(path, getattr(args, "org_config", None)).registries if path.is_file() else {}
+    data = referrers.fetch(args.image, args.format, registries)
+    if args.output:
+        atomic_write_text(args.output, data.decode())
+        print(f"wrote {args.output} ({len(data)} bytes, {args.format})", file=sys.stderr)
+    else:
+        sys.stdout.write(data.decode())
+    return EXIT_OK

@@ -364,3 +364,29 @@ def test_the_same_inputs_lock_to_the_same_bytes_in_any_folder_with_the_base_as_c
     refused = cli("lock", cwd=tmp_path / "one")
     assert refused.code == 2
     assert "the base pins six 1.17.0; requirements.txt asks for >=1.18" in refused.err
+
+
+def test_publish_attaches_the_sboms_and_sbom_fetch_finds_them_again_by_digest(
+    model: Path, session_registry: LocalRegistry, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    data = build(cli, model)["data"]
+    assert cli("run", "sbom", cwd=model).code == 0
+    published = cli("run", "publish", cwd=model)
+    assert published.code == 0, published.err
+    result = json.loads((model / ".tfgov/out/publish/result.json").read_text())
+    assert [s["format"] for s in result["data"]["sboms"]] == ["cyclonedx", "spdx"]
+    assert "application/vnd.goharbor.harbor.sbom.v1" in {s["artifact_type"] for s in result["data"]["sboms"]}
+    repository = f"{session_registry.host}/ml/hello"
+    spdx_file = tmp_path / "fetched.spdx.json"
+    by_tag = cli("sbom", "fetch", f"{repository}:main", "--output", str(spdx_file), cwd=tmp_path)
+    assert by_tag.code == 0, by_tag.err
+    local = (model / ".tfgov/out/sbom/sbom.spdx.json").read_bytes()
+    assert spdx_file.read_bytes() == local
+    by_digest = cli("sbom", "fetch", f"{repository}@{data['digest']}", "--format", "cyclonedx", cwd=tmp_path)
+    assert by_digest.code == 0, by_digest.err
+    assert json.loads(by_digest.out)["bomFormat"] == "CycloneDX"
+    # a second publish of the same image keeps one index, listing the newer SBOMs too
+    assert cli("run", "sbom", cwd=model).code == 0
+    assert cli("run", "publish", cwd=model).code == 0
+    missing = cli("sbom", "fetch", f"{session_registry.host}/ml/none:main", cwd=tmp_path)
+    assert missing.code == 3 and "no image" in missing.err

@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 from tfgov_ci import tools
 from tfgov_ci.context import Context
+from tfgov_ci.oci import referrers
+from tfgov_ci.oci.image import rfc3339
 from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.pipeline import (
     STAGES,
@@ -214,6 +216,10 @@ class SkopeoPublisher:
                 force_retag=ctx.force_retag,
             )
             warnings = list(data.pop("warnings"))
+            sboms, sbom_warning = attach_sboms(ctx, layout, digest, images.repository)
+            data["sboms"] = sboms
+            if sbom_warning:
+                warnings.append(sbom_warning)
         if gate_warning:
             warnings.insert(0, gate_warning)
         return passed(
@@ -226,6 +232,22 @@ class SkopeoPublisher:
             data=data,
             warnings=tuple(warnings),
         )
+
+
+def attach_sboms(
+    ctx: Context, layout: Path, digest: str, repository: str
+) -> tuple[list[dict[str, str]], str | None]:
+    """Push this commit's SBOMs as artifacts of the image; a warning when there are none."""
+    if not result_path(ctx.out_dir, "sbom").is_file():
+        return [], "no SBOM attached: run the sbom stage before publish"
+    sbom = read_result(ctx, "sbom")
+    manifest = Layout.open(layout).resolve(digest)
+    files = {kind: Path(sbom.outputs[kind]) for kind in ("spdx", "cyclonedx") if kind in sbom.outputs}
+    subject = Descriptor(manifest.media_type, manifest.digest, manifest.size)
+    attached = referrers.attach(
+        repository, subject, files, rfc3339(ctx.source_date_epoch), ctx.config.registries
+    )
+    return [{"format": a.kind, "digest": a.digest, "artifact_type": a.artifact_type} for a in attached], None
 
 
 def policy_gate(ctx: Context) -> str | None:

@@ -1,0 +1,223 @@
+"""SBOMs beside the image in the registry: OCI artifacts whose ``subject`` is the image.
+
+Each SBOM is an artifact manifest (empty config, one layer) pushed by digest with skopeo. Registries
+with the OCI 1.1 referrers API (Harbor 2.8+) list it from its ``subject``; for those without (CNCF
+distribution 2.8, the local test registry), the referrers tag fallback of the distribution spec
+is kept as well: an OCI index at tag ``sha256-<image hex>`` listing every referrer, merged with
+what is already there. :func:`fetch` finds an image's SBOM again through that index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tfgov_ci import tools
+from tfgov_ci.errors import ToolError
+from tfgov_ci.oci.layout import MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, Layout
+from tfgov_ci.registry import Access, access
+
+EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
+HARBOR_SBOM = "application/vnd.goharbor.harbor.sbom.v1"  # Harbor's SBOM tab lists this type
+SPDX_JSON = "application/spdx+json"
+CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
+# kind -> (artifact type, layer media type)
+KINDS = {"spdx": (HARBOR_SBOM, SPDX_JSON), "cyclonedx": (CYCLONEDX_JSON, CYCLONEDX_JSON)}
+
+
+class ReferrerError(ToolError):
+    """An SBOM could not be attached to, or found beside, an image (exit 3)."""
+
+
+@dataclass(frozen=True)
+class Attached:
+    kind: str
+    digest: str
+    artifact_type: str
+
+
+def fallback_tag(digest: str) -> str:
+    """The referrers tag of the distribution spec: ``sha256:abc...`` -> ``sha256-abc...``."""
+    return digest.replace(":", "-")
+
+
+def _go_descriptor(entry: dict[str, Any], artifact_type: str | None, annotations: Any) -> dict[str, Any]:
+    """A descriptor with its fields in the order of image-spec's Go struct."""
+    out: dict[str, Any] = {"mediaType": entry["mediaType"], "digest": entry["digest"], "size": entry["size"]}
+    if annotations:
+        out["annotations"] = dict(sorted(annotations.items()))
+    if artifact_type:
+        out["artifactType"] = artifact_type
+    return out
+
+
+def _skopeo(argv: list[str], reg: Access) -> tools.Completed:
+    done = tools.run(["skopeo", *argv], secrets=reg.secrets, check=False, timeout=1800)
+    if done.returncode != 0:
+        raise ReferrerError(
+            f"skopeo failed against {reg.host}",
+            "see its output below",
+            argv=done.argv,
+            returncode=done.returncode,
+            stderr_tail=done.stderr.strip()[-1200:],
+        )
+    return done
+
+
+def _raw(repository: str, ref: str, reg: Access) -> bytes | None:
+    separator = "@" if ref.startswith("sha256:") else ":"
+    with reg.skopeo_args("") as args:
+        done = tools.run(
+            ["skopeo", "inspect", "--raw", *args, f"docker://{repository}{separator}{ref}"],
+            secrets=reg.secrets,
+            check=False,
+            timeout=300,
+        )
+    if done.returncode != 0:
+        if "manifest unknown" in done.stderr or "not found" in done.stderr.lower():
+            return None
+        raise ReferrerError(f"cannot read {repository}{separator}{ref}: {done.stderr.strip()[-300:]}")
+    return done.stdout.encode()
+
+
+def attach(
+    repository: str,
+    subject: Descriptor,
+    files: Mapping[str, Path],
+    created: str,
+    registries: Mapping[str, Mapping[str, Any]],
+    env: Mapping[str, str] | None = None,
+) -> list[Attached]:
+    """Push each SBOM (``{"spdx": path, "cyclonedx": path}``) as an artifact of ``subject``."""
+    reg = access(repository.split("/", 1)[0], registries, os.environ if env is None else env)
+    attached: list[Attached] = []
+    with tempfile.TemporaryDirectory(prefix="tfgov-referrers.") as tmp:
+        layout = Layout.create(Path(tmp))
+        empty = layout.put_bytes(b"{}", EMPTY_CONFIG)
+        entries: list[dict[str, Any]] = []
+        for kind, path in sorted(files.items()):
+            artifact_type, media_type = KINDS[kind]
+            layer = layout.put_bytes(path.read_bytes(), media_type)
+            layer = Descriptor(
+                layer.media_type, layer.digest, layer.size, {"org.opencontainers.image.title": path.name}
+            )
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": MEDIA_MANIFEST,
+                "artifactType": artifact_type,
+                "config": empty.to_json(),
+                "layers": [layer.to_json()],
+                "subject": subject.to_json(),
+                "annotations": {"org.opencontainers.image.created": created, "io.tfgov.sbom.format": kind},
+            }
+            descriptor = layout.put_json(manifest, MEDIA_MANIFEST)
+            layout.tag(descriptor, (kind,))
+            with reg.skopeo_args("dest") as dest:
+                _skopeo(
+                    [
+                        "copy",
+                        "--quiet",
+                        "--preserve-digests",
+                        *dest,
+                        f"oci:{tmp}:{kind}",
+                        f"docker://{repository}@{descriptor.digest}",
+                    ],
+                    reg,
+                )
+            attached.append(Attached(kind, descriptor.digest, artifact_type))
+            entries.append(_go_descriptor(descriptor.to_json(), artifact_type, manifest["annotations"]))
+        # The referrers tag fallback: merge into whatever index already lists this image's referrers.
+        tag = fallback_tag(subject.digest)
+        existing = _raw(repository, tag, reg)
+        known = json.loads(existing)["manifests"] if existing else []
+        mine = {e["digest"] for e in entries}
+        merged = [_go_descriptor(m, m.get("artifactType"), m.get("annotations")) for m in known]
+        merged = [m for m in merged if m["digest"] not in mine] + entries
+        index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": merged}
+        # skopeo (containers/image) cannot push an index byte for byte (it re-encodes it, and may
+        # drop artifactType): fine here, nothing refers to the fallback index by digest, and each
+        # entry keeps its io.tfgov.sbom.format annotation.
+        index_desc = layout.put_bytes(json.dumps(index, separators=(",", ":")).encode(), MEDIA_INDEX)
+        layout.tag(index_desc, ("referrers",))
+        with reg.skopeo_args("dest") as dest:
+            _skopeo(
+                [
+                    "copy",
+                    "--quiet",
+                    "--multi-arch",
+                    "index-only",  # the referrers themselves are pushed already, one by one
+                    *dest,
+                    f"oci:{tmp}:referrers",
+                    f"docker://{repository}:{tag}",
+                ],
+                reg,
+            )
+    return attached
+
+
+def resolve_digest(
+    image: str, registries: Mapping[str, Mapping[str, Any]], env: Mapping[str, str]
+) -> tuple[str, str]:
+    """``REPO:TAG`` or ``REPO@DIGEST`` -> (repository, manifest digest)."""
+    repository, _, digest = image.partition("@")
+    reg = access(repository.split("/", 1)[0], registries, env)
+    if digest:
+        return repository, digest
+    name, _, tag = repository.rpartition(":")
+    if not name or "/" in tag:
+        name, tag = repository, "latest"
+    raw = _raw(name, tag, reg)
+    if raw is None:
+        raise ReferrerError(f"no image {image}", "check the reference (tfgov-ci prints it after publish)")
+    return name, "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def fetch(
+    image: str,
+    kind: str,
+    registries: Mapping[str, Mapping[str, Any]],
+    env: Mapping[str, str] | None = None,
+) -> bytes:
+    """The SBOM (``spdx`` or ``cyclonedx``) attached to ``image``, found by its digest."""
+    environ = os.environ if env is None else env
+    repository, digest = resolve_digest(image, registries, environ)
+    reg = access(repository.split("/", 1)[0], registries, environ)
+    index = _raw(repository, fallback_tag(digest), reg)
+    artifact_type = KINDS[kind][0]
+    # skopeo re-encodes the fallback index and may drop descriptors' artifactType (containers/image
+    # predates it): the io.tfgov.sbom.format annotation, which it keeps, says what each entry is.
+    candidates = [
+        m
+        for m in (json.loads(index)["manifests"] if index else [])
+        if m.get("artifactType") == artifact_type
+        or m.get("annotations", {}).get("io.tfgov.sbom.format") == kind
+    ]
+    if not candidates:
+        raise ReferrerError(
+            f"no {kind} SBOM is attached to {repository}@{digest}",
+            "publish it with `tfgov-ci run publish` after the sbom stage",
+        )
+    newest = max(
+        candidates, key=lambda m: m.get("annotations", {}).get("org.opencontainers.image.created", "")
+    )
+    with tempfile.TemporaryDirectory(prefix="tfgov-sbom-fetch.") as tmp, reg.skopeo_args("src") as src:
+        _skopeo(
+            [
+                "copy",
+                "--quiet",
+                "--preserve-digests",
+                *src,
+                f"docker://{repository}@{newest['digest']}",
+                f"oci:{tmp}:sbom",
+            ],
+            reg,
+        )
+        layout = Layout.open(Path(tmp))
+        manifest = layout.read_json(newest["digest"])
+        return layout.read_blob(manifest["layers"][0]["digest"])  # checked against its digest
