@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,8 @@ COMMIT_TIME = 1767323045  # 2026-01-02T03:04:05Z
 
 def require_tool(name: str) -> str:
     """The tool's path; skip without it, or fail when TFGOV_REQUIRE_TOOLS=1 (as .ci/run sets)."""
-    found = shutil.which(name)
+    # PyPI tools (syft, uv) sit beside the test interpreter, which need not be on PATH
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found:
         return found
     message = f"{name} is not installed (make setup installs it)"

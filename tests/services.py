@@ -159,3 +159,17 @@ def six_base(
     repository = f"{session_registry.host}/platform/six-base"
     push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
     return f"{repository}@{built.digest}"
+
+
+@pytest.fixture(scope="session")
+def pip_base(session_registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A base with Debian's pip in it: what a Dockerfile with `RUN pip install` needs."""
+    folder = tmp_path_factory.mktemp("pip-platform")
+    (folder / "tfgov-base.yaml").write_text(
+        SMALL_BASE.replace("py-base", "pip-base").replace("libgomp1]", "libgomp1, python3-pip]")
+    )
+    definition = base.load_definition(folder / "tfgov-base.yaml")
+    built = base.build(definition, folder / "oci", SHARED_CACHE, update_lock=True)
+    repository = f"{session_registry.host}/platform/pip-base"
+    push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
+    return f"{repository}@{built.digest}"

@@ -176,7 +176,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "sbom",
-            "SPDX and CycloneDX of the built image",
+            "SPDX and CycloneDX of the built image; lock-versus-image drift",
             {"syft": ("syft",)},
             ("build",),
         ),

@@ -114,3 +114,66 @@ def test_every_from_naming_an_image_is_pinned_to_the_base_but_stages_are_kept() 
     )
     assert text == "FROM B AS build\nRUN make\nFROM --platform=linux/amd64 build AS again\nFROM B\n"
     assert replaced == ["python:3.11", "scratch"]
+
+
+def test_drift_catches_what_a_dockerfile_installed_beside_the_lock(
+    tmp_path: Path, pip_base: str, session_registry: LocalRegistry, cli: Callable[..., CliResult]
+) -> None:
+    """The Dockerfile pip-installs an unlocked package, skips the locked one, and drops a loose file."""
+    import subprocess
+    import sys
+
+    from tests.integration.test_native_build import model_config
+
+    require_tools("buildah", "syft")
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            str(wheels),
+            "six==1.17.0",
+        ],
+        check=True,
+    )
+    wheel = next(wheels.glob("six-*.whl"))
+    dockerfile = f"""FROM scratch
+COPY {wheel.name} /tmp/
+RUN ["/usr/bin/python3", "-m", "pip", "install", "--break-system-packages", "--no-index", "--no-deps", \
+     "/tmp/{wheel.name}"]
+RUN ["/usr/bin/python3", "-c", "open('/tmp/fetched-tool', 'w').write('binary')"]
+COPY app.py /app/
+"""
+    repo = make_repo(
+        tmp_path / "drifty",
+        {
+            "tfgov.yaml": model_config(pip_base, session_registry.host).replace(
+                "files: [app.py, data]", "files: [app.py]"
+            )
+            + "stages:\n  build:\n    backend: buildah\n",
+            "requirements.txt": "PyYAML==6.0.2\n",
+            "app.py": "print('hi')\n",
+            "Dockerfile": dockerfile,
+        },
+    )
+    (repo / wheel.name).write_bytes(wheel.read_bytes())
+    assert cli("lock", cwd=repo).code == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "lock and wheel")
+    for stage in ("validate", "lock", "build", "sbom"):
+        result = cli("run", stage, cwd=repo)
+        assert result.code == 0, result.err
+    drift = json.loads((repo / ".tfgov/out/sbom/result.json").read_text())["data"]["drift"]
+    found = {(f["kind"], f["subject"]) for f in drift["findings"]}
+    assert ("unlocked", "six") in found
+    assert ("missing", "pyyaml") in found
+    assert ("unowned-file", "/tmp/fetched-tool") in found
+    assert ("unowned-file", "/etc/hosts") not in found  # a runtime-managed file, not drift
+    assert not any(kind == "unlocked" and name in ("pip", "setuptools", "wheel") for kind, name in found)
+    assert "drift: six 1.17.0 is in the image but not in the lock" in result.err  # said, every time

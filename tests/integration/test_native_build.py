@@ -290,6 +290,7 @@ def test_sbom_lists_the_debian_and_python_packages_annotated_with_provenance(
     assert properties["tfgov:image"].endswith(f"@{data['digest']}")  # type: ignore[index]
     assert properties["tfgov:lock"] == data["lock_digest"]  # type: ignore[index]
     assert sbom["data"]["by_type"]["deb"] >= 30 and sbom["data"]["by_type"]["pypi"] == 1
+    assert sbom["data"]["drift"] == {"findings": [], "counts": {}}  # the native image is what the lock says
 
 
 def test_the_lock_comes_with_its_dependency_tree(model: Path) -> None:

@@ -70,3 +70,18 @@ def test_compare_lists_added_removed_and_changed_packages() -> None:
     old = [Locked("a", "1", (), 1), Locked("b", "1", (), 2)]
     new = [Locked("a", "2", (), 1), Locked("c", "1", (), 2)]
     assert compare(old, new) == ["+ c==1", "- b==1", "~ a 1 -> 2"]
+
+
+def test_drift_between_image_lock_and_base_is_a_finding_per_package() -> None:
+    from tfgov_ci.drift import package_findings
+
+    image = {"pyyaml": "6.0.2", "six": "1.17.0", "numpy": "2.0.0", "pip": "23.0.1"}
+    locked = [Locked("pyyaml", "6.0.1", (), 1), Locked("requests", "2.0", (), 2)]
+    base = {"numpy": "2.4.6", "pip": "23.0.1"}
+    found = {(f.kind, f.subject, f.expected, f.found) for f in package_findings(image, locked, base)}
+    assert found == {
+        ("version", "pyyaml", "6.0.1", "6.0.2"),
+        ("unlocked", "six", None, "1.17.0"),
+        ("version", "numpy", "2.4.6", "2.0.0"),  # a base package overwritten
+        ("missing", "requests", "2.0", None),
+    }

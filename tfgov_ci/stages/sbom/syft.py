@@ -15,11 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tfgov_ci import tools
-from tfgov_ci._files import atomic_write_json
+from tfgov_ci import drift, tools
+from tfgov_ci._files import atomic_write_json, cache_dir
 from tfgov_ci.context import Context
+from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
 from tfgov_ci.stages.sbom.interface import SbomError
+from tfgov_ci.wheels import parse_lock
 
 SPDX_FILE = "sbom.spdx.json"
 CYCLONEDX_FILE = "sbom.cdx.json"
@@ -86,6 +88,7 @@ class SyftSbom:
             steps=(
                 Step("catalogue the image's packages", tuple(argv), "syft"),
                 Step("annotate both documents with commit, image digest and lock digest"),
+                Step("drift: the image's Python packages and files against the lock and the base's SBOM"),
             ),
             inputs=(str(result_path(ctx.out_dir, "build")), str(layout)),
             outputs=(
@@ -117,6 +120,7 @@ class SyftSbom:
                 )
             spdx = json.loads(spdx_tmp.read_text())
             cyclonedx = json.loads(cdx_tmp.read_text())
+        drift_report = self._drift(ctx, build, cyclonedx)
         facts = {"commit": ctx.git.sha, "image": f"{repository}@{digest}", "lock": lock}
         spdx.setdefault("creationInfo", {})["comment"] = "tfgov-ci: " + ", ".join(
             f"{k}={v}" for k, v in facts.items()
@@ -132,13 +136,72 @@ class SyftSbom:
             "spdx_version": spdx.get("spdxVersion"),
             "cyclonedx_version": cyclonedx.get("specVersion"),
         }
+        summary["drift"] = drift_report
         by_type = ", ".join(f"{n} {t}" for t, n in summary["by_type"].items())
+        drift_count = len(drift_report["findings"])
         return passed(
             ctx,
             self.stage,
             self.name,
             clock,
-            f"{summary['packages']} packages ({by_type})",
+            f"{summary['packages']} packages ({by_type}); {drift_count} drift findings",
             outputs={"spdx": str(out / SPDX_FILE), "cyclonedx": str(out / CYCLONEDX_FILE)},
             data=summary,
+            warnings=tuple(f"drift: {f['message']}" for f in drift_report["findings"]),
         )
+
+    def _drift(self, ctx: Context, build: StageResult, cyclonedx: dict[str, Any]) -> dict[str, Any]:
+        """Compare the image's Python packages and files with the lock and the base."""
+        cfg = ctx.config
+        layout = Layout.open(Path(build.outputs["layout"]))
+        manifest = layout.read_json(str(build.data["digest"]))
+        base = build.data["base"]
+        cache = cache_dir()
+        base_doc = drift.base_sbom(cache / "base", str(base["digest"]), cache, _catalogue_cyclonedx)
+        lock = cfg.project_dir / cfg.dependencies.lock
+        findings = drift.package_findings(
+            drift.pypi_packages(cyclonedx),
+            parse_lock(lock) if lock.is_file() else [],
+            drift.pypi_packages(base_doc),
+        )
+        findings += drift.unowned_files(layout, manifest, int(base["layers"]), cfg.app.workdir)
+        return drift.report(findings)
+
+
+def _catalogue_cyclonedx(layout_path: Path, ref: str) -> dict[str, Any]:
+    """syft's CycloneDX of one image of a layout (copied alone into a temporary layout first)."""
+    source = Layout.open(layout_path)
+    descriptor = source.resolve(ref)
+    with tempfile.TemporaryDirectory(prefix="tfgov-syft.") as tmp:
+        single = Layout.create(Path(tmp) / "oci")
+        manifest = source.read_json(descriptor.digest)
+        for entry in [manifest["config"], *manifest["layers"]]:
+            single.import_blob(source, Descriptor.from_json(entry))
+        single.import_blob(source, descriptor)
+        single.tag(descriptor, ("image",))
+        output = Path(tmp) / "sbom.cdx.json"
+        env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
+        done = tools.run(
+            [
+                "syft",
+                "scan",
+                f"oci-dir:{single.path}",
+                "--quiet",
+                "--source-name",
+                "base",
+                "-o",
+                f"cyclonedx-json={output}",
+            ],
+            env=env,
+            check=False,
+            timeout=3600,
+        )
+        if done.returncode != 0:
+            raise SbomError(
+                "syft could not catalogue the base image",
+                argv=done.argv,
+                returncode=done.returncode,
+                stderr_tail=done.stderr[-1500:],
+            )
+        loaded: dict[str, Any] = json.loads(output.read_text())
+        return loaded

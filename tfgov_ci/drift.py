@@ -1,0 +1,153 @@
+"""Lock-versus-image drift: does the image hold what the lock and the base say, and nothing else?
+
+Findings, each a value with a ``kind`` the policy stage can gate on:
+
+- ``unlocked``: a Python package in the image that neither the lock nor the base has;
+- ``missing``: a locked package that is not in the image;
+- ``version``: a package whose version differs from the lock's (or, for a base package, the base's);
+- ``unowned-file``: a file added on top of the base that no package owns and that is not the app's
+  (a binary fetched with curl in a RUN step, say).
+
+Python packages come from the SBOMs (the image's and the base's); file ownership from the wheels'
+RECORD files in the image's own layers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import tarfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tfgov_ci.oci.layout import Layout
+from tfgov_ci.wheels import Locked, normalise_name
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    subject: str  # a package name or a path
+    message: str
+    expected: str | None = None
+    found: str | None = None
+
+
+def pypi_packages(cyclonedx: dict[str, Any]) -> dict[str, str]:
+    """name -> version of every Python package a CycloneDX document lists."""
+    out: dict[str, str] = {}
+    for component in cyclonedx.get("components", []):
+        purl = component.get("purl", "")
+        if purl.startswith("pkg:pypi/"):
+            out[normalise_name(component["name"])] = str(component.get("version", ""))
+    return out
+
+
+def package_findings(image: dict[str, str], locked: list[Locked], base: dict[str, str]) -> list[Finding]:
+    lock = {r.name: r.version for r in locked}
+    findings: list[Finding] = []
+    for name, version in sorted(image.items()):
+        if name in lock:
+            if version != lock[name]:
+                findings.append(
+                    Finding(
+                        "version",
+                        name,
+                        f"{name} is {version} in the image, {lock[name]} in the lock",
+                        lock[name],
+                        version,
+                    )
+                )
+        elif name in base:
+            if version != base[name]:
+                findings.append(
+                    Finding(
+                        "version",
+                        name,
+                        f"{name} is {version} in the image, {base[name]} in the base",
+                        base[name],
+                        version,
+                    )
+                )
+        else:
+            findings.append(
+                Finding(
+                    "unlocked", name, f"{name} {version} is in the image but not in the lock", None, version
+                )
+            )
+    for name in sorted(lock.keys() - image.keys()):
+        findings.append(
+            Finding("missing", name, f"{name} {lock[name]} is locked but not in the image", lock[name])
+        )
+    return findings
+
+
+def _layer_files(layout: Layout, digest: str) -> Iterable[tuple[str, tarfile.TarInfo, bytes | None]]:
+    """(path, member, RECORD bytes or None) for every file and link in a layer, streamed."""
+    with layout.blob_path(digest).open("rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+        for member in tar:
+            path = "/" + member.name.removeprefix("./").lstrip("/")
+            record = None
+            if member.isfile() and path.endswith(".dist-info/RECORD"):
+                extracted = tar.extractfile(member)
+                record = extracted.read() if extracted else None
+            yield path, member, record
+
+
+# Container runtimes mount these over whatever the image holds; builders leave empty ones behind.
+RUNTIME_FILES = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"})
+
+
+def unowned_files(layout: Layout, manifest: dict[str, Any], base_layers: int, workdir: str) -> list[Finding]:
+    """Files in the image's own layers that no package's RECORD lists and that are not the app's."""
+    files: set[str] = set()
+    owned: set[str] = set()
+    deleted: set[str] = set()
+    for entry in manifest["layers"][base_layers:]:
+        for path, member, record in _layer_files(layout, entry["digest"]):
+            name = posixpath.basename(path)
+            if name.startswith(".wh."):
+                deleted.add(posixpath.join(posixpath.dirname(path), name[4:]))
+                continue
+            if member.isfile() or member.issym() or member.islnk():
+                files.add(path)
+            if record is not None:
+                site = posixpath.dirname(posixpath.dirname(path))
+                for line in record.decode(errors="replace").splitlines():
+                    relative = line.rsplit(",", 2)[0] if line.count(",") >= 2 else line
+                    if relative:
+                        owned.add(posixpath.normpath(posixpath.join(site, relative)))
+    app = workdir.rstrip("/") + "/"
+    loose = sorted(
+        path
+        for path in files - owned - deleted - RUNTIME_FILES
+        if not path.startswith(app) and "/__pycache__/" not in path and ".dist-info/" not in path
+    )
+    return [
+        Finding("unowned-file", path, f"{path} was added on top of the base and no package owns it")
+        for path in loose
+    ]
+
+
+def report(findings: list[Finding]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for finding in findings:
+        counts[finding.kind] = counts.get(finding.kind, 0) + 1
+    return {"findings": [asdict(f) for f in findings], "counts": counts}
+
+
+def base_sbom(base_layout: Path, digest: str, cache: Path, syft: Any) -> dict[str, Any]:
+    """The base image's CycloneDX SBOM, made once per base digest and cached."""
+    path = cache / "sboms" / f"{digest.replace(':', '-')}.cdx.json"
+    if path.is_file():
+        loaded: dict[str, Any] = json.loads(path.read_text())
+        return loaded
+    document: dict[str, Any] = syft(base_layout, digest.replace(":", "-"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document))
+    tmp.replace(path)
+    return document
