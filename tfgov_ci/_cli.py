@@ -365,42 +365,20 @@ def _base(args: argparse.Namespace) -> int:
 
 
 def _lock(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from tfgov_ci import pipeline
-    from tfgov_ci.errors import GateFailed
     from tfgov_ci.project import open_project
-    from tfgov_ci.stages.lock.interface import compare
-    from tfgov_ci.wheels import parse_lock
+    from tfgov_ci.stages.lock.interface import check_lock, write_lock
 
     project = open_project(
         _config_path(args),
         org_path=getattr(args, "org_config", None),
         out_dir=getattr(args, "out", None),
-        allow_dirty=True,
+        allow_dirty=True,  # locking makes no tags
     )
-    ctx = project.context
-    backend = pipeline.instantiate(ctx, "lock", pipeline.chosen_backend(ctx, project.pipeline, "lock"))
-    if backend is None or not hasattr(backend, "resolve"):
-        raise UsageError("this lock backend is not available yet", "use stages.lock.backend: uv")
-    lock = ctx.config.project_dir / ctx.config.dependencies.lock
-    if not args.check:
-        the_plan = backend.plan(ctx)
-        result = backend.run(ctx, the_plan)
-        pipeline.write_result(ctx, result)
-        print(f"wrote {lock.name}: {result.message}; commit it")
-        return EXIT_OK
-    resolution = backend.resolve(ctx)
-    current = lock.read_text() if lock.is_file() else ""
-    if current == resolution.text:
-        print(f"ok: {lock.name} is current (requirements, base and platform unchanged)")
-        return EXIT_OK
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp) / lock.name
-        fresh.write_text(resolution.text)
-        changes = compare(parse_lock(lock) if lock.is_file() else [], parse_lock(fresh))
-    detail = "; ".join(changes) if changes else "same packages, other hashes or base"
-    raise GateFailed(f"{lock.name} is stale: {detail}", "run `tfgov-ci lock` and commit the result")
+    if args.check:
+        print(check_lock(project.context, project.pipeline))
+    else:
+        print(write_lock(project.context, project.pipeline))
+    return EXIT_OK
 
 
 def _sbom(args: argparse.Namespace) -> int:
