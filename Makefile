@@ -25,6 +25,7 @@ lint:
 bench: ## benchmarks, each beside its competitor, printed as tables (build: several minutes)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/startup.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/build.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/sbom.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
