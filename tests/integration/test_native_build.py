@@ -391,3 +391,35 @@ def test_publish_attaches_the_sboms_and_sbom_fetch_finds_them_again_by_digest(
     assert cli("run", "publish", cwd=model).code == 0
     missing = cli("sbom", "fetch", f"{session_registry.host}/ml/none:main", cwd=tmp_path)
     assert missing.code == 3 and "no image" in missing.err
+
+
+def test_sbom_from_the_registry_with_credentials_finds_the_same_packages(
+    tmp_path: Path, small_base: BuiltBase, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tfgov_ci.testing.registry import LocalRegistry as Registry
+
+    with Registry(user="ci-bot", password="s3cret-Pa55") as private:
+        monkeypatch.setenv("TFGOV_REGISTRY_USER", "ci-bot")
+        monkeypatch.setenv("TFGOV_REGISTRY_PASSWORD", "s3cret-Pa55")
+        config = (
+            model_config(small_base.ref, private.host) + "stages:\n  sbom:\n    options: {source: registry}\n"
+        )
+        repo = make_repo(
+            tmp_path / "hello",
+            {
+                "tfgov.yaml": config,
+                "requirements.txt": "PyYAML==6.0.2\n",
+                "app.py": APP,
+                "data/labels.txt": "a\n",
+            },
+        )
+        assert cli("lock", cwd=repo).code == 0
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "lock")
+        build(cli, repo)
+        assert cli("run", "publish", cwd=repo).code == 0
+        result = cli("run", "sbom", cwd=repo)
+        assert result.code == 0, result.err
+        assert "s3cret" not in result.err + result.out
+        sbom = json.loads((repo / ".tfgov/out/sbom/result.json").read_text())
+        assert sbom["data"]["by_type"]["pypi"] == 1 and sbom["data"]["by_type"]["deb"] >= 30

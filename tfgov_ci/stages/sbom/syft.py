@@ -21,6 +21,7 @@ from tfgov_ci._files import atomic_write_json, cache_dir
 from tfgov_ci.context import Context
 from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
+from tfgov_ci.registry import access
 from tfgov_ci.stages.sbom.interface import SbomError
 from tfgov_ci.wheels import parse_lock
 
@@ -54,11 +55,11 @@ class SyftSbom:
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
 
-    def _argv(self, layout: str, name: str, version: str, spdx: str, cyclonedx: str) -> list[str]:
+    def _argv(self, source: str, name: str, version: str, spdx: str, cyclonedx: str) -> list[str]:
         return [
             "syft",
             "scan",
-            f"oci-dir:{layout}",
+            source,
             "--quiet",
             "--source-name",
             name,
@@ -70,11 +71,29 @@ class SyftSbom:
             f"cyclonedx-json={cyclonedx}",
         ]
 
+    def _source(self, ctx: Context, layout: str, digest: str) -> tuple[str, dict[str, str], tuple[str, ...]]:
+        """What syft reads: the build's OCI layout (default), or with ``options.source: registry`` the
+        pushed image by digest, with the registry's CA and credentials (in syft's environment)."""
+        if self.options.get("source", "layout") != "registry":
+            return f"oci-dir:{layout}", {}, ()
+        repository = ctx.images().repository
+        if repository.startswith("oci:"):
+            raise SbomError("stages.sbom.options.source: registry needs image.registry", "set image.registry")
+        reg = access(repository.split("/", 1)[0], ctx.config.registries, os.environ)
+        env = {"SYFT_REGISTRY_AUTH_AUTHORITY": reg.host}
+        if reg.ca_file is not None:
+            env["SYFT_REGISTRY_CA_CERT"] = str(reg.ca_file)
+        elif not reg.tls_verify:
+            env["SYFT_REGISTRY_INSECURE_USE_HTTP"] = "true"
+        if reg.user and reg.password:
+            env["SYFT_REGISTRY_AUTH_USERNAME"], env["SYFT_REGISTRY_AUTH_PASSWORD"] = reg.user, reg.password
+        return f"registry:{repository}@{digest}", env, reg.secrets
+
     def plan(self, ctx: Context) -> StagePlan:
         out = result_path(ctx.out_dir, self.stage).parent
         layout = result_path(ctx.out_dir, "build").parent / "oci"
         argv = self._argv(
-            str(layout),
+            self._source(ctx, str(layout), "<build digest>")[0],
             ctx.images().repository,
             "<build digest>",
             str(out / SPDX_FILE),
@@ -118,8 +137,9 @@ class SyftSbom:
         pool.shutdown(wait=False)
         with tempfile.TemporaryDirectory(prefix=".sbom.", dir=out) as tmp:
             spdx_tmp, cdx_tmp = Path(tmp) / SPDX_FILE, Path(tmp) / CYCLONEDX_FILE
-            argv = self._argv(build.outputs["layout"], repository, digest, str(spdx_tmp), str(cdx_tmp))
-            done = tools.run(argv, env=env, check=False, timeout=3600)
+            source, registry_env, secrets = self._source(ctx, build.outputs["layout"], digest)
+            argv = self._argv(source, repository, digest, str(spdx_tmp), str(cdx_tmp))
+            done = tools.run(argv, env={**env, **registry_env}, secrets=secrets, check=False, timeout=3600)
             if done.returncode != 0:
                 raise SbomError(
                     "syft could not catalogue the image",
