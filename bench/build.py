@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from tfgov_ci import base  # noqa: E402
 from tfgov_ci.stages.publish.skopeo import push_layout  # noqa: E402
+from tfgov_ci.testing.dockerd import LocalDockerd  # noqa: E402
 from tfgov_ci.testing.registry import LocalRegistry, free_port  # noqa: E402
 
 DEV_BASE = """version: 1
@@ -103,48 +104,6 @@ def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
     return server, port
 
 
-class Dockerd:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.socket = root / "docker.sock"
-        self.host = f"unix://{self.socket}"
-        log = (root / "dockerd.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                "dockerd",
-                "--data-root",
-                str(root / "data"),
-                "--exec-root",
-                str(root / "exec"),
-                "-H",
-                self.host,
-                "--pidfile",
-                str(root / "docker.pid"),
-                "--storage-driver",
-                "overlay2",
-                "--bridge=none",
-                "--iptables=false",
-                "--ip-masq=false",
-                "--ip6tables=false",
-                "--default-ulimit",
-                "nofile=20000:20000",
-            ],  # this machine's open-files hard limit
-            stdout=log,
-            stderr=log,
-        )
-        deadline = time.monotonic() + 60
-        while not self.socket.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=60)
-        for mount in ("exec/netns/default", "data"):  # what dockerd leaves mounted
-            subprocess.run(["umount", "-R", str(self.root / mount)], check=False, capture_output=True)
-
-
 def main() -> int:
     for tool in ("dockerd", "docker", "buildah", "skopeo", "docker-registry", "tfgov-ci"):
         if shutil.which(tool) is None:
@@ -200,11 +159,10 @@ def main() -> int:
         run(["tfgov-ci", "run", "build"], cwd=repo, env=env)  # pulls the base and fetches wheels: warm
         shutil.rmtree(cache / "layers")  # ... then empty the build (layer) cache: cold
 
-        engine = Dockerd(tmp / "dockerd")
         try:
-            measured = measure(tmp, repo, env, engine, registry, built, base_local)
+            with LocalDockerd() as engine:
+                measured = measure(tmp, repo, env, engine, registry, built, base_local)
         finally:
-            engine.stop()
             server.shutdown()
     report(*measured)
     return 0
@@ -214,7 +172,7 @@ def measure(
     tmp: Path,
     repo: Path,
     env: dict[str, str],
-    engine: Dockerd,
+    engine: LocalDockerd,
     registry: LocalRegistry,
     built: base.BaseImage,
     base_local: str,

@@ -74,55 +74,13 @@ def small_base(session_registry: LocalRegistry, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="session")
-def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private Docker Engine, started as TOOLS.md says: no bridge, no NAT, its own socket."""
-    import shutil
-    import subprocess
-    import tempfile
-    import time
+def docker_engine() -> Iterator[str]:
+    """A private Docker Engine (no bridge, no NAT, its own socket), as TOOLS.md says to start one."""
+    from tfgov_ci.testing.dockerd import LocalDockerd
 
     require_tools("dockerd", "skopeo")
-    root = Path(tempfile.mkdtemp(prefix="tfgov-dockerd.", dir="/tmp"))  # a short path: unix sockets
-    socket = root / "docker.sock"
-    log = (root / "dockerd.log").open("wb")
-    process = subprocess.Popen(
-        [
-            "dockerd",
-            "--data-root",
-            str(root / "data"),
-            "--exec-root",
-            str(root / "exec"),
-            "-H",
-            f"unix://{socket}",
-            "--pidfile",
-            str(root / "docker.pid"),
-            "--storage-driver",
-            "overlay2",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--ip6tables=false",
-        ],
-        stdout=log,
-        stderr=log,
-    )
-    deadline = time.monotonic() + 60
-    while not socket.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if not socket.exists():
-        process.kill()
-        pytest.fail(f"dockerd did not start: {(root / 'dockerd.log').read_text()[-2000:]}")
-    try:
-        yield f"unix://{socket}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        for mount in ("exec/netns/default", "data"):  # what dockerd leaves mounted
-            subprocess.run(["umount", "-R", str(root / mount)], check=False, capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with LocalDockerd() as engine:
+        yield engine.host
 
 
 @pytest.fixture(scope="session")
