@@ -90,3 +90,18 @@ def access(host: str, settings: Mapping[str, Mapping[str, Any]], env: Mapping[st
     elif env.get("CI_REGISTRY") == host and env.get("CI_REGISTRY_USER") and env.get("CI_REGISTRY_PASSWORD"):
         user, password = env["CI_REGISTRY_USER"], env["CI_REGISTRY_PASSWORD"]
     return Access(host, tls_verify, ca_file, user, password, warning)
+
+
+def explain(stderr: str, host: str) -> tuple[str, str]:
+    """A skopeo failure against ``host`` as (message, hint): authentication, reachability, TLS."""
+    text = stderr.lower()
+    if "unauthorized" in text or "authentication required" in text or "denied" in text:
+        return (
+            f"authentication to {host} failed",
+            "check TFGOV_REGISTRY_USER / TFGOV_REGISTRY_PASSWORD (or your auth file)",
+        )
+    if "connection refused" in text or "no such host" in text or "i/o timeout" in text:
+        return (f"registry {host} is unreachable", "is it running, and is the host:port right?")
+    if "certificate" in text or "x509" in text or "tls" in text:
+        return (f"TLS to {host} failed", f"set registries.{host}.ca_file to the registry's CA")
+    return (f"skopeo failed against {host}", "see the end of skopeo's output above")

@@ -25,9 +25,9 @@ from tfgov_ci.stages.build.interface import (
     dockerfile_inputs,
     finish,
     labels,
+    pull_base,
     replace_layout,
 )
-from tfgov_ci.stages.build.native import pull_base
 
 
 class BuildahBuilder:

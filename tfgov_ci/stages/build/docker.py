@@ -30,9 +30,9 @@ from tfgov_ci.stages.build.interface import (
     finish,
     labels,
     layout_path,
+    pull_base,
     replace_layout,
 )
-from tfgov_ci.stages.build.native import pull_base
 
 _FROM = re.compile(r"^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE)
 

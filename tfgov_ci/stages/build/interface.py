@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ from tfgov_ci import tools
 from tfgov_ci.context import Context
 from tfgov_ci.errors import ToolError
 from tfgov_ci.oci import image as oci_image
+from tfgov_ci.oci import reference
 from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.oci.reference import Reference
 from tfgov_ci.pipeline import Clock, StageResult, passed, read_result, result_path
-from tfgov_ci.wheels import lock_digest
+from tfgov_ci.registry import access, explain
+from tfgov_ci.wheels import Target, lock_digest, manylinux_platforms
 
 
 class BuildError(ToolError):
@@ -177,3 +180,100 @@ def built(ctx: Context, stage: str, backend: str, clock: Clock, data: dict[str, 
     """The result of a build: the same contract whichever backend built the image."""
     message = f"{data['digest']} ({len(data['layers'])} layers on the base, {data['size'] / 1e6:.1f} MB)"
     return passed(ctx, stage, backend, clock, message, outputs={"layout": str(layout_path(ctx))}, data=data)
+
+
+# --- the pinned base, pulled by digest into the cache: every backend builds on it ---------------
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    ref: reference.Reference
+    layout: Layout
+    manifest: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        found: dict[str, str] = self.config.get("config", {}).get("Labels") or {}
+        return found
+
+    def target(self, python: str) -> Target:
+        """Where wheels go in this base: from its io.tfgov.* labels, else Debian's defaults."""
+        get = self.labels.get
+        return Target(
+            python=get("io.tfgov.python.version", python),
+            platforms=tuple(
+                manylinux_platforms(_glibc(get("io.tfgov.python.platform", "manylinux_2_36_x86_64")))
+            ),
+            site_packages=get(
+                "io.tfgov.python.site-packages", f"/usr/local/lib/python{python}/dist-packages"
+            ),
+            scripts_dir=get("io.tfgov.python.scripts", "/usr/local/bin"),
+            executable=get("io.tfgov.python.executable", f"/usr/bin/python{python}"),
+        )
+
+    def provided(self) -> dict[str, str]:
+        """Python packages the base already holds (its io.tfgov.python.packages label)."""
+        text = self.labels.get("io.tfgov.python.packages", "")
+        pairs = (item.split("==", 1) for item in text.split(",") if "==" in item)
+        return {name: version for name, version in pairs}
+
+    @property
+    def epoch(self) -> int:
+        created = self.config.get("created")
+        if not created:
+            return 0
+        import datetime as dt
+
+        return int(dt.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
+
+
+def _glibc(platform: str) -> tuple[int, int]:
+    parts = platform.split("_")
+    try:
+        return int(parts[1]), int(parts[2])
+    except (IndexError, ValueError):
+        return (2, 17)
+
+
+def pull_base(ref_text: str, cache: Path, registries: Mapping[str, Mapping[str, Any]]) -> BaseImage:
+    """The base image by digest, from the cache or pulled into it with skopeo; blobs verified."""
+    ref = reference.parse(ref_text)
+    if not ref.digest:
+        raise BuildInputError(f"base image {ref_text} is not pinned by digest", "pin it: REF@sha256:<digest>")
+    layout = Layout.create(cache / "base")
+    name = ref.digest.replace(":", "-")
+    try:
+        descriptor = layout.resolve(name)
+    except Exception:
+        descriptor = None
+    if descriptor is None:
+        reg = access(ref.registry, registries, os.environ)
+        with reg.skopeo_args("src") as src:
+            argv = [
+                "skopeo",
+                "copy",
+                "--quiet",
+                "--preserve-digests",
+                "--retry-times=3",
+                *src,
+                f"docker://{ref.registry}/{ref.repository}@{ref.digest}",
+                f"oci:{layout.path}:{name}",
+            ]
+            done = tools.run(argv, secrets=reg.secrets, check=False, timeout=3600)
+        if done.returncode != 0:
+            message, hint = explain(done.stderr, ref.registry)
+            if "manifest unknown" in done.stderr or "not found" in done.stderr.lower():
+                message, hint = (
+                    f"base image {ref_text} not found",
+                    "check the digest the platform team published",
+                )
+            raise BuildError(message, hint)
+        descriptor = layout.resolve(name)
+    if descriptor.digest != ref.digest:
+        raise BuildError(f"cached base {name} is {descriptor.digest}", "delete the cache and pull again")
+    manifest = layout.read_json(ref.digest)
+    config = layout.read_json(manifest["config"]["digest"])
+    for entry in manifest["layers"]:
+        layout.verify_blob(Descriptor.from_json(entry))
+    return BaseImage(ref, layout, manifest, config)

@@ -21,7 +21,7 @@ from tfgov_ci._files import atomic_write_json, atomic_write_text
 from tfgov_ci.context import Context
 from tfgov_ci.oci import reference
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, result_path
-from tfgov_ci.registry import access
+from tfgov_ci.registry import access, explain
 from tfgov_ci.stages.lock.interface import LockStageError, Resolution
 from tfgov_ci.wheels import lock_digest, normalise_name, parse_lock
 
@@ -57,9 +57,7 @@ def base_labels(ctx: Context) -> dict[str, str]:
             timeout=300,
         )
     if done.returncode != 0:
-        from tfgov_ci.stages.publish.skopeo import _explain
-
-        message, hint = _explain(done.stderr, ref.registry)
+        message, hint = explain(done.stderr, ref.registry)
         if "manifest unknown" in done.stderr:
             message, hint = f"base image {ctx.config.base.image} not found", "check the pinned digest"
         raise LockStageError(message, hint)

@@ -31,26 +31,12 @@ from tfgov_ci.pipeline import (
     read_result,
     result_path,
 )
-from tfgov_ci.registry import RETRY_TIMES, Access, access
+from tfgov_ci.registry import RETRY_TIMES, Access, access, explain
 from tfgov_ci.stages.publish.interface import PublishError, TagConflict
 
 
-def _explain(stderr: str, host: str) -> tuple[str, str]:
-    text = stderr.lower()
-    if "unauthorized" in text or "authentication required" in text or "denied" in text:
-        return (
-            f"authentication to {host} failed",
-            "check TFGOV_REGISTRY_USER / TFGOV_REGISTRY_PASSWORD (or your auth file)",
-        )
-    if "connection refused" in text or "no such host" in text or "i/o timeout" in text:
-        return (f"registry {host} is unreachable", "is it running, and is the host:port right?")
-    if "certificate" in text or "x509" in text or "tls" in text:
-        return (f"TLS to {host} failed", f"set registries.{host}.ca_file to the registry's CA")
-    return (f"skopeo failed against {host}", "see the end of skopeo's output above")
-
-
 def _fail(done: tools.Completed, reg: Access) -> PublishError:
-    message, hint = _explain(done.stderr, reg.host)
+    message, hint = explain(done.stderr, reg.host)
     tail = "\n".join(done.stderr.strip().splitlines()[-5:])
     return PublishError(message, hint, argv=done.argv, returncode=done.returncode, stderr_tail=tail)
 
