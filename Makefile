@@ -26,6 +26,8 @@ bench: ## benchmarks, each beside its competitor, printed as tables (build: seve
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/startup.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/build.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/sbom.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/osv.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/policy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

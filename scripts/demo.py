@@ -2,8 +2,11 @@
 
 1. start a throwaway registry on 127.0.0.1 (CNCF distribution);
 2. build the central base (examples/tf-base: distroless Python 3.11 + TensorFlow, locked) and push it;
-3. clone the example as a model team would have it, pin the base by the digest just pushed, commit;
-4. `tfgov-ci plan`, then `tfgov-ci run`, which prints the summary and writes the build record.
+3. clone the example as a model team would have it, pin the base by the digest just pushed, scan
+   offline against the PyPA advisory database (the test fixture; no network), commit;
+4. `tfgov-ci plan`, then `tfgov-ci run`, which prints the summary and writes the build record;
+5. when the run got past the policy gate, push the image and its SBOMs (`tfgov-ci run publish`) and
+   fetch the SBOM back from the registry by the image's tag.
 Exits with `tfgov-ci run`'s code.
 """
 
@@ -14,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -75,6 +79,12 @@ def main() -> int:
         text = text.replace(
             "allowed_registries: [registry.example.com]", f"allowed_registries: [{registry.host}]"
         )
+        # Offline scanning: the osv matcher on the PyPA advisory database (a 2024 snapshot, in the
+        # tests' fixtures). With network access, `backend: trivy+osv` adds trivy's database.
+        with tarfile.open(ROOT / "tests" / "fixtures" / "osv" / "pypa-advisory-database.tar.gz") as archive:
+            archive.extractall(work, filter="data")
+        advisories = work / "pypa-advisory-database" / "vulns"
+        text += f"\nstages:\n  scan:\n    backend: osv\n    options: {{advisories: {advisories}}}\n"
         config.write_text(text)
         git(origin, "init", "-q", "-b", "main")
         git(origin, "add", "-A")
@@ -93,6 +103,19 @@ def main() -> int:
         if status == 3:
             print("\ndemo: the pipeline stopped at a stage this version of tfgov-ci does not implement yet")
             print("      (exit 3, see CHANGELOG.md); every stage before it ran for real.")
+        policy = clone / ".tfgov" / "out" / "policy" / "result.json"
+        if policy.is_file() and '"status": "passed"' in policy.read_text():
+            print("\n== the policy gate allowed the image: publish it with its SBOMs (not signed yet)")
+            sh("tfgov-ci", "run", "publish", cwd=clone)
+            sh(
+                "tfgov-ci",
+                "sbom",
+                "fetch",
+                f"{registry.host}/ml/tf-mnist:main",
+                "--output",
+                "fetched.spdx.json",
+                cwd=work,
+            )
         return status
 
 

@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(git docker-registry skopeo buildah docker.io apache2-utils openssl)
+# golang-go and bbolt: the tests and benchmarks write a small trivy vulnerability database
+# (tfgov_ci/testing/trivydb), as trivy cannot download one offline.
+apt_packages=(git docker-registry skopeo buildah docker.io apache2-utils openssl golang-go golang-github-coreos-bbolt-dev)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
 
 
-def _common() -> _Parser:
+def _common(*, out_dir: bool = True) -> _Parser:
     # SUPPRESS: an option given before the command is not overwritten by the command's default.
     common = _Parser(add_help=False)
     group = common.add_argument_group("common options")
@@ -55,14 +55,15 @@ def _common() -> _Parser:
         metavar="FILE",
         help="organisation file (default: $TFGOV_ORG_CONFIG)",
     )
-    group.add_argument(
-        "-o",
-        "--out",
-        type=Path,
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help="out directory for stage results (default: .tfgov/out beside tfgov.yaml)",
-    )
+    if out_dir:  # a command whose own --out names a file leaves this one out
+        group.add_argument(
+            "-o",
+            "--out",
+            type=Path,
+            default=argparse.SUPPRESS,
+            metavar="DIR",
+            help="out directory for stage results (default: .tfgov/out beside tfgov.yaml)",
+        )
     group.add_argument(
         "-v",
         "--verbose",
@@ -190,6 +191,94 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--format", choices=("spdx", "cyclonedx"), default="spdx", help="which SBOM")
     fetch.add_argument("--output", type=Path, metavar="FILE", help="write it here (default: stdout)")
 
+    scan = commands.add_parser(
+        "scan",
+        parents=[common],
+        help="vulnerability reports made elsewhere",
+        description="Work with vulnerability reports outside a pipeline run.",
+    )
+    scan_commands = scan.add_subparsers(
+        dest="scan_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
+    )
+    scan_import = scan_commands.add_parser(
+        "import",
+        parents=[_common(out_dir=False)],
+        help="normalise a trivy or grype JSON report into a findings file",
+        description="Read a trivy (SchemaVersion 2) or grype JSON report, whole, and write its findings "
+        "in tfgov-ci's normalised schema (schemas/findings.schema.json).",
+    )
+    scan_import.add_argument("report", type=Path, metavar="REPORT")
+    scan_import.add_argument("--format", choices=("trivy", "grype"), help="report format (default: detected)")
+    scan_import.add_argument(
+        "--out", dest="findings_out", type=Path, required=True, metavar="FILE", help="findings file to write"
+    )
+
+    exc = commands.add_parser(
+        "exceptions",
+        parents=[common],
+        help="governed exceptions: check, export",
+        description="Work with the governed exceptions file (tfgov-exceptions.yaml).",
+    )
+    exc_commands = exc.add_subparsers(
+        dest="exceptions_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
+    )
+    for name, text in (
+        ("check", "check the file: schema, owners, expiry within the limit; list what expires"),
+        ("export", "write the same decisions as OpenVEX JSON or trivy's .trivyignore.yaml"),
+    ):
+        action = exc_commands.add_parser(
+            name, parents=[common], help=text, description=text[0].upper() + text[1:] + "."
+        )
+        action.add_argument(
+            "--file",
+            type=Path,
+            metavar="FILE",
+            help="exceptions file (default: the policy stage's, tfgov-exceptions.yaml)",
+        )
+        if name == "export":
+            action.add_argument("--format", choices=("openvex", "trivyignore"), required=True)
+            action.add_argument("--output", type=Path, metavar="FILE", help="write it here (default: stdout)")
+
+    policy = commands.add_parser(
+        "policy",
+        parents=[common],
+        help="evaluate or test Rego policies",
+        description="The policy gate outside a pipeline run.",
+    )
+    policy_commands = policy.add_subparsers(
+        dest="policy_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
+    )
+    policy_eval = policy_commands.add_parser(
+        "eval",
+        parents=[common],
+        help="evaluate once over a saved input document: exit 0 allow, 1 deny",
+        description="Evaluate the default bundle, the configured policies and each --policy over INPUT "
+        "(e.g. <out>/policy/policy-input.json) and print the decision. Exit 0 allow, 1 deny.",
+    )
+    policy_eval.add_argument("--input", dest="input_file", type=Path, required=True, metavar="INPUT.json")
+    policy_eval.add_argument(
+        "--policy",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a .rego file or folder (repeatable)",
+    )
+    policy_eval.add_argument(
+        "--exceptions", type=Path, metavar="FILE", help="apply this exceptions file first"
+    )
+    policy_eval.add_argument("--engine", choices=("regopy", "opa"), default="regopy")
+    policy_eval.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    policy_test = policy_commands.add_parser(
+        "test",
+        parents=[common],
+        help="run policies against saved inputs and expected decisions",
+        description="For each NAME.input.json in DIR, evaluate it and compare with NAME.expect.yaml "
+        "(allow, denied_rules, messages_contain). Exit 1 when a case fails.",
+    )
+    policy_test.add_argument("directory", nargs="?", type=Path, default=Path("policy-tests"), metavar="DIR")
+    policy_test.add_argument("--engine", choices=("regopy", "opa"), default="regopy")
+
     base = commands.add_parser(
         "base",
         parents=[common],
@@ -235,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": _run,
             "lock": _lock,
             "sbom": _sbom,
+            "scan": _scan,
+            "exceptions": _exceptions,
+            "policy": _policy,
             "base": _base,
         }
         handler = handlers[args.command]
@@ -395,3 +487,95 @@ def _sbom(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(data.decode())
     return EXIT_OK
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from tfgov_ci.stages.scan.interface import import_report
+
+    report = import_report(args.report, args.format)
+    report.write(args.findings_out)
+    counts = ", ".join(f"{n} {level.lower()}" for level, n in report.counts().items() if n) or "none"
+    print(
+        f"wrote {args.findings_out}: {len(report.findings)} findings ({counts}), "
+        f"from {report.scanners[0].name}"
+    )
+    return EXIT_OK
+
+
+def _policy_options(args: argparse.Namespace) -> tuple[dict[str, object], Path | None]:
+    """The policy options of tfgov.yaml when there is one here, else the defaults."""
+    from tfgov_ci import config as config_mod
+
+    path = _config_path(args)
+    if not path.is_file():
+        return {}, None
+    config = config_mod.load(path, getattr(args, "org_config", None))
+    return dict(config.stage("policy").options), config.project_dir
+
+
+def _exceptions(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from tfgov_ci import exceptions
+    from tfgov_ci._files import atomic_write_text
+    from tfgov_ci.stages.policy.interface import settings
+
+    options, project_dir = _policy_options(args)
+    chosen = settings(options)
+    path = args.file or (project_dir or Path()) / chosen.exceptions
+    today = exceptions.today()
+    entries = exceptions.load(path, max_days=chosen.exceptions_max_days, on=today)
+    if args.exceptions_command == "check":
+        for entry in entries:
+            left = (entry.expires - today).days
+            state = "EXPIRED" if left < 0 else f"{left} days left"
+            print(
+                f"{entry.where}: {entry.id} {entry.package} (scope {entry.scope}), "
+                f"owner {entry.owner}: {state}"
+            )
+        expired = [e for e in entries if e.expired(today)]
+        print(f"{len(entries)} exceptions, {len(expired)} expired (limit {chosen.exceptions_max_days} days)")
+        return 1 if expired else EXIT_OK
+    if args.format == "openvex":
+        stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        text = exceptions.openvex_json(entries, "tfgov-ci", stamp, f"urn:tfgov-ci:vex:{path.name}:{stamp}")
+    else:
+        text = exceptions.to_trivyignore(entries)
+    if args.output:
+        atomic_write_text(args.output, text)
+        print(f"wrote {args.output} ({len(entries)} exceptions, {args.format})", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _policy(args: argparse.Namespace) -> int:
+    from tfgov_ci.stages.policy import replay
+
+    options, project_dir = _policy_options(args)
+    if args.policy_command == "test":
+        results = replay.run_tests(
+            args.directory, options=options, project_dir=project_dir, engine=args.engine
+        )
+        for case in results:
+            print(f"{'PASS' if case.passed else 'FAIL'} {case.name}: {case.detail}")
+        failed = sum(1 for case in results if not case.passed)
+        print(f"{len(results) - failed} passed, {failed} failed")
+        return 1 if failed else EXIT_OK
+    decision = replay.evaluate_file(
+        args.input_file,
+        options=options,
+        project_dir=project_dir,
+        policies=args.policy,
+        exceptions_file=args.exceptions,
+        engine=args.engine,
+    )
+    if args.format == "json":
+        print(json.dumps(decision.to_json(), indent=2))
+    else:
+        for result in decision.rules:
+            print(f"{'pass' if result.passed else 'DENY'} {result.name}")
+        for name, message in decision.denials:
+            print(f"  {name}: {message}")
+        print("allowed" if decision.allow else f"denied ({len(decision.denials)} reasons)")
+    return EXIT_OK if decision.allow else 1

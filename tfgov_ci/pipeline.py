@@ -10,6 +10,7 @@ so each CI job can run exactly one stage with the out directory passed along as 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -149,6 +150,9 @@ class StageSpec:
     backends: Mapping[str, tuple[str, ...]]  # built-in backend -> external tools; first = default
     needs: tuple[str, ...] = ()  # earlier stages whose results this one reads
     makes_image: bool = False  # it makes or pushes the image references
+    # "module:Class" taking a list of backends and acting as one, when several may run together
+    # (``backend: trivy+osv``); None when a stage takes exactly one backend.
+    combine: str | None = None
 
     @property
     def default_backend(self) -> str:
@@ -184,7 +188,8 @@ STAGES: dict[str, StageSpec] = {
             "scan",
             "vulnerability findings in one normalised schema",
             {"trivy": ("trivy",), "grype": ("grype",), "osv": ()},
-            ("sbom",),
+            ("build", "sbom"),
+            combine="tfgov_ci.stages.scan.interface:Combined",
         ),
         StageSpec(
             "policy",
@@ -202,9 +207,7 @@ STAGES: dict[str, StageSpec] = {
             "publish",
             "push by digest, then tags; attach the SBOM",
             {"skopeo": ("skopeo",)},
-            # policy joins these when the policy stage lands; until then publish says, every time,
-            # that the image was not policy-checked (and refuses one whose policy result failed)
-            ("build",),
+            ("build", "policy"),  # nothing is pushed without a passing policy decision
             makes_image=True,
         ),
         StageSpec("record", "build record, inventory row, provenance", {"builtin": ()}, ("build",)),
@@ -332,7 +335,17 @@ def result_path(out_dir: Path, stage: str) -> Path:
 
 
 def instantiate(ctx: Context, stage: str, backend: str) -> Backend | None:
-    """The backend object, or None when this version of tfgov-ci does not implement it yet."""
+    """The backend object, or None when this version of tfgov-ci does not implement it yet.
+    ``a+b`` is several backends run as one, for a stage whose row says how to combine them."""
+    names = backend.split("+")
+    combine = STAGES[stage].combine
+    if len(names) > 1 and combine is not None:
+        parts = [instantiate(ctx, stage, name) for name in names]
+        if any(part is None for part in parts):
+            return None
+        module, _, attr = combine.partition(":")
+        combined: Backend = getattr(importlib.import_module(module), attr)(parts)
+        return combined
     ep = registered_backends()[stage].get(backend)
     if ep is None:
         return None

@@ -27,13 +27,13 @@ def docker_project(
     tmp_path: Path, small_base: BuiltBase, session_registry: LocalRegistry, cli: Callable[..., CliResult]
 ) -> Path:
     require_tools("buildah")
-    config = model_config(small_base.ref, session_registry.host).replace(
+    config = model_config(small_base.ref, session_registry.host, "  build:\n    backend: buildah\n").replace(
         "files: [app.py, data]", "files: [app.py]"
     )
     repo = make_repo(
         tmp_path / "hello",
         {
-            "tfgov.yaml": config + "stages:\n  build:\n    backend: buildah\n",
+            "tfgov.yaml": config,
             "requirements.txt": "",
             "app.py": APP.replace("import yaml\n", "").replace(
                 'print("hello from", yaml.__name__, yaml.__version__, "on", sys.version.split()[0])',
@@ -153,10 +153,9 @@ COPY app.py /app/
     repo = make_repo(
         tmp_path / "drifty",
         {
-            "tfgov.yaml": model_config(pip_base, session_registry.host).replace(
-                "files: [app.py, data]", "files: [app.py]"
-            )
-            + "stages:\n  build:\n    backend: buildah\n",
+            "tfgov.yaml": model_config(
+                pip_base, session_registry.host, "  build:\n    backend: buildah\n"
+            ).replace("files: [app.py, data]", "files: [app.py]"),
             "requirements.txt": "PyYAML==6.0.2\n",
             "app.py": "print('hi')\n",
             "Dockerfile": dockerfile,

@@ -13,6 +13,7 @@ import pytest
 
 from tests.helpers import CliResult, extract_image, git, make_repo, run_in_rootfs
 from tests.services import BuiltBase
+from tfgov_ci.stages.publish.skopeo import push_layout
 from tfgov_ci.testing.registry import LocalRegistry
 from tfgov_ci.wheels import Target, manylinux_platforms
 
@@ -22,7 +23,20 @@ print("hello from", yaml.__name__, yaml.__version__, "on", sys.version.split()[0
 """
 
 
-def model_config(base_ref: str, registry: str | None) -> str:
+# Offline scanning for the tests that only need a policy decision before publish: the osv matcher
+# on one advisory that matches nothing here (test_scan_policy.py scans with trivy and real advisories).
+OFFLINE_SCAN = "  scan:\n    backend: osv\n    options: {advisories: advisories}\n"
+UNRELATED_ADVISORY = """id: PYSEC-2099-1
+affected:
+- package: {name: not-in-the-image, ecosystem: PyPI}
+  ranges:
+  - type: ECOSYSTEM
+    events: [{introduced: "0"}, {fixed: "1.0"}]
+"""
+
+
+def model_config(base_ref: str, registry: str | None, stages: str = "") -> str:
+    """tfgov.yaml of the test model; ``stages`` adds rows under ``stages:`` (indented two spaces)."""
     host = base_ref.split("/", 1)[0]
     reg = f"  registry: {registry}\n" if registry else ""
     return f"""version: 1
@@ -37,7 +51,8 @@ app:
   files: [app.py, data]
   entrypoint: [python3, app.py]
   env: {{GREETING: hi}}
-"""
+stages:
+{OFFLINE_SCAN}{stages}"""
 
 
 @pytest.fixture
@@ -52,6 +67,7 @@ def model(
             "requirements.txt": "PyYAML==6.0.2\n",
             "app.py": APP,
             "data/labels.txt": "a\nb\n",
+            "advisories/PYSEC-2099-1.yaml": UNRELATED_ADVISORY,
         },
     )
     assert cli("run", "validate", cwd=repo).code == 0
@@ -71,6 +87,13 @@ def build(cli: Callable[..., CliResult], repo: Path) -> dict[str, object]:
     assert result.code == 0, result.err
     data: dict[str, object] = json.loads((repo / ".tfgov/out/build/result.json").read_text())
     return data
+
+
+def govern(cli: Callable[..., CliResult], repo: Path) -> None:
+    """The evidence stages between build and publish: sbom, scan (offline), policy."""
+    for stage in ("sbom", "scan", "policy"):
+        result = cli("run", stage, cwd=repo)
+        assert result.code == 0, f"{stage}: {result.err}"
 
 
 def test_the_lock_has_exact_versions_and_hashes_for_the_base_python(model: Path) -> None:
@@ -212,9 +235,11 @@ def test_run_publish_pushes_by_digest_the_branch_tag_moves_and_commit_tags_do_no
     from tfgov_ci.stages.publish.skopeo import Access, remote_digest
 
     first = build(cli, model)["data"]
+    refused = cli("run", "publish", cwd=model)
+    assert refused.code == 2 and "no result of stage 'policy'" in refused.err  # nothing unchecked is pushed
+    govern(cli, model)
     published = cli("run", "publish", cwd=model)
     assert published.code == 0, published.err
-    assert "UNSAFE: publishing without a policy decision" in published.err  # said every time
     access = Access(session_registry.host, False, None, None)
     repository = f"{session_registry.host}/ml/hello"
     sha = git(model, "rev-parse", "HEAD")
@@ -224,6 +249,7 @@ def test_run_publish_pushes_by_digest_the_branch_tag_moves_and_commit_tags_do_no
     (model / "app.py").write_text(APP + "print('v2')\n")
     git(model, "commit", "-qam", "v2")
     second = build(cli, model)["data"]
+    govern(cli, model)
     assert cli("run", "publish", cwd=model).code == 0
     assert remote_digest(repository, "main", access) == second["digest"]  # type: ignore[index]
     assert remote_digest(repository, sha, access) == first["digest"]  # type: ignore[index]
@@ -241,6 +267,7 @@ def test_without_a_registry_publish_fills_the_local_oci_layout(
     (model / "tfgov.yaml").write_text(text)
     git(model, "commit", "-qam", "no registry")
     data = build(cli, model)["data"]
+    govern(cli, model)
     result = cli("run", "publish", cwd=model)
     assert result.code == 0, result.err
     index = json.loads((model / ".tfgov/oci/index.json").read_text())
@@ -371,7 +398,7 @@ def test_publish_attaches_the_sboms_and_sbom_fetch_finds_them_again_by_digest(
     model: Path, session_registry: LocalRegistry, tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
     data = build(cli, model)["data"]
-    assert cli("run", "sbom", cwd=model).code == 0
+    govern(cli, model)
     published = cli("run", "publish", cwd=model)
     assert published.code == 0, published.err
     result = json.loads((model / ".tfgov/out/publish/result.json").read_text())
@@ -387,7 +414,7 @@ def test_publish_attaches_the_sboms_and_sbom_fetch_finds_them_again_by_digest(
     assert by_digest.code == 0, by_digest.err
     assert json.loads(by_digest.out)["bomFormat"] == "CycloneDX"
     # a second publish of the same image keeps one index, listing the newer SBOMs too
-    assert cli("run", "sbom", cwd=model).code == 0
+    govern(cli, model)
     assert cli("run", "publish", cwd=model).code == 0
     missing = cli("sbom", "fetch", f"{session_registry.host}/ml/none:main", cwd=tmp_path)
     assert missing.code == 3 and "no image" in missing.err
@@ -401,9 +428,7 @@ def test_sbom_from_the_registry_with_credentials_finds_the_same_packages(
     with Registry(user="ci-bot", password="s3cret-Pa55") as private:
         monkeypatch.setenv("TFGOV_REGISTRY_USER", "ci-bot")
         monkeypatch.setenv("TFGOV_REGISTRY_PASSWORD", "s3cret-Pa55")
-        config = (
-            model_config(small_base.ref, private.host) + "stages:\n  sbom:\n    options: {source: registry}\n"
-        )
+        config = model_config(small_base.ref, private.host, "  sbom:\n    options: {source: registry}\n")
         repo = make_repo(
             tmp_path / "hello",
             {
@@ -416,8 +441,18 @@ def test_sbom_from_the_registry_with_credentials_finds_the_same_packages(
         assert cli("lock", cwd=repo).code == 0
         git(repo, "add", "-A")
         git(repo, "commit", "-qm", "lock")
-        build(cli, repo)
-        assert cli("run", "publish", cwd=repo).code == 0
+        built = build(cli, repo)
+        # pushed by the library: the sbom stage then reads the image back from the registry
+        images = [f"{private.host}/ml/hello"]
+        push_layout(
+            repo / ".tfgov/out/build/oci",
+            built["data"]["tags"][0],
+            built["data"]["digest"],
+            images[0],
+            tuple(built["data"]["tags"]),
+            {},
+            env=os.environ,
+        )
         result = cli("run", "sbom", cwd=repo)
         assert result.code == 0, result.err
         assert "s3cret" not in result.err + result.out

@@ -42,7 +42,19 @@ def test_version_through_the_installed_command() -> None:
     assert (done.returncode, done.stdout) == (0, f"tfgov-ci {__version__}\n")
 
 
-@pytest.mark.parametrize("command", [[], ["init"], ["validate"], ["plan"], ["run"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["init"],
+        ["validate"],
+        ["plan"],
+        ["run"],
+        ["scan", "import"],
+        ["exceptions", "export"],
+        ["policy", "eval"],
+    ],
+)
 def test_every_command_has_help(command: list[str], cli: Callable[..., CliResult]) -> None:
     with pytest.raises(SystemExit) as raised:
         cli(*command, "--help")
@@ -52,7 +64,7 @@ def test_every_command_has_help(command: list[str], cli: Callable[..., CliResult
 def test_help_lists_each_command_and_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     _cli.build_parser().print_help()
     text = capsys.readouterr().out
-    for command in ("init", "validate", "plan", "run"):
+    for command in ("init", "validate", "plan", "run", "scan", "exceptions", "policy"):
         assert re.search(rf"^\s+{command}\s", text, re.M), command
     assert "0 passed, 1 a gate failed, 2 usage or configuration error" in text
 

@@ -154,12 +154,14 @@ def test_plan_json_is_the_same_plan_as_data(example_repo: Path, cli: Callable[..
     assert [s["stage"] for s in data["stages"]] == list(pipeline.STAGES)
     assert data["image"]["refs"] == [f"registry.example.com/ml/tf-mnist:{t}" for t in (sha, sha[:8], "main")]
     assert data["context"]["commit"] == sha
-    assert [(s["backend"], s["available"]) for s in data["stages"][:5]] == [
+    assert [(s["backend"], s["available"]) for s in data["stages"][:7]] == [
         ("builtin", True),
         ("uv", True),
         ("native", True),
         ("syft", True),
-        ("trivy", False),
+        ("trivy", True),
+        ("regopy", True),
+        ("cosign", False),
     ]
 
 

@@ -203,9 +203,15 @@ def fetch(
             f"no {kind} SBOM is attached to {repository}@{digest}",
             "publish it with `tfgov-ci run publish` after the sbom stage",
         )
+    # The newest: by creation time, and among equal times (the same commit's SBOMs made again)
+    # the one attached last, which the index lists last.
     newest = max(
-        candidates, key=lambda m: m.get("annotations", {}).get("org.opencontainers.image.created", "")
-    )
+        enumerate(candidates),
+        key=lambda pair: (
+            pair[1].get("annotations", {}).get("org.opencontainers.image.created", ""),
+            pair[0],
+        ),
+    )[1]
     with tempfile.TemporaryDirectory(prefix="tfgov-sbom-fetch.") as tmp, reg.skopeo_args("src") as src:
         _skopeo(
             [

@@ -36,6 +36,7 @@ CHECKS = (
     "python / tensorflow / cuda versions are a tested TensorFlow build configuration",
     "requirements file exists; lock and app paths stay inside the repository",
     "every stage backend is known",
+    "policy options are known; every policy file is Rego v1 in a tfgov.rules package",
 )
 
 
@@ -93,6 +94,7 @@ def check(config: Config, repo_root: Path | None) -> Findings:
     problems += _check_base(config, warnings)
     problems += _check_runtime(config, warnings)
     problems += _check_backends(config)
+    problems += _check_policy(config)
     if repo_root is not None:
         problems += _check_paths(config, repo_root)
     return Findings(tuple(problems), tuple(warnings))
@@ -201,15 +203,51 @@ def _check_backends(config: Config) -> list[Problem]:
     problems = []
     for stage, stage_config in config.stages.items():
         choices = backend_choices(stage)
-        if stage_config.backend is not None and stage_config.backend not in choices:
+        if stage_config.backend is None:
+            continue
+        names = stage_config.backend.split("+")
+        at: tuple[str | int, ...] = ("stages", stage, "backend")
+        if len(names) > 1 and STAGES[stage].combine is None:
             problems.append(
                 config.problem(
-                    ("stages", stage, "backend"),
-                    f"unknown {stage} backend {stage_config.backend!r}",
-                    f"choose one of: {', '.join(choices)}",
+                    at, f"stage {stage} runs one backend, not several", f"choose one of: {', '.join(choices)}"
                 )
             )
+            continue
+        for name in names:
+            if name not in choices:
+                problems.append(
+                    config.problem(
+                        at, f"unknown {stage} backend {name!r}", f"choose one of: {', '.join(choices)}"
+                    )
+                )
     return problems
+
+
+def _check_policy(config: Config) -> list[Problem]:
+    """The policy options and rule files, as the policy stage will read them (bad Rego, v0 files)."""
+    from dataclasses import replace
+
+    from tfgov_ci.errors import ConfigError
+    from tfgov_ci.stages.policy.interface import load_modules, settings
+
+    options = config.stage("policy").options
+    found: list[Problem] = []
+    try:
+        chosen = settings(options)
+    except ConfigError as exc:  # the rule files are still worth checking
+        found += exc.problems
+        files = options.get("policies")
+        listed = tuple(f for f in files if isinstance(f, str)) if isinstance(files, list) else ()
+        chosen = replace(settings({}), policies=listed)
+    try:
+        load_modules(config.project_dir, chosen)
+    except ConfigError as exc:
+        found += exc.problems
+    return [
+        config.problem(tuple(p.key.split(".")), p.message, p.hint) if p.file == "tfgov.yaml" else p
+        for p in found
+    ]
 
 
 def _inside(path: Path, root: Path) -> bool:

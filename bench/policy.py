@@ -1,0 +1,180 @@
+"""Policy benchmark: `tfgov-ci run policy` on 10,000 findings, beside bare regopy evaluating the same
+rules over the same input document in-process, in the same run.
+
+Set-up (not timed): a small model image built for real on a small Debian base (validate, lock,
+build, sbom, scan), then the scan's findings file replaced by 10,000 findings (1,000 packages x 10
+advisories; 5% critical, 20% high, 40% medium, 30% low, 5% unknown; 40% with a fix) and a governed
+exceptions file of 100 entries. The stage (a whole `tfgov-ci` process: input document, exceptions,
+evaluation in a forked regopy, four reports) denies, as it should; bare regopy is the evaluation
+alone. Median of 5. Goal (issue 5): the stage under 1 s.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tfgov_ci import base  # noqa: E402
+from tfgov_ci.findings import Finding, Report, Scanner  # noqa: E402
+from tfgov_ci.stages.policy.interface import load_modules, settings  # noqa: E402
+from tfgov_ci.stages.publish.skopeo import push_layout  # noqa: E402
+from tfgov_ci.testing.registry import LocalRegistry  # noqa: E402
+
+RUNS = 5
+BASE = """version: 1
+image: {name: py-base, repository: platform/py-base}
+debian:
+  packages: [python3.11-minimal, libpython3.11-stdlib]
+python: "3.11"
+"""
+SEVERITIES = ["CRITICAL"] * 5 + ["HIGH"] * 20 + ["MEDIUM"] * 40 + ["LOW"] * 30 + ["UNKNOWN"] * 5
+ADVISORY = (
+    "id: PYSEC-2099-1\naffected:\n- package: {name: nothing-here, ecosystem: PyPI}\n  versions: ['1.0']\n"
+)
+
+
+def config(base_ref: str, host: str) -> str:
+    return f"""version: 1
+image: {{name: hello, registry: {host}, repository: ml/hello}}
+base: {{image: {base_ref}, allowed_registries: [{host}]}}
+runtime: {{python: "3.11", tensorflow: "2.21.0"}}
+app: {{files: [app.py], entrypoint: [python3, app.py]}}
+stages:
+  scan: {{backend: osv, options: {{advisories: advisories}}}}
+"""
+
+
+def exceptions_file(expires: dt.date) -> str:
+    rows = [
+        f"  - {{id: CVE-2099-{i:05d}, package: package-{i // 10:04d}, reason: accepted for the benchmark, "
+        f"owner: bench@example.com, approved_by: security@example.com, expires: {expires}}}"
+        for i in range(0, 10_000, 100)
+    ]
+    return "version: 1\nexceptions:\n" + "\n".join(rows) + "\n"
+
+
+def synthetic_findings() -> list[Finding]:
+    out = []
+    for i in range(10_000):
+        fixed = i % 5 < 2
+        name = f"package-{i // 10:04d}"
+        out.append(
+            Finding(
+                id=f"CVE-2099-{i:05d}",
+                package=name,
+                package_type="pypi",
+                installed_version="1.0.0",
+                purl=f"pkg:pypi/{name}@1.0.0",
+                aliases=(f"PYSEC-2099-{i}",),
+                fixed_versions=("1.0.1",) if fixed else (),
+                severity=SEVERITIES[i % len(SEVERITIES)],
+                fix_state="fixed" if fixed else "not-fixed",
+                title=f"synthetic advisory {i}",
+                scanners=("trivy",),
+            )
+        )
+    return out
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def tfgov(repo: Path, env: dict[str, str], *args: str, expect: int = 0) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(["tfgov-ci", *args], cwd=repo, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != expect:
+        raise SystemExit(f"bench: tfgov-ci {' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]}")
+    return elapsed
+
+
+def bare_regopy(document: dict[str, object], params: dict[str, object]) -> float:
+    """The same rules, data and input straight into regopy, no fork, no reports."""
+    from regopy import Interpreter
+
+    start = time.perf_counter()
+    interpreter = Interpreter()
+    for module in load_modules(None, settings({})):
+        interpreter.add_module(str(module.file), module.text)
+    interpreter.add_data_json(json.dumps({"tfgov": {"params": params}}))
+    interpreter.set_input(document)
+    output = interpreter.query("data.tfgov.rules")
+    if not output.ok():
+        raise SystemExit("bench: bare regopy failed")
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    shared = ROOT / ".cache" / "test-cache"
+    env = {**os.environ, "TFGOV_CACHE_DIR": str(shared), "SYFT_CHECK_FOR_APP_UPDATE": "false"}
+    with tempfile.TemporaryDirectory(prefix="tfgov-bench-policy.") as tmpdir, LocalRegistry() as registry:
+        tmp = Path(tmpdir)
+        print("bench: setup (not timed)", file=sys.stderr)
+        (tmp / "tfgov-base.yaml").write_text(BASE)
+        built = base.build(
+            base.load_definition(tmp / "tfgov-base.yaml"), tmp / "base", shared, update_lock=True
+        )
+        repository = f"{registry.host}/platform/py-base"
+        push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
+        repo = tmp / "hello"
+        (repo / "advisories").mkdir(parents=True)
+        (repo / "advisories/PYSEC-2099-1.yaml").write_text(ADVISORY)
+        (repo / "tfgov.yaml").write_text(config(f"{repository}@{built.digest}", registry.host))
+        (repo / "requirements.txt").write_text("")
+        (repo / "app.py").write_text("print('hello')\n")
+        expires = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)
+        (repo / "tfgov-exceptions.yaml").write_text(exceptions_file(expires))
+        git(repo, "init", "-q", "-b", "main")
+        tfgov(repo, env, "lock")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "bench")
+        for stage in ("validate", "lock", "build", "sbom", "scan"):
+            tfgov(repo, env, "run", stage)
+        scan = json.loads((repo / ".tfgov/out/scan/result.json").read_text())
+        findings = Report(
+            scan["data"]["target"], (Scanner("trivy", "synthetic"),), tuple(synthetic_findings())
+        )
+        findings.write(Path(scan["outputs"]["findings"]))
+        stage_times, bare_times = [], []
+        for _ in range(RUNS):  # interleaved, so that drift in the machine's load hits both
+            stage_times.append(tfgov(repo, env, "run", "policy", expect=1))
+            document = json.loads((repo / ".tfgov/out/policy/policy-input.json").read_text())
+            bare_times.append(bare_regopy(document, dict(settings({}).params)))
+        decision = json.loads((repo / ".tfgov/out/policy/decision.json").read_text())
+    stage_s, bare_s = statistics.median(stage_times), statistics.median(bare_times)
+    print(
+        f"\npolicy benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, 10,000 findings, 100 exceptions, median of {RUNS}\n"
+    )
+    rows = [
+        ("bare regopy (the rules over the saved input, in-process)", bare_s),
+        ("`tfgov-ci run policy` (whole process, exceptions, 4 reports)", stage_s),
+    ]
+    print("| command | median | vs bare regopy |\n|---|---|---|")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds:.2f} s | {seconds / bare_s:.2f}x |")
+    used = len(decision["exceptions"]["used"])
+    print(f"\ndenials: {len(decision['denials'])}; exceptions used: {used}")
+    print(f"goal: the stage under 1 s: {'met' if stage_s < 1 else 'NOT met'} ({stage_s:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

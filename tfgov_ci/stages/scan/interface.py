@@ -1,0 +1,175 @@
+"""What a scan backend promises, and the part every scanner shares.
+
+A scanner backend says which steps it would take (:meth:`ScanBackend.steps`) and turns the built
+image into a :class:`~tfgov_ci.findings.Report` (:meth:`ScanBackend.scan`). Writing the findings
+file and the stage result is done here, once, for one scanner or several (``stages.scan.backend:
+trivy+osv``: :class:`Combined`), whose findings are merged by package and id.
+
+The scan stage reports; it does not judge. The policy stage is the gate.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tfgov_ci import findings
+from tfgov_ci.context import Context
+from tfgov_ci.errors import ToolError
+from tfgov_ci.findings import Report, ReportError
+from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
+
+FINDINGS_FILE = "findings.json"
+
+
+class ScanError(ToolError):
+    """The scanner could not run or could not read the image (exit 3)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The built image as the scanners see it: its OCI layout, digest, name and SBOM."""
+
+    layout: Path
+    digest: str
+    name: str  # repository@digest
+    cyclonedx: Path
+
+    @classmethod
+    def planned(cls, ctx: Context) -> Target:
+        return cls(
+            layout=result_path(ctx.out_dir, "build").parent / "oci",
+            digest="<build digest>",
+            name=f"{ctx.images().repository}@<build digest>",
+            cyclonedx=result_path(ctx.out_dir, "sbom").parent / "sbom.cdx.json",
+        )
+
+    @classmethod
+    def built(cls, ctx: Context) -> Target:
+        build, sbom = read_result(ctx, "build"), read_result(ctx, "sbom")
+        digest = str(build.data["digest"])
+        return cls(
+            layout=Path(build.outputs["layout"]),
+            digest=digest,
+            name=f"{ctx.images().repository}@{digest}",
+            cyclonedx=Path(sbom.outputs["cyclonedx"]),
+        )
+
+
+class ScanBackend(ABC):
+    stage: ClassVar[str] = "scan"
+    name: ClassVar[str]
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = options
+
+    @abstractmethod
+    def steps(self, ctx: Context, target: Target) -> tuple[Step, ...]:
+        """What this scanner would do to the target (for the plan; no side effects)."""
+
+    @abstractmethod
+    def scan(self, ctx: Context, target: Target) -> Report:
+        """Scan the target; every finding in the normalised shape."""
+
+    def plan(self, ctx: Context) -> StagePlan:
+        return _plan(ctx, self.name, [self])
+
+    def run(self, ctx: Context, plan: StagePlan) -> StageResult:
+        return _run(ctx, self.name, [self])
+
+
+class Combined:
+    """Several scanners as one scan backend (``trivy+osv``): each runs, their findings merge."""
+
+    stage: ClassVar[str] = "scan"
+
+    def __init__(self, parts: Sequence[ScanBackend]) -> None:
+        self.parts = list(parts)
+        self.name = "+".join(part.name for part in parts)
+
+    def plan(self, ctx: Context) -> StagePlan:
+        return _plan(ctx, self.name, self.parts)
+
+    def run(self, ctx: Context, plan: StagePlan) -> StageResult:
+        return _run(ctx, self.name, self.parts)
+
+
+def _plan(ctx: Context, name: str, scanners: Sequence[ScanBackend]) -> StagePlan:
+    target = Target.planned(ctx)
+    out = result_path(ctx.out_dir, "scan").parent
+    steps = [step for scanner in scanners for step in scanner.steps(ctx, target)]
+    if len(scanners) > 1:
+        steps.append(Step("merge the scanners' findings by package and id"))
+    return StagePlan(
+        stage="scan",
+        backend=name,
+        available=True,
+        summary=STAGES["scan"].summary,
+        tools=tuple(dict.fromkeys(step.tool for step in steps if step.tool)),
+        steps=tuple(steps),
+        inputs=(str(result_path(ctx.out_dir, "build")), str(result_path(ctx.out_dir, "sbom"))),
+        outputs=(str(out / FINDINGS_FILE), str(result_path(ctx.out_dir, "scan"))),
+    )
+
+
+def _run(ctx: Context, name: str, scanners: Sequence[ScanBackend]) -> StageResult:
+    clock = Clock.start()
+    target = Target.built(ctx)
+    report = findings.combine(target.name, [scanner.scan(ctx, target) for scanner in scanners])
+    out = result_path(ctx.out_dir, "scan").parent / FINDINGS_FILE
+    report.write(out)
+    counts = report.counts()
+    fixable = sum(1 for f in report.findings if f.fixable)
+    shown = ", ".join(f"{n} {level.lower()}" for level, n in counts.items() if n)
+    return passed(
+        ctx,
+        "scan",
+        name,
+        clock,
+        f"{len(report.findings)} findings ({shown or 'none'}); {fixable} with a fix",
+        outputs={"findings": str(out)},
+        data={
+            "target": report.target,
+            "total": len(report.findings),
+            "by_severity": counts,
+            "fixable": fixable,
+            "scanners": [s.to_json() for s in report.scanners],
+        },
+    )
+
+
+# --- reports made elsewhere: `tfgov-ci scan import` -------------------------------------------
+
+
+def _parsers() -> dict[str, Callable[[Any, Path], Report]]:
+    from tfgov_ci.stages.scan import grype, trivy
+
+    return {"trivy": trivy.parse_report, "grype": grype.parse_report}
+
+
+def detect_format(doc: Any) -> str | None:
+    """trivy (``SchemaVersion`` + ``Results``) or grype (``matches`` + ``descriptor``), else None."""
+    if isinstance(doc, dict) and "SchemaVersion" in doc:
+        return "trivy"
+    if isinstance(doc, dict) and "matches" in doc and "descriptor" in doc:
+        return "grype"
+    return None
+
+
+def import_report(path: Path, fmt: str | None = None) -> Report:
+    """A trivy or grype JSON report, whole, as normalised findings; :class:`ReportError` if it is not."""
+    doc = findings.read_json(path)
+    detected = detect_format(doc)
+    if fmt is None and detected is None:
+        raise ReportError(
+            f"{path}: neither a trivy (SchemaVersion 2) nor a grype JSON report",
+            "pass --format trivy|grype, or produce it with `trivy ... --format json` / `grype -o json`",
+        )
+    chosen = fmt or detected
+    assert chosen is not None
+    if detected is not None and detected != chosen:
+        raise ReportError(f"{path}: looks like a {detected} report, not {chosen}", f"use --format {detected}")
+    return _parsers()[chosen](doc, path)
