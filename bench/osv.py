@@ -69,9 +69,12 @@ def trivy_advisories(db: advisories.Database) -> list[Advisory]:
                         low = "" if start == "0" else f">={start}, "
                         constraints.append(f"{low}{'<' if kind == 'fixed' else '<='}{version}")
                         start = None
-                if start is not None:
-                    constraints.append("" if start == "0" else f">={start}")
-            constraints = [c for c in constraints if c] or [">=0"]
+                if start is not None:  # no end: every release from there on
+                    constraints.append(f">={start}")
+            if not adv.ranges:
+                constraints = [f"=={v}" for v in sorted(adv.versions)]
+            if not constraints:
+                continue  # no range and no version list: it names nothing (osv matches nothing either)
             fixed = adv.fixed_versions()
             severity = adv.severity if adv.severity != "UNKNOWN" else "MEDIUM"
             first_fix = fixed[0] if fixed else None

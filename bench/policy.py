@@ -142,9 +142,11 @@ def main() -> int:
         expires = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)
         (repo / "tfgov-exceptions.yaml").write_text(exceptions_file(expires))
         git(repo, "init", "-q", "-b", "main")
-        tfgov(repo, env, "lock")
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "bench")
+        tfgov(repo, env, "lock")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "lock")
         for stage in ("validate", "lock", "build", "sbom", "scan"):
             tfgov(repo, env, "run", stage)
         scan = json.loads((repo / ".tfgov/out/scan/result.json").read_text())

@@ -64,15 +64,22 @@ def _comparator(ecosystem: str) -> Callable[[str], Any] | None:
     return None
 
 
+_TIE_ORDER = {"fixed": 0, "limit": 0, "introduced": 1, "last_affected": 2}
+
+
 @dataclass(frozen=True)
 class Range:
     events: tuple[tuple[str, str], ...]  # (kind, version): introduced, fixed, last_affected, limit
 
     def affects(self, installed: Any, key: Callable[[str], Any]) -> bool:
-        """OSV's evaluation: walk the events in version order; "0" is before everything."""
+        """OSV's evaluation: walk the events in version order; "0" is before everything. At one
+        version a ``fixed`` closes an interval before an ``introduced`` opens the next
+        ([0.12.2, 0.13.0) then [0.13.0, 0.14.0rc1) leaves 0.13.0 affected), and ``last_affected``
+        comes last (it includes its version)."""
         affected = False
         for kind, version in sorted(
-            self.events, key=lambda e: (e[1] != "0", key(e[1]) if e[1] != "0" else 0)
+            self.events,
+            key=lambda e: (e[1] != "0", key(e[1]) if e[1] != "0" else 0, _TIE_ORDER.get(e[0], 0)),
         ):
             point = None if version == "0" else key(version)
             if kind == "introduced" and (point is None or installed >= point):
@@ -182,6 +189,8 @@ def parse_advisory(doc: Mapping[str, Any], file: str) -> list[Advisory]:
     """The PyPI and Debian entries of one OSV document; ValueError when a range is unusable."""
     if not isinstance(doc, Mapping) or not isinstance(doc.get("id"), str):
         raise ValueError("not an OSV advisory (no id)")
+    if doc.get("withdrawn"):
+        return []  # withdrawn by its publisher: it affects nothing
     level, score = _severity(doc)
     out = []
     for affected in doc.get("affected") or []:

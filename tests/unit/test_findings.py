@@ -159,3 +159,41 @@ def test_a_findings_file_edited_into_nonsense_is_refused(tmp_path: Path) -> None
     path.write_text(json.dumps(doc))
     with pytest.raises(ReportError, match="findings/0/severity"):
         findings.load(path)
+
+
+REQUIRED = SCHEMA["$defs"]["finding"]["required"]
+
+
+def _finding_schema() -> dict[str, object]:
+    return {**SCHEMA["$defs"]["finding"], "$defs": SCHEMA["$defs"]}
+
+
+MUTATIONS = [
+    ("valid as written", lambda f: None),
+    ("no title, no urls", lambda f: (f.pop("title"), f.pop("urls"))),
+    ("with a source package", lambda f: f["package"].update(source_name="glibc")),
+    ("null purl and score", lambda f: (f["package"].update(purl=None), f.update(cvss_score=None))),
+    *[(f"no {key}", lambda f, key=key: f.pop(key)) for key in REQUIRED],
+    ("an unknown key", lambda f: f.update(extra=1)),
+    ("an empty id", lambda f: f.update(id="")),
+    ("a duplicated alias", lambda f: f.update(aliases=["A", "A"])),
+    ("a severity word", lambda f: f.update(severity="Severe")),
+    ("a fix state word", lambda f: f.update(fix_state="patched")),
+    ("no scanners", lambda f: f.update(scanners=[])),
+    ("a score of 11", lambda f: f.update(cvss_score=11)),
+    ("a score as text", lambda f: f.update(cvss_score="9.8")),
+    ("a version as a number", lambda f: f.update(installed_version=1)),
+    ("a package without a type", lambda f: f["package"].pop("type")),
+    ("a package with an empty name", lambda f: f["package"].update(name="")),
+    ("a location with a line", lambda f: f.update(locations=[{"path": "/x", "line": 3}])),
+    ("a location as text", lambda f: f.update(locations=["/x"])),
+    ("fixed versions as text", lambda f: f.update(fixed_versions="1.2")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "mutate"), MUTATIONS, ids=[m[0] for m in MUTATIONS])
+def test_the_fast_finding_check_agrees_with_the_schema(what: str, mutate: Callable[[dict], object]) -> None:
+    row = import_report(REPORTS / "trivy-debian-buster.image.json").findings[0].to_json()
+    mutate(row)
+    schema_ok = jsonschema.Draft202012Validator(_finding_schema()).is_valid(row)
+    assert (findings.check_finding(row) is None) == schema_ok, what

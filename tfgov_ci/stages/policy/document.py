@@ -47,12 +47,12 @@ def image_names(ctx: Context) -> list[str]:
     return [ctx.config.image.name, ctx.images().repository]
 
 
-def build(ctx: Context, entries: Iterable[Exception_], on: dt.date) -> tuple[dict[str, Any], Applied]:
-    """The input document for this commit, and how the exceptions applied."""
+def build(
+    ctx: Context, report: findings.Report, entries: Iterable[Exception_], on: dt.date
+) -> tuple[dict[str, Any], Applied]:
+    """The input document for this commit and its scan report, and how the exceptions applied."""
     build_result = read_result(ctx, "build")
     sbom_result = read_result(ctx, "sbom")
-    scan_result = read_result(ctx, "scan")
-    report = findings.load(Path(scan_result.outputs["findings"]))
     applied = exceptions.apply(list(entries), report.findings, image_names(ctx), on)
     data = build_result.data
     layout = Layout.open(Path(build_result.outputs["layout"]))

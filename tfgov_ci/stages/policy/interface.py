@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -283,36 +283,60 @@ def _kind(value: Any) -> str:
     return "undefined" if value is None else f"a {type(value).__name__}"
 
 
+class EvaluationFailed(Exception):
+    """The engine produced no value to trust: a parse error, an error, a timeout, a crash."""
+
+
 class Engine(ABC):
     """A Rego evaluator: the default bundle and team files, data and input in; the value of
-    ``data.tfgov.rules`` out, or a Decision that fails closed."""
+    ``data.tfgov.rules`` out. Evaluation starts in the background (another process), so the
+    caller can write its other reports meanwhile."""
 
     name: ClassVar[str]
 
     @abstractmethod
-    def evaluate(
+    def start(
         self,
         modules: Sequence[Module],
         data: Mapping[str, Any],
         document: Mapping[str, Any],
         timeout_s: float,
-    ) -> Any:
-        """The rules' value; raise :class:`EvaluationFailed` when there is none to trust."""
+    ) -> Callable[[], Any]:
+        """Begin; the returned function waits for the rules' value, or raises
+        :class:`EvaluationFailed` when there is none to trust."""
 
 
-class EvaluationFailed(Exception):
-    """The engine produced no value to trust: a parse error, an error, a timeout, a crash."""
+def begin(
+    engine: Engine, modules: Sequence[Module], params: Mapping[str, Any], document: Mapping[str, Any],
+    timeout_s: float, mandatory: Sequence[str] = (),
+) -> Callable[[], Decision]:  # fmt: skip
+    """Start an evaluation; the returned function waits for its decision, failing closed."""
+
+    def failed(exc: EvaluationFailed) -> Decision:
+        return Decision(False, (), engine.name, (f"{exc}: denied (fail-closed)",))
+
+    try:
+        wait = engine.start(modules, {"tfgov": {"params": dict(params)}}, document, timeout_s)
+    except EvaluationFailed as exc:
+        early = failed(exc)
+        return lambda: early
+
+    def finish() -> Decision:
+        try:
+            raw = wait()
+        except EvaluationFailed as exc:
+            return failed(exc)
+        return decide(engine.name, modules, raw, mandatory)
+
+    return finish
 
 
 def evaluate(
     engine: Engine, modules: Sequence[Module], params: Mapping[str, Any], document: Mapping[str, Any],
     timeout_s: float, mandatory: Sequence[str] = (),
 ) -> Decision:  # fmt: skip
-    try:
-        raw = engine.evaluate(modules, {"tfgov": {"params": dict(params)}}, document, timeout_s)
-    except EvaluationFailed as exc:
-        return Decision(False, (), engine.name, (f"{exc}: denied (fail-closed)",))
-    return decide(engine.name, modules, raw, mandatory)
+    """One evaluation, start to decision."""
+    return begin(engine, modules, params, document, timeout_s, mandatory)()
 
 
 def denied(decision: Decision) -> GateFailed:

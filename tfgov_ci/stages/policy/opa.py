@@ -7,13 +7,14 @@ anything but a value (a parse error, an evaluation error, a timeout) fails close
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from tfgov_ci import tools
-from tfgov_ci.errors import ToolError
 from tfgov_ci.stages.policy.gate import PolicyGate
 from tfgov_ci.stages.policy.interface import QUERY, Engine, EvaluationFailed, Module
 
@@ -21,16 +22,16 @@ from tfgov_ci.stages.policy.interface import QUERY, Engine, EvaluationFailed, Mo
 class OpaEngine(Engine):
     name = "opa"
 
-    def evaluate(
+    def start(
         self,
         modules: Sequence[Module],
         data: Mapping[str, Any],
         document: Mapping[str, Any],
         timeout_s: float,
-    ) -> Any:
-        with tempfile.TemporaryDirectory(prefix="tfgov-opa.") as tmp:
-            folder = Path(tmp)
-            argv = ["opa", "eval", "--format", "json", "--v1-compatible"]
+    ) -> Callable[[], Any]:
+        folder = Path(tempfile.mkdtemp(prefix="tfgov-opa."))
+        try:
+            argv = [tools.which("opa"), "eval", "--format", "json", "--v1-compatible"]
             for index, module in enumerate(modules):
                 path = folder / f"{index:03d}-{module.file.name}"
                 path.write_text(module.text, encoding="utf-8")
@@ -38,20 +39,28 @@ class OpaEngine(Engine):
             (folder / "data.json").write_text(json.dumps(data), encoding="utf-8")
             (folder / "input.json").write_text(json.dumps(document), encoding="utf-8")
             argv += ["--data", str(folder / "data.json"), "--input", str(folder / "input.json"), QUERY]
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+        def wait() -> Any:
             try:
-                done = tools.run(argv, check=False, timeout=timeout_s)
-            except ToolError as exc:
-                if exc.returncode is None and "did not finish" in exc.message:
-                    raise EvaluationFailed(
-                        f"the policy did not finish within {timeout_s:g} s (a loop?)"
-                    ) from None
-                raise
-        if done.returncode != 0:
-            raise EvaluationFailed(
-                f"opa eval failed: {done.stderr.strip()[-500:] or done.stdout.strip()[-500:]}"
-            )
-        result = json.loads(done.stdout).get("result") or []
-        return result[0]["expressions"][0]["value"] if result else None
+                out, err = proc.communicate(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise EvaluationFailed(
+                    f"the policy did not finish within {timeout_s:g} s (a loop?)"
+                ) from None
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            if proc.returncode != 0:
+                raise EvaluationFailed(f"opa eval failed: {(err.strip() or out.strip())[-500:]}")
+            result = json.loads(out).get("result") or []
+            return result[0]["expressions"][0]["value"] if result else None
+
+        return wait
 
 
 class OpaPolicy(PolicyGate):

@@ -12,7 +12,8 @@ import json
 import multiprocessing
 import os
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -25,36 +26,41 @@ _ERROR = re.compile(r"\(error \d+:(?P<file>[^|\s]+)\|(?P<offset>\d+)\|\d+\s+\(er
 class RegopyEngine(Engine):
     name = "regopy"
 
-    def evaluate(
+    def start(
         self,
         modules: Sequence[Module],
         data: Mapping[str, Any],
         document: Mapping[str, Any],
         timeout_s: float,
-    ) -> Any:
+    ) -> Callable[[], Any]:
         context = multiprocessing.get_context("fork")
         receive, send = context.Pipe(duplex=False)
         child = context.Process(target=_child, args=(send, modules, data, document), daemon=True)
         child.start()
         send.close()
-        try:
-            if not receive.poll(timeout_s):
-                raise EvaluationFailed(f"the policy did not finish within {timeout_s:g} s (a loop?)")
+        deadline = time.monotonic() + timeout_s
+
+        def wait() -> Any:
             try:
-                kind, payload = receive.recv()
-            except EOFError:
+                if not receive.poll(max(0.0, deadline - time.monotonic())):
+                    raise EvaluationFailed(f"the policy did not finish within {timeout_s:g} s (a loop?)")
+                try:
+                    kind, payload = receive.recv()
+                except EOFError:
+                    child.join(5)
+                    raise EvaluationFailed(f"the Rego interpreter crashed (exit {child.exitcode})") from None
+            finally:
+                if child.is_alive():
+                    child.kill()
                 child.join(5)
-                raise EvaluationFailed(f"the Rego interpreter crashed (exit {child.exitcode})") from None
-        finally:
-            if child.is_alive():
-                child.kill()
-            child.join(5)
-            receive.close()
-        if kind == "parse":
-            raise EvaluationFailed(_located(str(payload), modules))
-        if kind == "error":
-            raise EvaluationFailed(f"the policy failed to evaluate ({payload})")
-        return payload
+                receive.close()
+            if kind == "parse":
+                raise EvaluationFailed(_located(str(payload), modules))
+            if kind == "error":
+                raise EvaluationFailed(f"the policy failed to evaluate ({payload})")
+            return payload
+
+        return wait
 
 
 class RegopyPolicy(PolicyGate):
@@ -75,7 +81,7 @@ def _child(send: Connection, modules: Sequence[Module], data: Mapping[str, Any],
         for module in modules:
             interpreter.add_module(str(module.file), module.text)
         interpreter.add_data_json(json.dumps(data))
-        interpreter.set_input(document)  # from Python objects: several times faster than JSON text
+        _set_input(interpreter, document)
         # The raw text, parsed here: regopy's own Output parses it too and raises on rego-cpp's
         # occasional invalid JSON; here that becomes a denial like any other error.
         text = rego_output_string(rego_query(interpreter._impl, QUERY))
@@ -107,3 +113,50 @@ def _located(message: str, modules: Sequence[Module]) -> str:
         for m in _ERROR.finditer(message)
     ]
     return "policy does not parse: " + ("; ".join(dict.fromkeys(found)) or message.strip()[:300])
+
+
+def _set_input(interpreter: Any, document: Any) -> None:
+    """The input document into rego-cpp through its C API, as regopy's ``set_input`` does, but
+    dispatching on exact types and calling the C functions directly: 0.47 s instead of 0.80 s for
+    10,000 findings (regopy's own input builder checks abstract base classes at every value).
+    Rego text (``set_input_term``) is slower still: 2.3 s."""
+    from regopy.rego_shared import rego
+
+    handle = rego.regoNewInput()
+    string, integer, number = rego.regoInputString, rego.regoInputInt, rego.regoInputFloat
+    boolean, null, item = rego.regoInputBoolean, rego.regoInputNull, rego.regoInputObjectItem
+    obj, array = rego.regoInputObject, rego.regoInputArray
+    failed = 0  # the C functions return 0 on success
+
+    def add(value: Any) -> None:
+        nonlocal failed
+        kind = type(value)
+        if kind is str:
+            failed |= string(handle, value.encode())
+        elif kind is dict:
+            for key, child in value.items():
+                failed |= string(handle, str(key).encode())
+                add(child)
+                failed |= item(handle)
+            failed |= obj(handle, len(value))
+        elif kind is list or kind is tuple:
+            for child in value:
+                add(child)
+            failed |= array(handle, len(value))
+        elif kind is bool:
+            failed |= boolean(handle, value)
+        elif kind is int:
+            failed |= integer(handle, value)
+        elif kind is float:
+            failed |= number(handle, value)
+        elif value is None:
+            failed |= null(handle)
+        else:
+            raise TypeError(f"a {kind.__name__} cannot be a policy input value")
+
+    try:
+        add(document)
+        if failed or rego.regoSetInput(interpreter._impl, handle):
+            raise RuntimeError("rego-cpp refused the input document")
+    finally:
+        rego.regoFreeInput(handle)
