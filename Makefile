@@ -15,6 +15,7 @@ test: ## lint, type-check, then every test tier
 	$(BIN)/ruff check tfgov_ci tests bench scripts
 	$(BIN)/ruff format --check tfgov_ci tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/tfgov-ci emit --check
 	$(BIN)/pytest
 
 lint:
@@ -28,6 +29,7 @@ bench: ## benchmarks, each beside its competitor, printed as tables (build: seve
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/sbom.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/osv.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/policy.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/ci_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

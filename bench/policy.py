@@ -22,37 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import SHARED_CACHE, UNRELATED_ADVISORY, git, pushed_base, small_model_config
 
-from tfgov_ci import base  # noqa: E402
-from tfgov_ci.findings import Finding, Report, Scanner  # noqa: E402
-from tfgov_ci.stages.policy.interface import load_modules, settings  # noqa: E402
-from tfgov_ci.stages.publish.skopeo import push_layout  # noqa: E402
-from tfgov_ci.testing.registry import LocalRegistry  # noqa: E402
+from tfgov_ci.findings import Finding, Report, Scanner
+from tfgov_ci.stages.policy.interface import load_modules, settings
+from tfgov_ci.testing.registry import LocalRegistry
 
 RUNS = 5
-BASE = """version: 1
-image: {name: py-base, repository: platform/py-base}
-debian:
-  packages: [python3.11-minimal, libpython3.11-stdlib]
-python: "3.11"
-"""
 SEVERITIES = ["CRITICAL"] * 5 + ["HIGH"] * 20 + ["MEDIUM"] * 40 + ["LOW"] * 30 + ["UNKNOWN"] * 5
-ADVISORY = (
-    "id: PYSEC-2099-1\naffected:\n- package: {name: nothing-here, ecosystem: PyPI}\n  versions: ['1.0']\n"
-)
-
-
-def config(base_ref: str, host: str) -> str:
-    return f"""version: 1
-image: {{name: hello, registry: {host}, repository: ml/hello}}
-base: {{image: {base_ref}, allowed_registries: [{host}]}}
-runtime: {{python: "3.11", tensorflow: "2.21.0"}}
-app: {{files: [app.py], entrypoint: [python3, app.py]}}
-stages:
-  scan: {{backend: osv, options: {{advisories: advisories}}}}
-"""
 
 
 def exceptions_file(expires: dt.date) -> str:
@@ -87,15 +64,6 @@ def synthetic_findings() -> list[Finding]:
     return out
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
-
-
 def tfgov(repo: Path, env: dict[str, str], *args: str, expect: int = 0) -> float:
     start = time.perf_counter()
     done = subprocess.run(["tfgov-ci", *args], cwd=repo, env=env, capture_output=True, text=True, check=False)
@@ -122,21 +90,15 @@ def bare_regopy(document: dict[str, object], params: dict[str, object]) -> float
 
 
 def main() -> int:
-    shared = ROOT / ".cache" / "test-cache"
-    env = {**os.environ, "TFGOV_CACHE_DIR": str(shared), "SYFT_CHECK_FOR_APP_UPDATE": "false"}
+    env = {**os.environ, "TFGOV_CACHE_DIR": str(SHARED_CACHE), "SYFT_CHECK_FOR_APP_UPDATE": "false"}
     with tempfile.TemporaryDirectory(prefix="tfgov-bench-policy.") as tmpdir, LocalRegistry() as registry:
         tmp = Path(tmpdir)
         print("bench: setup (not timed)", file=sys.stderr)
-        (tmp / "tfgov-base.yaml").write_text(BASE)
-        built = base.build(
-            base.load_definition(tmp / "tfgov-base.yaml"), tmp / "base", shared, update_lock=True
-        )
-        repository = f"{registry.host}/platform/py-base"
-        push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
+        base_ref = pushed_base(tmp / "base", registry)
         repo = tmp / "hello"
         (repo / "advisories").mkdir(parents=True)
-        (repo / "advisories/PYSEC-2099-1.yaml").write_text(ADVISORY)
-        (repo / "tfgov.yaml").write_text(config(f"{repository}@{built.digest}", registry.host))
+        (repo / "advisories/PYSEC-2099-1.yaml").write_text(UNRELATED_ADVISORY)
+        (repo / "tfgov.yaml").write_text(small_model_config(base_ref, registry.host))
         (repo / "requirements.txt").write_text("")
         (repo / "app.py").write_text("print('hello')\n")
         expires = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)

@@ -19,12 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import ROOT, SHARED_CACHE, git, pushed_base
 
-from tfgov_ci import base  # noqa: E402
-from tfgov_ci.stages.publish.skopeo import push_layout  # noqa: E402
-from tfgov_ci.testing.registry import LocalRegistry  # noqa: E402
+from tfgov_ci.testing.registry import LocalRegistry
 
 BASE = """version: 1
 image: {name: tf-ready, repository: platform/tf-ready}
@@ -43,40 +40,23 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
-
-
 def main() -> int:
     syft = shutil.which("syft") or shutil.which("syft", path=str(Path(sys.executable).parent))
     if syft is None or shutil.which("tfgov-ci") is None:
         print("bench: syft or tfgov-ci missing (make setup)", file=sys.stderr)
         return 2
-    shared = ROOT / ".cache" / "test-cache"
     with tempfile.TemporaryDirectory(prefix="tfgov-bench-sbom.") as tmpdir, LocalRegistry() as registry:
         tmp = Path(tmpdir)
-        env = {**os.environ, "TFGOV_CACHE_DIR": str(shared), "SYFT_CHECK_FOR_APP_UPDATE": "false"}
+        env = {**os.environ, "TFGOV_CACHE_DIR": str(SHARED_CACHE), "SYFT_CHECK_FOR_APP_UPDATE": "false"}
         print("bench: setup (not timed)", file=sys.stderr)
-        (tmp / "tfgov-base.yaml").write_text(BASE)
-        built = base.build(
-            base.load_definition(tmp / "tfgov-base.yaml"), tmp / "base", shared, update_lock=True
-        )
-        repository = f"{registry.host}/platform/tf-ready"
-        push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
+        base_ref = pushed_base(tmp / "base", registry, BASE)
         repo = tmp / "tf-mnist"
         shutil.copytree(
             ROOT / "examples" / "tf-mnist", repo, ignore=shutil.ignore_patterns(".tfgov", "model")
         )
         config = (repo / "tfgov.yaml").read_text()
         pinned = r"registry\.example\.com/platform/tf-base@sha256:[0-9a-f]{64}"
-        config = re.sub(pinned, f"{repository}@{built.digest}", config).replace(
-            "registry.example.com", registry.host
-        )
+        config = re.sub(pinned, base_ref, config).replace("registry.example.com", registry.host)
         (repo / "tfgov.yaml").write_text(config)
         git(repo, "init", "-q", "-b", "main")
         git(repo, "add", "-A")

@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # golang-go and bbolt: the tests and benchmarks write a small trivy vulnerability database
-# (tfgov_ci/testing/trivydb), as trivy cannot download one offline.
-apt_packages=(git docker-registry skopeo buildah docker.io apache2-utils openssl golang-go golang-github-coreos-bbolt-dev)
+# (tfgov_ci/testing/trivydb), as trivy cannot download one offline. groovy and a JRE compile and
+# run the Jenkins library; rsync is gitlab-ci-local's.
+apt_packages=(git docker-registry skopeo buildah docker.io apache2-utils openssl golang-go
+  golang-github-coreos-bbolt-dev groovy default-jre-headless rsync)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -18,6 +20,11 @@ if ((${#missing[@]})); then
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# gitlab-ci-local runs the emitted GitLab template end to end (4.73.0: later ones need Node 22).
+if ! command -v gitlab-ci-local >/dev/null || [[ $(gitlab-ci-local --version) != 4.73.0 ]]; then
+  npm install --global --silent gitlab-ci-local@4.73.0
 fi
 
 python3 -m venv .venv

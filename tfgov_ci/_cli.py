@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     plan.add_argument(
+        "--as",
+        dest="as_ci",
+        choices=("gitlab", "jenkins"),
+        help="show which GitLab job or Jenkins stage would run which command",
+    )
+    plan.add_argument(
         "--allow-dirty",
         action="store_true",
         help="plan from a working tree with uncommitted changes (tags end in -dirty)",
@@ -190,6 +196,85 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("image", metavar="IMAGE")
     fetch.add_argument("--format", choices=("spdx", "cyclonedx"), default="spdx", help="which SBOM")
     fetch.add_argument("--output", type=Path, metavar="FILE", help="write it here (default: stdout)")
+
+    emit = commands.add_parser(
+        "emit",
+        parents=[common],
+        help="write the GitLab template or Jenkins library from the pipeline",
+        description="Write templates/gitlab (GitLab CI template, also a CI/CD component) or "
+        "templates/jenkins (Jenkins shared library) from a pipeline definition and the stage table. "
+        "With --check, write nothing: exit 1 if the committed templates differ from what emit writes.",
+    )
+    emit.add_argument("target", nargs="?", choices=("gitlab", "jenkins"), help="what to write")
+    emit.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("templates"),
+        metavar="DIR",
+        help="templates folder (default: templates)",
+    )
+    emit.add_argument(
+        "--pipeline", default="tf-image", metavar="NAME|FILE", help="pipeline definition (default: tf-image)"
+    )
+    emit.add_argument("--check", action="store_true", help="exit 1 on any difference; write nothing")
+
+    gitlab = commands.add_parser(
+        "gitlab",
+        parents=[common],
+        help="GitLab's API: lint the CI configuration, note the merge request",
+        description="Talk to GitLab through its API (python-gitlab). Server, project and merge request "
+        "come from the job's CI_SERVER_URL, CI_PROJECT_ID and CI_MERGE_REQUEST_IID (or the options); the "
+        "token from TFGOV_GITLAB_TOKEN, else CI_JOB_TOKEN.",
+    )
+    gitlab_commands = gitlab.add_subparsers(
+        dest="gitlab_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
+    )
+    for name, text in (
+        ("lint", "check the tfgov include's inputs, then have GitLab lint the expanded configuration"),
+        ("note", "post the policy summary (Markdown) to the merge request"),
+    ):
+        action = gitlab_commands.add_parser(
+            name, parents=[common], help=text, description=text[0].upper() + text[1:] + "."
+        )
+        action.add_argument("--url", help="GitLab server (default: $CI_SERVER_URL)")
+        action.add_argument("--project", help="project id or path (default: $CI_PROJECT_ID)")
+        if name == "lint":
+            action.add_argument(
+                "--file",
+                type=Path,
+                default=Path(".gitlab-ci.yml"),
+                metavar="FILE",
+                help="default: .gitlab-ci.yml",
+            )
+            action.add_argument(
+                "--ref", help="branch or tag to lint against (default: the project's default)"
+            )
+        else:
+            action.add_argument("--mr", metavar="IID", help="merge request (default: $CI_MERGE_REQUEST_IID)")
+            action.add_argument(
+                "--summary", type=Path, metavar="FILE", help="default: <out>/policy/summary.md"
+            )
+
+    jenkins = commands.add_parser(
+        "jenkins",
+        parents=[common],
+        help="Jenkins' API: trigger a job and stream its console",
+        description="Talk to Jenkins through its API (jenkinsapi): server from JENKINS_URL (or --url), "
+        "user and API token from TFGOV_JENKINS_USER and TFGOV_JENKINS_TOKEN.",
+    )
+    jenkins_commands = jenkins.add_subparsers(
+        dest="jenkins_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
+    )
+    jenkins_run = jenkins_commands.add_parser(
+        "run",
+        parents=[common],
+        help="trigger JOB, stream its console; exit 1 unless it succeeds",
+        description="Trigger JOB (with --param NAME=VALUE...), stream its console until it ends, "
+        "exit 0 on SUCCESS and 1 on any other result.",
+    )
+    jenkins_run.add_argument("job", metavar="JOB")
+    jenkins_run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="repeatable")
+    jenkins_run.add_argument("--url", help="Jenkins server (default: $JENKINS_URL)")
 
     scan = commands.add_parser(
         "scan",
@@ -324,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": _run,
             "lock": _lock,
             "sbom": _sbom,
+            "emit": _emit,
+            "gitlab": _gitlab,
+            "jenkins": _jenkins,
             "scan": _scan,
             "exceptions": _exceptions,
             "policy": _policy,
@@ -408,7 +496,11 @@ def _plan(args: argparse.Namespace) -> int:
     project = _open(args)
     result = pipeline.plan(project.context, project.pipeline, args.stages)
     _warn(project.warnings)
-    if args.format == "json":
+    if args.as_ci:
+        from tfgov_ci.emit import ci_plan_text
+
+        print(ci_plan_text(args.as_ci, result, project.pipeline, project.context), end="")
+    elif args.format == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:
         print(plan_text(result), end="")
@@ -579,3 +671,67 @@ def _policy(args: argparse.Namespace) -> int:
             print(f"  {name}: {message}")
         print("allowed" if decision.allow else f"denied ({len(decision.denials)} reasons)")
     return EXIT_OK if decision.allow else 1
+
+
+def _emit(args: argparse.Namespace) -> int:
+    from tfgov_ci import emit
+    from tfgov_ci.pipeline import load_pipeline
+
+    pipeline_def = load_pipeline(args.pipeline, Path())
+    targets = [args.target] if args.target else list(emit.TARGETS)
+    if args.check:
+        problems = [
+            p for target in targets for p in emit.differences(target, pipeline_def, args.dir / target)
+        ]
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            print("templates differ: run `tfgov-ci emit` and commit the result", file=sys.stderr)
+            return 1
+        print(f"templates match {pipeline_def.file.name} and the stage table ({', '.join(targets)})")
+        return EXIT_OK
+    if args.target is None:
+        raise UsageError("emit needs a target: gitlab or jenkins", "or --check to compare both")
+    for path in emit.write(args.target, pipeline_def, args.dir / args.target):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _gitlab(args: argparse.Namespace) -> int:
+    import os
+
+    from tfgov_ci.ci import gitlab
+
+    server = gitlab.Server.from_env(os.environ, args.url, args.project)
+    if args.gitlab_command == "lint":
+        result = gitlab.lint(server, args.file, args.ref)
+        _warn(result.get("warnings") or [])
+        print(f"ok: GitLab says {args.file} is valid ({len(result.get('jobs') or [])} jobs in a dry run)")
+        return EXIT_OK
+    summary = args.summary
+    if summary is None:
+        out = getattr(args, "out", None) or _config_path(args).parent / ".tfgov" / "out"
+        summary = Path(out) / "policy" / "summary.md"
+    if not summary.is_file():
+        raise UsageError(
+            f"{summary}: no policy summary", "run `tfgov-ci run policy` first, or pass --summary"
+        )
+    created = gitlab.note(server, args.mr, summary.read_text(encoding="utf-8"), os.environ)
+    print(f"posted the policy summary as note {created.get('id')}")
+    return EXIT_OK
+
+
+def _jenkins(args: argparse.Namespace) -> int:
+    import os
+
+    from tfgov_ci.ci import jenkins
+
+    params = {}
+    for pair in args.param:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--param {pair!r} is not NAME=VALUE")
+        params[name] = value
+    result = jenkins.run(args.job, params, os.environ, args.url, sys.stdout.write)
+    print(f"\n{args.job}: {result}")
+    return EXIT_OK

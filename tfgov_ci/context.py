@@ -154,12 +154,13 @@ def strip_credentials(url: str | None) -> str | None:
 
 
 def detect_ci(env: Mapping[str, str]) -> CIInfo:
-    """GitLab (GITLAB_CI), Jenkins (JENKINS_URL or BUILD_URL with BUILD_NUMBER), or local."""
+    """GitLab (GITLAB_CI=true), Jenkins (JENKINS_URL or BUILD_URL with BUILD_NUMBER), or local.
+    GitLab sets GITLAB_CI to "true"; gitlab-ci-local sets "false", and is a local run."""
 
     def get(name: str) -> str | None:
         return env.get(name) or None
 
-    if get("GITLAB_CI"):
+    if get("GITLAB_CI") == "true":
         return CIInfo(
             provider="gitlab",
             pipeline_id=get("CI_PIPELINE_ID"),

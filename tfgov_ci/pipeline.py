@@ -153,6 +153,9 @@ class StageSpec:
     # "module:Class" taking a list of backends and acting as one, when several may run together
     # (``backend: trivy+osv``); None when a stage takes exactly one backend.
     combine: str | None = None
+    # Files under the out directory that CI systems read: report kind (GitLab's artifacts:reports
+    # names: cyclonedx, container_scanning, junit, dotenv) -> path. The emitted templates use them.
+    reports: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def default_backend(self) -> str:
@@ -183,6 +186,7 @@ STAGES: dict[str, StageSpec] = {
             "SPDX and CycloneDX of the built image; lock-versus-image drift",
             {"syft": ("syft",)},
             ("build",),
+            reports={"cyclonedx": "sbom/sbom.cdx.json"},
         ),
         StageSpec(
             "scan",
@@ -196,6 +200,10 @@ STAGES: dict[str, StageSpec] = {
             "Rego gate over one input document, exceptions applied, fail-closed",
             {"regopy": (), "opa": ("opa",)},
             ("build", "sbom", "scan"),
+            reports={
+                "junit": "policy/junit.xml",
+                "container_scanning": "policy/gl-container-scanning-report.json",
+            },
         ),
         StageSpec(
             "sign",
@@ -209,6 +217,7 @@ STAGES: dict[str, StageSpec] = {
             {"skopeo": ("skopeo",)},
             ("build", "policy"),  # nothing is pushed without a passing policy decision
             makes_image=True,
+            reports={"dotenv": "publish/tfgov.env"},  # TFGOV_IMAGE, TFGOV_IMAGE_DIGEST for deploy jobs
         ),
         StageSpec("record", "build record, inventory row, provenance", {"builtin": ()}, ("build",)),
     )

@@ -251,3 +251,11 @@ def test_without_a_registry_images_go_to_the_local_oci_layout(tmp_path: Path) ->
     text = (Path(__file__).parents[2] / "examples/tf-mnist/tfgov.yaml").read_text()
     path.write_text(text.replace("  registry: registry.example.com\n", ""))
     assert image_repository(config.load(path)) == "oci:.tfgov/oci:ml/tf-mnist"
+
+
+def test_gitlab_ci_local_is_a_local_run() -> None:
+    """gitlab-ci-local sets GITLAB_CI=false (and made-up project URLs): not GitLab."""
+    from tfgov_ci.context import detect_ci
+
+    assert detect_ci({"GITLAB_CI": "false", "CI_PIPELINE_ID": "1001"}).provider == "local"
+    assert detect_ci({"GITLAB_CI": "true", "CI_PIPELINE_ID": "1001"}).provider == "gitlab"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tfgov_ci import tools
+from tfgov_ci._files import atomic_write_text
 from tfgov_ci.context import Context
 from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
@@ -171,7 +172,10 @@ class SkopeoPublisher:
                 str(result_path(ctx.out_dir, "policy")),
                 str(build_layout),
             ),
-            outputs=(str(result_path(ctx.out_dir, self.stage)),),
+            outputs=(
+                str(result_path(ctx.out_dir, self.stage).parent / "tfgov.env"),
+                str(result_path(ctx.out_dir, self.stage)),
+            ),
             images=images.refs,
         )
 
@@ -210,16 +214,27 @@ class SkopeoPublisher:
             data["sboms"] = sboms
             if sbom_warning:
                 warnings.append(sbom_warning)
+        env_file = result_path(ctx.out_dir, self.stage).parent / "tfgov.env"
+        atomic_write_text(env_file, dotenv(images.repository, images.tags[0], digest))
         return passed(
             ctx,
             self.stage,
             self.name,
             clock,
             f"{images.repository}@{digest} with {len(images.tags)} tags",
-            outputs={},
+            outputs={"dotenv": str(env_file)},
             data=data,
             warnings=tuple(warnings),
         )
+
+
+def dotenv(repository: str, tag: str, digest: str) -> str:
+    """What deploy jobs need (GitLab's dotenv report; a Jenkinsfile can read it too)."""
+    return (
+        f"TFGOV_IMAGE={repository}:{tag}\n"
+        f"TFGOV_IMAGE_DIGEST={digest}\n"
+        f"TFGOV_IMAGE_REF={repository}@{digest}\n"
+    )
 
 
 def attach_sboms(

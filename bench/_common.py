@@ -1,0 +1,58 @@
+"""What the benchmarks share: the tests' content-addressed cache, git with a fixed identity, a
+small base built from Debian packages and pushed to a throwaway registry, and the small model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tfgov_ci import base  # noqa: E402
+from tfgov_ci.stages.publish.skopeo import push_layout  # noqa: E402
+from tfgov_ci.testing.registry import LocalRegistry  # noqa: E402
+
+SHARED_CACHE = ROOT / ".cache" / "test-cache"  # layers, debs and wheels by hash: safe to share
+SMALL_BASE = """version: 1
+image: {name: py-base, repository: platform/py-base}
+debian:
+  packages: [python3.11-minimal, libpython3.11-stdlib]
+python: "3.11"
+"""
+# One advisory that matches nothing: the offline scan runs, and finds nothing.
+UNRELATED_ADVISORY = (
+    "id: PYSEC-2099-1\naffected:\n- package: {name: nothing-here, ecosystem: PyPI}\n  versions: ['1.0']\n"
+)
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def pushed_base(folder: Path, registry: LocalRegistry, definition: str = SMALL_BASE) -> str:
+    """Build the base from ``definition`` (cached) and push it: its ``registry/repository@digest``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tfgov-base.yaml").write_text(definition)
+    loaded = base.load_definition(folder / "tfgov-base.yaml")
+    built = base.build(loaded, folder / "oci", SHARED_CACHE, update_lock=True)
+    repository = f"{registry.host}/{loaded.repository}"
+    push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
+    return f"{repository}@{built.digest}"
+
+
+def small_model_config(base_ref: str, host: str) -> str:
+    return f"""version: 1
+image: {{name: hello, registry: {host}, repository: ml/hello}}
+base: {{image: {base_ref}, allowed_registries: [{host}]}}
+runtime: {{python: "3.11", tensorflow: "2.21.0"}}
+app: {{files: [app.py], entrypoint: [python3, app.py]}}
+stages:
+  scan: {{backend: osv, options: {{advisories: advisories}}}}
+"""

@@ -1,0 +1,136 @@
+"""The GitLab CI template: ``templates/gitlab/tfgov.yml``, also usable as a CI/CD component
+(``templates/gitlab/template.yml``, the same text).
+
+One hidden job per stage (``.tfgov-build``: a team extends it to change one stage) and one job
+that uses it (``tfgov-build``), with ``needs`` from the stage table (the stages whose results it
+reads, so a failing ``sign`` does not hold back a ``publish`` that does not need it), the out
+directory passed along as artifacts, and the stage's reports as GitLab reports. Every job runs
+once per configuration file (``parallel: matrix`` over the ``config-files`` input: image variants
+such as cpu and gpu), each with its own out directory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from tfgov_ci import __version__
+from tfgov_ci.emit import HEADER, HEADER2, closure
+from tfgov_ci.pipeline import STAGES, PipelineDef
+
+FILES = ("tfgov.yml", "template.yml")
+OUT = ".tfgov/out/$TFGOV_CONFIG"  # one out directory per configuration (matrix) file
+
+
+def job(stage: str) -> str:
+    return f"tfgov-{stage}"
+
+
+def command(stage: str) -> str:
+    """The shell line a job runs (also what `tfgov-ci plan --as gitlab` shows)."""
+    return f'tfgov-ci --config "$TFGOV_CONFIG" --out "{OUT}" run {stage}'
+
+
+def inputs(pipeline_def: PipelineDef) -> dict[str, Any]:
+    return {
+        "config-files": {
+            "type": "array",
+            "default": ["tfgov.yaml"],
+            "description": "tfgov.yaml files, one pipeline each (parallel: matrix): one per image variant, "
+            "e.g. [tfgov-cpu.yaml, tfgov-gpu.yaml]. Paths relative to the repository root, without '/'.",
+        },
+        "tools-image": {
+            "type": "string",
+            "default": f"registry.example.com/platform/tfgov-ci:{__version__}",
+            "description": "The image the jobs run in: tfgov-ci with syft, trivy, skopeo and uv. "
+            "Build it from the tfgov-ci project and mirror it into your registry.",
+        },
+        "stages": {
+            "type": "string",
+            "default": " ".join(pipeline_def.stages),
+            "description": "The tfgov-ci stages to run, separated by spaces; jobs of the others are left "
+            "out (a stage left out cannot be needed by one that runs).",
+        },
+        "scan-allow-failure": {
+            "type": "boolean",
+            "default": False,
+            "description": "Let the pipeline go on when the scan job fails (a scanner outage); the policy "
+            "job still needs a scan result, so nothing unscanned is published.",
+        },
+        "gitlab-stage": {
+            "type": "string",
+            "default": "build",
+            "description": "The GitLab stage every tfgov job runs in; their order comes from needs.",
+        },
+    }
+
+
+def jobs(pipeline_def: PipelineDef) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        ".tfgov-defaults": {
+            "image": "$[[ inputs.tools-image ]]",
+            "stage": "$[[ inputs.gitlab-stage ]]",
+            "variables": {
+                "TFGOV_STAGES": " $[[ inputs.stages ]] ",  # spaces around: the rules match " stage "
+                "SYFT_CHECK_FOR_APP_UPDATE": "false",
+            },
+            "parallel": {"matrix": [{"TFGOV_CONFIG": "$[[ inputs.config-files ]]"}]},
+            "before_script": ["tfgov-ci --version"],
+            "artifacts": {"when": "always", "expire_in": "30 days", "paths": [".tfgov/out/"]},
+        }
+    }
+    for stage in pipeline_def.stages:
+        spec = STAGES[stage]
+        hidden: dict[str, Any] = {
+            "extends": ".tfgov-defaults",
+            "rules": [
+                {"if": '$TFGOV_DISABLED == "true"', "when": "never"},
+                {"if": f"$TFGOV_STAGES =~ / {stage} /"},
+            ],
+            "script": [command(stage)],
+        }
+        if spec.reports:
+            hidden["artifacts"] = {
+                "when": "always",
+                "expire_in": "30 days",
+                "paths": [".tfgov/out/"],
+                "reports": {kind: f"{OUT}/{path}" for kind, path in spec.reports.items()},
+            }
+        if stage == "scan":
+            hidden["allow_failure"] = "$[[ inputs.scan-allow-failure ]]"
+        out[f".{job(stage)}"] = hidden
+        out[job(stage)] = {
+            "extends": f".{job(stage)}",
+            "needs": [{"job": job(need), "optional": True} for need in closure(stage, pipeline_def)],
+        }
+    return out
+
+
+def _dump(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=110, allow_unicode=True)
+
+
+def render(pipeline_def: PipelineDef) -> dict[str, str]:
+    source = f"pipelines/{pipeline_def.file.name}"
+    header = "\n".join(
+        [
+            f"# {HEADER.format(target='gitlab', pipeline=source)}",
+            f"# {HEADER2.format(target='gitlab')}",
+            "#",
+            "# include:",
+            "#   - project: platform/tfgov-ci",
+            f"#     ref: v{__version__}",
+            "#     file: /templates/gitlab/tfgov.yml",
+            "#     inputs: {config-files: [tfgov.yaml]}",
+            "#",
+            "# Registry credentials: CI_REGISTRY_USER / CI_REGISTRY_PASSWORD for GitLab's registry, or",
+            "# TFGOV_REGISTRY_USER / TFGOV_REGISTRY_PASSWORD (masked project variables) for another;",
+            "# tfgov-ci reads them from the environment, never from this file. TFGOV_DISABLED=true",
+            "# leaves every tfgov job out. Deploy jobs read TFGOV_IMAGE and TFGOV_IMAGE_DIGEST from the",
+            "# publish job's dotenv report (needs: [tfgov-publish]).",
+            "",
+        ]
+    )
+    text = header + _dump({"spec": {"inputs": inputs(pipeline_def)}}) + "---\n" + _dump(jobs(pipeline_def))
+    return dict.fromkeys(FILES, text)

@@ -1,0 +1,187 @@
+"""The Jenkins shared library: ``templates/jenkins/`` (configure that folder as the library path).
+
+``tfgovPipeline(config: 'tfgov.yaml')`` runs the pipeline's stages as Jenkins stages;
+``tfgovStage('scan')`` runs one. Settings merge over documented defaults and an unknown key is an
+``error``. Values reach the shell through the environment (``withEnv``, ``withCredentials``), never
+through Groovy string interpolation, so no secret and no quoting surprise ends up in an ``sh``
+string. Reports are archived and the policy JUnit published in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tfgov_ci import __version__
+from tfgov_ci.emit import HEADER, HEADER2, closure
+from tfgov_ci.pipeline import STAGES, PipelineDef
+
+DEFAULTS = {
+    "config": ("tfgov.yaml", "the tfgov.yaml to use, relative to the workspace"),
+    "out": (".tfgov/out", "the out directory for stage results (archived)"),
+    "stages": (None, "the stages to run, in pipeline order (default: all of the pipeline's)"),
+    "command": ("tfgov-ci", "the tfgov-ci command on the agent"),
+    "registryCredentialsId": (None, "a username/password credential for the registry (publish, sbom)"),
+    "allowScanFailure": (False, "mark the build unstable instead of failing when the scan stage fails"),
+}
+COMMAND = '"$TFGOV_COMMAND" --config "$TFGOV_CONFIG" --out "$TFGOV_OUT" run "$TFGOV_STAGE"'
+# Stages that talk to the registry get its credentials, as environment variables.
+REGISTRY_STAGES = ("lock", "build", "sbom", "publish")
+
+
+def groovy(value: object) -> str:
+    """A Groovy literal of a JSON-like value (strings single-quoted: no interpolation)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(groovy(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "[:]"
+        return "[" + ", ".join(f"{groovy(k)}: {groovy(v)}" for k, v in value.items()) + "]"
+    return json.dumps(value)
+
+
+def _header(pipeline_def: PipelineDef) -> str:
+    source = f"pipelines/{pipeline_def.file.name}"
+    return f"// {HEADER.format(target='jenkins', pipeline=source)}\n// {HEADER2.format(target='jenkins')}\n"
+
+
+def _stage_script(pipeline_def: PipelineDef) -> str:
+    defaults: dict[str, object] = {key: value for key, (value, _) in DEFAULTS.items()}
+    defaults["stages"] = list(pipeline_def.stages)
+    needs = {stage: closure(stage, pipeline_def) for stage in pipeline_def.stages}
+    reports = {stage: dict(STAGES[stage].reports) for stage in pipeline_def.stages if STAGES[stage].reports}
+    return (
+        _header(pipeline_def)
+        + f"""import groovy.transform.Field
+
+@Field static final String VERSION = {groovy(__version__)}
+@Field static final List STAGES = {groovy(list(pipeline_def.stages))}
+@Field static final Map NEEDS = {groovy(needs)}
+@Field static final Map REPORTS = {groovy(reports)}
+@Field static final Map DEFAULTS = {groovy(defaults)}
+@Field static final List REGISTRY_STAGES = {groovy(list(REGISTRY_STAGES))}
+// The one shell line: a constant; the values come from the environment.
+@Field static final String COMMAND = {groovy(COMMAND)}
+
+/** Settings over the defaults; an unknown key or stage is an error, never ignored. */
+Map settings(Map args) {{
+    def unknown = (args.keySet() as List) - (DEFAULTS.keySet() as List)
+    if (unknown) {{
+        error("tfgov: unknown setting(s) ${{unknown.join(', ')}}; known: ${{DEFAULTS.keySet().join(', ')}}")
+    }}
+    Map merged = [:] + DEFAULTS + args
+    def badStages = (merged.stages as List) - STAGES
+    if (badStages) {{
+        error("tfgov: unknown stage(s) ${{badStages.join(', ')}}; stages: ${{STAGES.join(', ')}}")
+    }}
+    return merged
+}}
+
+/** Run one stage: `tfgovStage('scan')` or `tfgovStage('publish', registryCredentialsId: 'harbor')`. */
+def call(Map args, String name) {{
+    if (!(name in STAGES)) {{
+        error("tfgov: unknown stage '${{name}}'; stages: ${{STAGES.join(', ')}}")
+    }}
+    Map cfg = settings(args)
+    // Values reach the shell as environment variables: the sh string below is a constant.
+    withEnv(["TFGOV_CONFIG=${{cfg.config}}", "TFGOV_OUT=${{cfg.out}}", "TFGOV_COMMAND=${{cfg.command}}",
+             "TFGOV_STAGE=${{name}}", 'SYFT_CHECK_FOR_APP_UPDATE=false']) {{
+        if (cfg.registryCredentialsId && name in REGISTRY_STAGES) {{
+            withCredentials([usernamePassword(credentialsId: cfg.registryCredentialsId,
+                    usernameVariable: 'TFGOV_REGISTRY_USER', passwordVariable: 'TFGOV_REGISTRY_PASSWORD')]) {{
+                sh(script: COMMAND, label: "tfgov ${{name}}")
+            }}
+        }} else {{
+            sh(script: COMMAND, label: "tfgov ${{name}}")
+        }}
+    }}
+}}
+
+def call(String name) {{
+    call([:], name)
+}}
+"""
+    )
+
+
+def _pipeline_script(pipeline_def: PipelineDef) -> str:
+    return (
+        _header(pipeline_def)
+        + """/**
+ * The governed pipeline as Jenkins stages, inside the caller's node:
+ *   node { checkout scm; tfgovPipeline(config: 'tfgov.yaml', registryCredentialsId: 'harbor') }
+ */
+def call(Map args = [:]) {
+    Map cfg = tfgovStage.settings(args)
+    try {
+        for (String name in tfgovStage.STAGES) {
+            if (!(name in cfg.stages)) {
+                continue
+            }
+            stage("tfgov: ${name}") {
+                if (name == 'scan' && cfg.allowScanFailure) {
+                    catchError(buildResult: 'UNSTABLE', stageResult: 'FAILURE') {
+                        tfgovStage(cfg, name)
+                    }
+                } else {
+                    tfgovStage(cfg, name)
+                }
+            }
+        }
+    } finally {
+        archiveArtifacts(artifacts: "${cfg.out}/**", allowEmptyArchive: true, fingerprint: true)
+        for (Map.Entry reports in tfgovStage.REPORTS) {
+            if (reports.value.junit && reports.key in cfg.stages) {
+                junit(testResults: "${cfg.out}/${reports.value.junit}", allowEmptyResults: true)
+            }
+        }
+    }
+}
+"""
+    )
+
+
+def _help(pipeline_def: PipelineDef, which: str) -> str:
+    rows = []
+    for key, (value, text) in DEFAULTS.items():
+        shown = groovy(list(pipeline_def.stages) if key == "stages" else value)
+        rows.append(f"  {key}: {shown}\n      {text}")
+    if which == "tfgovPipeline":
+        usage = [
+            "tfgovPipeline(Map settings): run the tfgov-ci pipeline as Jenkins stages, inside a node:",
+            "",
+            "  node {",
+            "    checkout scm",
+            "    tfgovPipeline(config: 'tfgov.yaml', registryCredentialsId: 'harbor')",
+            "  }",
+            "",
+            "Reports under the out directory are archived, and the policy JUnit published, whatever",
+            "the result. An unknown setting or stage is an error.",
+        ]
+    else:
+        usage = [
+            "tfgovStage(Map settings = [:], String stage): run one tfgov-ci stage, reading the earlier",
+            "stages' results from the out directory:",
+            "",
+            "  tfgovStage('scan')",
+            "  tfgovStage('publish', registryCredentialsId: 'harbor')",
+            "",
+            f"Stages: {', '.join(pipeline_def.stages)}.",
+            f"Registry credentials reach {', '.join(REGISTRY_STAGES)} as TFGOV_REGISTRY_USER and",
+            "TFGOV_REGISTRY_PASSWORD through withCredentials, never through the sh string.",
+        ]
+    return "\n".join([*usage, "", "Settings (defaults):", *rows, "", f"tfgov-ci {__version__}"]) + "\n"
+
+
+def render(pipeline_def: PipelineDef) -> dict[str, str]:
+    return {
+        "vars/tfgovStage.groovy": _stage_script(pipeline_def),
+        "vars/tfgovStage.txt": _help(pipeline_def, "tfgovStage"),
+        "vars/tfgovPipeline.groovy": _pipeline_script(pipeline_def),
+        "vars/tfgovPipeline.txt": _help(pipeline_def, "tfgovPipeline"),
+    }
