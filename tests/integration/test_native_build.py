@@ -394,6 +394,38 @@ def test_the_same_inputs_lock_to_the_same_bytes_in_any_folder_with_the_base_as_c
     assert "the base pins six 1.17.0; requirements.txt asks for >=1.18" in refused.err
 
 
+def test_pip_tools_locks_what_uv_locks_with_the_base_as_constraint_and_builds(
+    tmp_path: Path, six_base: str, session_registry: LocalRegistry, cli: Callable[..., CliResult]
+) -> None:
+    """The pip-tools backend (its host is the base's Python and platform here) against uv."""
+    from tfgov_ci.wheels import parse_lock
+
+    files = {"requirements.txt": "six\nPyYAML==6.0.2\n", "app.py": APP, "data/labels.txt": "a\n"}
+    locks = {}
+    for backend in ("uv", "pip-tools"):
+        stages = f"  lock:\n    backend: {backend}\n"
+        repo = make_repo(
+            tmp_path / backend, {**files, "tfgov.yaml": model_config(six_base, session_registry.host, stages)}
+        )
+        result = cli("lock", cwd=repo)
+        assert result.code == 0, result.err
+        text = (repo / "requirements.lock").read_text()
+        assert f"# Written by `tfgov-ci run lock` ({backend}) for Python 3.11" in text
+        assert "-c base image packages" in text and "/tmp" not in text
+        locks[backend] = {
+            (r.name, r.version, tuple(sorted(r.hashes))) for r in parse_lock(repo / "requirements.lock")
+        }
+        assert json.loads((repo / "requirements.lock.tree.json").read_text())["roots"] == ["pyyaml", "six"]
+    assert locks["pip-tools"] == locks["uv"]  # the same versions, and every file's hash, either way
+    git(tmp_path / "pip-tools", "add", "-A")
+    git(tmp_path / "pip-tools", "commit", "-qm", "lock")
+    built = build(cli, tmp_path / "pip-tools")
+    assert built["data"]["installed"] == ["pyyaml==6.0.2"]  # six comes from the base
+    (tmp_path / "pip-tools" / "requirements.txt").write_text("six>=1.18\n")
+    refused = cli("lock", cwd=tmp_path / "pip-tools")
+    assert refused.code == 2 and "the base pins six 1.17.0; requirements.txt asks for >=1.18" in refused.err
+
+
 def test_publish_attaches_the_sboms_and_sbom_fetch_finds_them_again_by_digest(
     model: Path, session_registry: LocalRegistry, tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tfgov_ci.stages.lock.interface import LockStageError, compare
-from tfgov_ci.stages.lock.uv import check_requirements, dependency_tree
+from tfgov_ci.stages.lock.interface import LockStageError, check_requirements, compare, dependency_tree
 from tfgov_ci.wheels import Locked
 
 BASE = ["tensorflow-cpu==2.21.0", "numpy==2.4.6"]
@@ -85,3 +84,31 @@ def test_drift_between_image_lock_and_base_is_a_finding_per_package() -> None:
         ("version", "numpy", "2.4.6", "2.0.0"),  # a base package overwritten
         ("missing", "requests", "2.0", None),
     }
+
+
+def test_pip_tools_refuses_to_lock_for_a_target_it_does_not_run_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip-compile resolves for its own interpreter: another Python, machine or a newer glibc is
+    refused with the way out (uv), never a lock for the wrong platform."""
+    from types import SimpleNamespace
+
+    from tfgov_ci.stages.lock import interface, pip_tools
+
+    locker = pip_tools.PipToolsLocker({})
+    ctx = SimpleNamespace(config=SimpleNamespace(runtime=SimpleNamespace(python="3.11")))
+    cases = [
+        (("3.11", "manylinux_2_36_x86_64"), None),
+        (("3.11", "manylinux_2_31_x86_64"), None),  # an older glibc picks wheels the base can load
+        (("3.12", "manylinux_2_36_x86_64"), "Python it runs on (3.12 on manylinux_2_36_x86_64)"),
+        (("3.11", "manylinux_2_38_x86_64"), "glibc 2.36 or older"),
+        (("3.11", "manylinux_2_36_aarch64"), "not for the base's (Python 3.11 on manylinux_2_36_x86_64)"),
+        (("3.11", "darwin_arm64"), "or use stages.lock.backend: uv"),
+    ]
+    for host, refusal in cases:
+        monkeypatch.setattr(pip_tools, "host_target", lambda host=host: host)
+        if refusal is None:
+            locker._check_target(ctx, "manylinux_2_36_x86_64")  # type: ignore[arg-type]
+            continue
+        with pytest.raises(interface.LockStageError) as raised:
+            locker._check_target(ctx, "manylinux_2_36_x86_64")  # type: ignore[arg-type]
+        assert raised.value.exit_code == 2
+        assert refusal in raised.value.message + " " + (raised.value.hint or ""), host

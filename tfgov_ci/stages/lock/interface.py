@@ -3,14 +3,28 @@ with the base's own packages as constraints, written whole or not at all."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from tfgov_ci import tools
+from tfgov_ci._files import atomic_write_json, atomic_write_text
 from tfgov_ci.context import Context
 from tfgov_ci.errors import GateFailed, TfgovError, UsageError
-from tfgov_ci.wheels import Locked, parse_lock
+from tfgov_ci.oci import reference
+from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, result_path
+from tfgov_ci.registry import access, explain
+from tfgov_ci.wheels import Locked, lock_digest, normalise_name, parse_lock
+
+COMPILE_COMMAND = "tfgov-ci run lock"
+TREE_SUFFIX = ".tree.json"  # requirements.lock -> requirements.lock.tree.json
 
 if TYPE_CHECKING:
     from tfgov_ci.pipeline import PipelineDef
@@ -80,3 +94,227 @@ def check_lock(ctx: Context, pipeline_def: PipelineDef) -> str:
         changes = compare(parse_lock(lock) if lock.is_file() else [], parse_lock(fresh))
     detail = "; ".join(changes) if changes else "same packages, other hashes or base"
     raise GateFailed(f"{lock.name} is stale: {detail}", "run `tfgov-ci lock` and commit the result")
+
+
+def base_labels(ctx: Context) -> dict[str, str]:
+    """The base image's labels, from its config only (skopeo inspect --config)."""
+    ref = reference.parse(ctx.config.base.image)
+    reg = access(ref.registry, ctx.config.registries, os.environ)
+    with reg.skopeo_args("") as args:
+        done = tools.run(
+            [
+                "skopeo",
+                "inspect",
+                "--config",
+                *args,
+                f"docker://{ref.registry}/{ref.repository}@{ref.digest}",
+            ],
+            secrets=reg.secrets,
+            check=False,
+            timeout=300,
+        )
+    if done.returncode != 0:
+        message, hint = explain(done.stderr, ref.registry)
+        if "manifest unknown" in done.stderr:
+            message, hint = f"base image {ctx.config.base.image} not found", "check the pinned digest"
+        raise LockStageError(message, hint)
+    found: dict[str, str] = json.loads(done.stdout).get("config", {}).get("Labels") or {}
+    return found
+
+
+class Compiler(ABC):
+    """A lock backend that runs a compile tool (uv, pip-compile) on requirements.txt, with the
+    base's packages as constraints; the lock's header, tree and result are the same for all."""
+
+    stage: ClassVar[str] = "lock"
+    name: ClassVar[str]
+    tool: ClassVar[str]  # what the plan says runs
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = options
+
+    @abstractmethod
+    def _argv(self, ctx: Context, platform: str, output: str, constraints: str | None) -> list[str]:
+        """The compile command (argv[0] is the tool's name, as the plan shows it)."""
+
+    @abstractmethod
+    def _executable(self) -> list[str]:
+        """What actually runs in place of argv[0]."""
+
+    def _check_target(self, ctx: Context, platform_tag: str) -> None:  # noqa: B027 (optional hook)
+        """Refuse to lock when this backend cannot resolve for the base's Python and platform;
+        uv resolves for any, so by default nothing to refuse."""
+
+    def plan(self, ctx: Context) -> StagePlan:
+        cfg = ctx.config
+        lock = cfg.project_dir / cfg.dependencies.lock
+        ref = reference.parse(cfg.base.image)
+        return StagePlan(
+            stage=self.stage,
+            backend=self.name,
+            available=True,
+            summary=STAGES[self.stage].summary,
+            tools=(self.tool, "skopeo"),
+            steps=(
+                Step(
+                    "read the base's Python packages and platform from its labels",
+                    (
+                        "skopeo",
+                        "inspect",
+                        "--config",
+                        f"docker://{ref.registry}/{ref.repository}@{ref.digest}",
+                    ),
+                    "skopeo",
+                ),
+                Step(
+                    "resolve with hashes, the base's packages as constraints",
+                    tuple(self._argv(ctx, "<base platform>", str(lock), "<base packages>")),
+                    self.tool,
+                ),
+            ),
+            inputs=(str(cfg.project_dir / cfg.dependencies.requirements),),
+            outputs=(str(lock), str(result_path(ctx.out_dir, self.stage))),
+        )
+
+    def resolve(self, ctx: Context) -> Resolution:
+        """Resolve the requirements for the base (nothing written): the lock text and its facts."""
+        cfg = ctx.config
+        ref = reference.parse(cfg.base.image)
+        labels = base_labels(ctx)
+        platform_tag = labels.get("io.tfgov.python.platform", "manylinux_2_36_x86_64")
+        major, minor = platform_tag.split("_")[1:3]
+        platform = f"x86_64-manylinux_{major}_{minor}"
+        self._check_target(ctx, platform_tag)
+        provided = [item for item in labels.get("io.tfgov.python.packages", "").split(",") if "==" in item]
+        requirements = cfg.project_dir / cfg.dependencies.requirements
+        check_requirements(
+            requirements, provided, allow_unhashable=bool(self.options.get("allow_unhashable"))
+        )
+        lock = cfg.project_dir / cfg.dependencies.lock
+        with tempfile.TemporaryDirectory(prefix="tfgov-lock.") as tmp:
+            constraints = None
+            if provided:
+                constraints = str(Path(tmp) / "base-constraints.txt")
+                Path(constraints).write_text("\n".join(provided) + "\n")
+            output = Path(tmp) / "requirements.lock"
+            if lock.is_file():  # the tools keep the versions of an existing output file that still fit
+                shutil.copyfile(lock, output)
+            argv = self._argv(ctx, platform, str(output), constraints)
+            done = tools.run(
+                [*self._executable(), *argv[1:]], cwd=str(cfg.project_dir), check=False, timeout=1800
+            )
+            if done.returncode != 0:
+                explanation = [line for line in done.stderr.strip().splitlines() if line.strip()][-8:]
+                raise LockStageError(
+                    "the requirements cannot be locked: " + " ".join(line.strip() for line in explanation),
+                    "the base's packages are constraints: keep their versions in requirements.txt",
+                )
+            # The constraints file lives in a temporary folder: name it for what it is, so that the
+            # same inputs give the same lock in any folder, on any machine.
+            body = (
+                output.read_text().replace(f"-c {constraints}", "-c base image packages")
+                if constraints
+                else (output.read_text())
+            )
+        header = (
+            f"# Written by `{COMPILE_COMMAND}` ({self.name}) for Python {cfg.runtime.python} on {platform},\n"
+            f"# base {ref.digest}: its packages are constraints. Do not edit by hand.\n"
+        )
+        return Resolution(header + body, platform, tuple(provided))
+
+    def run(self, ctx: Context, plan: StagePlan) -> StageResult:
+        clock = Clock.start()
+        cfg = ctx.config
+        resolution = self.resolve(ctx)
+        lock = cfg.project_dir / cfg.dependencies.lock
+        tree_path = lock.with_name(lock.name + TREE_SUFFIX)
+        tree = dependency_tree(resolution.text)
+        atomic_write_text(lock, resolution.text)
+        atomic_write_json(tree_path, tree)
+        locked = parse_lock(lock)
+        return passed(
+            ctx,
+            self.stage,
+            self.name,
+            clock,
+            f"{len(locked)} packages locked for Python {cfg.runtime.python} on {resolution.platform}",
+            outputs={"lock": str(lock), "tree": str(tree_path)},
+            data={
+                "lock_digest": lock_digest(lock),
+                "packages": len(locked),
+                "platform": resolution.platform,
+                "python": cfg.runtime.python,
+                "constraints": list(resolution.constraints),
+                "roots": tree["roots"],
+            },
+        )
+
+
+def check_requirements(path: Path, provided: list[str], *, allow_unhashable: bool) -> None:
+    """Refuse what would replace a base package, and what cannot be hashed, naming file and line."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    base = {normalise_name(item.split("==")[0]): item.split("==")[1] for item in provided}
+    problems: list[str] = []
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(("-e", "--editable", ".", "/", "file:")) or "://" in line.split("@", 1)[-1][:12]:
+            if not allow_unhashable:
+                problems.append(
+                    f"{path.name}:{number}: '{line}' is a URL or local path: it cannot be locked by hash"
+                )
+            continue
+        if line.startswith("-"):
+            continue
+        try:
+            req = Requirement(line)
+        except InvalidRequirement as exc:
+            problems.append(f"{path.name}:{number}: {exc}")
+            continue
+        if req.url and not allow_unhashable:
+            problems.append(f"{path.name}:{number}: '{line}' is a URL: it cannot be locked by hash")
+            continue
+        pinned = base.get(normalise_name(req.name))
+        if pinned is not None and req.specifier and not req.specifier.contains(pinned, prereleases=True):
+            problems.append(
+                f"{path.name}:{number}: the base pins {req.name} {pinned}; "
+                f"{path.name} asks for {req.specifier}"
+            )
+    if problems:
+        raise LockStageError(
+            "; ".join(problems),
+            "keep the base's versions (upgrading them makes a snowflake image), and use index packages "
+            "(or set stages.lock.options.allow_unhashable: true, knowing such packages are not hash-checked)",
+        )
+
+
+def dependency_tree(lock_text: str) -> dict[str, Any]:
+    """Who pulled in what, from the lock's ``# via`` annotations: {packages, roots}."""
+    packages: dict[str, dict[str, Any]] = {}
+    current: str | None = None
+    in_via = False
+    for raw in lock_text.splitlines():
+        line = raw.strip()
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", line)
+        if match and not raw.startswith(" "):
+            current = normalise_name(match.group(1))
+            packages[current] = {"version": match.group(2), "required_by": []}
+            in_via = False
+            continue
+        if current is None or not line.startswith("#"):
+            continue
+        comment = line.lstrip("#").strip()
+        if comment.startswith("via"):
+            in_via = True
+            comment = comment[3:].strip()
+        if in_via and comment.startswith("-c "):
+            continue  # a constraint (the base's packages), not a dependent
+        if in_via and comment:
+            who = "requirements" if comment.startswith("-r ") else normalise_name(comment.split()[0])
+            packages[current]["required_by"].append(who)
+    roots = sorted(name for name, info in packages.items() if "requirements" in info["required_by"])
+    for info in packages.values():
+        info["required_by"] = sorted(set(info["required_by"]) - {"requirements"})
+    return {"schema_version": 1, "roots": roots, "packages": dict(sorted(packages.items()))}
