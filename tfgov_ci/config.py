@@ -189,8 +189,11 @@ def _merge(under: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _without_required(schema: Any) -> Any:
+    """The schema for a partial file (the organisation's defaults): nothing required, and no
+    conditions, which speak of whole files (a missing ``pipeline`` is not ``base-image``)."""
     if isinstance(schema, dict):
-        return {k: _without_required(v) for k, v in schema.items() if k != "required"}
+        dropped = {"required", "if", "then", "else"}
+        return {k: _without_required(v) for k, v in schema.items() if k not in dropped}
     if isinstance(schema, list):
         return [_without_required(v) for v in schema]
     return schema
@@ -296,7 +299,7 @@ def _build(
     sources: tuple[YamlDoc, ...],
 ) -> Config:
     image, base, runtime = data["image"], data["base"], data["runtime"]
-    deps, app = data.get("dependencies", {}), data["app"]
+    deps, app = data.get("dependencies", {}), data.get("app", {})  # no app: the base-image pipeline
     return Config(
         version=data["version"],
         pipeline=data.get("pipeline", "tf-image"),
@@ -312,7 +315,7 @@ def _build(
             deps.get("requirements", "requirements.txt"), deps.get("lock", "requirements.lock")
         ),
         app=AppConfig(
-            files=tuple(app["files"]),
+            files=tuple(app.get("files", ())),
             entrypoint=tuple(app.get("entrypoint", ())),
             cmd=tuple(app.get("cmd", ())),
             workdir=app.get("workdir", "/app"),

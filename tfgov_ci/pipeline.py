@@ -177,7 +177,7 @@ STAGES: dict[str, StageSpec] = {
         StageSpec(
             "build",
             "image from base + locked deps + app; commit tags; OCI labels",
-            {"native": (), "buildah": ("buildah",), "docker": ("dockerd",)},
+            {"native": (), "buildah": ("buildah",), "docker": ("dockerd",), "base": ()},
             ("validate", "lock"),
             makes_image=True,
         ),
@@ -323,6 +323,8 @@ class PipelinePlan:
     image_repository: str | None
     image_tags: tuple[str, ...]
     stages: tuple[StagePlan, ...]
+    # every stage of the pipeline (planned or not): a need outside it is nobody's to satisfy
+    pipeline_stages: tuple[str, ...] = tuple(STAGES)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -404,6 +406,7 @@ def plan(ctx: Context, pipeline: PipelineDef, only: Sequence[str] = ()) -> Pipel
         image_repository=refs.repository if refs else None,
         image_tags=refs.tags if refs else (),
         stages=tuple(stage_plans),
+        pipeline_stages=pipeline.stages,
     )
 
 
@@ -506,7 +509,7 @@ def run(
     # Inputs first, so that a missing earlier result fails before anything is written.
     for stage_plan in pipeline_plan.stages:
         for need in STAGES[stage_plan.stage].needs:
-            if need not in planned:
+            if need not in planned and need in pipeline_plan.pipeline_stages:
                 read_result(ctx, need)
     # A stage about to run loses its old result now: a failed re-run leaves nothing stale behind.
     for stage_plan in pipeline_plan.stages:

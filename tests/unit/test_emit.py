@@ -103,3 +103,13 @@ def test_an_include_with_an_unknown_input_or_a_wrong_type_is_found_offline(tmp_p
         ("include[0].inputs.scan-allow-failure", 7, "must be a boolean"),
     ]
     assert "config-files" in (problems[0].hint or "")
+
+
+def test_the_base_image_pipeline_emits_too() -> None:
+    """A platform team emits the central base's own CI from pipelines/base-image.yaml."""
+    pipeline_def = load_pipeline("base-image", ROOT)
+    gitlab = list(yaml.safe_load_all(render("gitlab", pipeline_def)["tfgov.yml"]))[1]
+    assert "tfgov-lock" not in gitlab
+    assert [n["job"] for n in gitlab["tfgov-build"]["needs"]] == ["tfgov-validate"]
+    jenkins = render("jenkins", pipeline_def)["vars/tfgovStage.groovy"]
+    assert "'build': ['validate']" in jenkins

@@ -37,6 +37,7 @@ def test_the_files_tfgov_reads_and_writes_each_have_a_schema() -> None:
 def test_example_and_pipelines_validate() -> None:
     tfgov = json.loads((ROOT / "schemas/tfgov.schema.json").read_text())
     jsonschema.validate(yaml.safe_load((EXAMPLE / "tfgov.yaml").read_text()), tfgov)
+    jsonschema.validate(yaml.safe_load((ROOT / "examples/tf-base/tfgov.yaml").read_text()), tfgov)
     pipeline = json.loads((ROOT / "schemas/pipeline.schema.json").read_text())
     for path in (ROOT / "pipelines").glob("*.yaml"):
         jsonschema.validate(yaml.safe_load(path.read_text()), pipeline)

@@ -131,8 +131,10 @@ class SyftSbom:
         layout = Layout.open(Path(build.outputs["layout"]))
         base = build.data["base"]
         pool = ThreadPoolExecutor(max_workers=1)
+        # An image with no base under it (the central base itself) has no layers "on top" to check.
+        check_files = drift.unowned_files if int(base["layers"]) else (lambda *_: [])
         loose_files = pool.submit(
-            drift.unowned_files, layout, layout.read_json(digest), int(base["layers"]), ctx.config.app.workdir
+            check_files, layout, layout.read_json(digest), int(base["layers"]), ctx.config.app.workdir
         )
         pool.shutdown(wait=False)
         with tempfile.TemporaryDirectory(prefix=".sbom.", dir=out) as tmp:
@@ -187,7 +189,11 @@ class SyftSbom:
         cfg = ctx.config
         base = build.data["base"]
         cache = cache_dir()
-        base_doc = drift.base_sbom(cache / "base", str(base["digest"]), cache, _catalogue_cyclonedx)
+        base_doc = (
+            drift.base_sbom(cache / "base", str(base["digest"]), cache, _catalogue_cyclonedx)
+            if base["digest"]
+            else {"components": []}  # the central base itself: every Python package is the lock's
+        )
         lock = cfg.project_dir / cfg.dependencies.lock
         findings = drift.package_findings(
             drift.pypi_packages(cyclonedx),

@@ -65,7 +65,11 @@ class BuiltinValidator:
         clock = Clock.start()
         findings = check(ctx.config, ctx.git.root)
         findings.raise_for_problems()
-        base = reference.parse(ctx.config.base.image)
+        base = (
+            reference.parse(ctx.config.base.image)
+            if ctx.config.base.image != SCRATCH
+            else reference.Reference(SCRATCH, SCRATCH, None, None)
+        )
         return passed(
             ctx,
             self.stage,
@@ -100,8 +104,13 @@ def check(config: Config, repo_root: Path | None) -> Findings:
     return Findings(tuple(problems), tuple(warnings))
 
 
+SCRATCH = "scratch"  # the base-image pipeline's base: none (the schema allows it only there)
+
+
 def _check_base(config: Config, warnings: list[str]) -> list[Problem]:
     at = ("base", "image")
+    if config.base.image == SCRATCH and config.pipeline == "base-image":
+        return []  # the central base itself, built from locked Debian packages
     try:
         ref = reference.parse(config.base.image)
     except reference.ReferenceError as exc:
@@ -250,6 +259,17 @@ def _check_policy(config: Config) -> list[Problem]:
     ]
 
 
+def _locks(config: Config) -> bool:
+    """Whether the configured pipeline has a lock stage (the base-image pipeline has none)."""
+    from tfgov_ci.errors import ConfigError
+    from tfgov_ci.pipeline import load_pipeline
+
+    try:
+        return "lock" in load_pipeline(config.pipeline, config.project_dir).stages
+    except ConfigError:
+        return True  # a bad pipeline is reported on its own; check as for the default
+
+
 def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
@@ -269,7 +289,7 @@ def _check_paths(config: Config, repo_root: Path) -> list[Problem]:
                     "use a path relative to tfgov.yaml, inside the repository",
                 )
             )
-        elif key == "requirements" and not (project / value).is_file():
+        elif key == "requirements" and _locks(config) and not (project / value).is_file():
             problems.append(
                 config.problem(
                     at, f"requirements file {value!r} not found", f"create it next to tfgov.yaml ({project})"

@@ -1,0 +1,110 @@
+"""The central base image as a governed pipeline's build (``pipeline: base-image``).
+
+The platform team's base repository holds ``tfgov-base.yaml`` and its committed lock; this
+backend builds it exactly as ``tfgov-ci base build`` does (same lock, same digest), tags it with
+the commit tags, and hands the usual build result to the stages after it: sbom, scan, policy,
+publish, so the base gets the same evidence and gate as every model image.
+
+Options (``stages.build.options``): ``definition`` (default ``tfgov-base.yaml`` beside
+tfgov.yaml), ``compresslevel``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tfgov_ci import base
+from tfgov_ci._files import cache_dir
+from tfgov_ci.context import Context
+from tfgov_ci.errors import ConfigError
+from tfgov_ci.oci.layer import DEFAULT_COMPRESSLEVEL
+from tfgov_ci.oci.layout import Descriptor, Layout
+from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, result_path
+from tfgov_ci.stages.build.interface import built, layout_path, replace_layout
+from tfgov_ci.wheels import lock_digest
+
+
+class BaseImageBuilder:
+    stage: ClassVar[str] = "build"
+    name: ClassVar[str] = "base"
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = options
+
+    def _definition_path(self, ctx: Context) -> Path:
+        return ctx.config.project_dir / str(self.options.get("definition", "tfgov-base.yaml"))
+
+    def plan(self, ctx: Context) -> StagePlan:
+        definition = self._definition_path(ctx)
+        return StagePlan(
+            stage=self.stage,
+            backend=self.name,
+            available=True,
+            summary=STAGES[self.stage].summary,
+            steps=(
+                Step(
+                    f"the Debian packages and wheels that {definition.name}'s lock names (cached, or fetched)"
+                ),
+                Step(
+                    "a distroless layer of the packages, a layer of the wheels; tagged with the commit tags"
+                ),
+            ),
+            inputs=(str(definition), str(result_path(ctx.out_dir, "validate"))),
+            outputs=(str(layout_path(ctx)), str(result_path(ctx.out_dir, self.stage))),
+        )
+
+    def run(self, ctx: Context, plan: StagePlan) -> StageResult:
+        clock = Clock.start()
+        path = self._definition_path(ctx)
+        definition = base.load_definition(path)
+        problems = []
+        if not definition.lock.is_file():
+            problems.append(
+                ctx.config.problem(
+                    ("stages", "build", "options"),
+                    f"{definition.lock.name} is missing: a pipeline builds the base from its committed lock",
+                    f"run `tfgov-ci base build --definition {path.name} --update-lock` and commit the lock",
+                )
+            )
+        if definition.python != ctx.config.runtime.python:
+            problems.append(
+                ctx.config.problem(
+                    ("runtime", "python"),
+                    f"{path.name} builds Python {definition.python}; tfgov.yaml: {ctx.config.runtime.python}",
+                    "make them agree",
+                )
+            )
+        if problems:
+            raise ConfigError(problems)
+        compresslevel = int(self.options.get("compresslevel", DEFAULT_COMPRESSLEVEL))
+        with replace_layout(ctx) as staging:
+            image = base.build(definition, staging, cache_dir(), compresslevel=compresslevel)
+            data = _describe(ctx, Layout.open(staging), image, lock_digest(definition.lock))
+        return built(ctx, self.stage, self.name, clock, data)
+
+
+def _describe(ctx: Context, layout: Layout, image: base.BaseImage, lock: str) -> dict[str, Any]:
+    """The build result every backend gives, for an image with no base under it."""
+    descriptor = layout.resolve(image.tag)
+    images = ctx.images()
+    layout.tag(Descriptor(descriptor.media_type, descriptor.digest, descriptor.size), images.tags)
+    manifest = layout.read_json(descriptor.digest)
+    config = layout.read_json(manifest["config"]["digest"])
+    history = [h for h in config.get("history", []) if not h.get("empty_layer")]
+    return {
+        "digest": descriptor.digest,
+        "config_digest": manifest["config"]["digest"],
+        "size": sum(int(e["size"]) for e in manifest["layers"]),
+        "tags": list(images.tags),
+        "refs": list(images.refs),
+        "labels": dict(config.get("config", {}).get("Labels") or {}),
+        "user": config.get("config", {}).get("User", ""),
+        "base": {"ref": "scratch", "digest": None, "layers": 0},
+        "lock_digest": lock,
+        "layers": [
+            {"digest": e["digest"], "size": e["size"], "what": h.get("created_by", ""), "cached": False}
+            for e, h in zip(manifest["layers"], history, strict=False)
+        ],
+    }
