@@ -4,9 +4,10 @@ rules over the same input document in-process, in the same run.
 Set-up (not timed): a small model image built for real on a small Debian base (validate, lock,
 build, sbom, scan), then the scan's findings file replaced by 10,000 findings (1,000 packages x 10
 advisories; 5% critical, 20% high, 40% medium, 30% low, 5% unknown; 40% with a fix) and a governed
-exceptions file of 100 entries. The stage (a whole `tfgov-ci` process: input document, exceptions,
-evaluation in a forked regopy, four reports) denies, as it should; bare regopy is the evaluation
-alone. Median of 5. Goal (issue 5): the stage under 1 s.
+exceptions file of 100 entries. The command (a whole `tfgov-ci` process: start-up, the project and
+its git context, the stage, the build record) denies, as it should; the stage's own time is the
+`duration_s` its result records (input document, exceptions, evaluation in a forked regopy, four
+reports); bare regopy is the evaluation alone. Median of 5. Goal (issue 5): the stage under 1 s.
 """
 
 from __future__ import annotations
@@ -116,20 +117,22 @@ def main() -> int:
             scan["data"]["target"], (Scanner("trivy", "synthetic"),), tuple(synthetic_findings())
         )
         findings.write(Path(scan["outputs"]["findings"]))
-        stage_times, bare_times = [], []
+        command_times, stage_times, bare_times = [], [], []
         for _ in range(RUNS):  # interleaved, so that drift in the machine's load hits both
-            stage_times.append(tfgov(repo, env, "run", "policy", expect=1))
+            command_times.append(tfgov(repo, env, "run", "policy", expect=1))
+            stage_times.append(json.loads((repo / ".tfgov/out/policy/result.json").read_text())["duration_s"])
             document = json.loads((repo / ".tfgov/out/policy/policy-input.json").read_text())
             bare_times.append(bare_regopy(document, dict(settings({}).params)))
         decision = json.loads((repo / ".tfgov/out/policy/decision.json").read_text())
-    stage_s, bare_s = statistics.median(stage_times), statistics.median(bare_times)
+    command_s, stage_s, bare_s = (statistics.median(t) for t in (command_times, stage_times, bare_times))
     print(
         f"\npolicy benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, 10,000 findings, 100 exceptions, median of {RUNS}\n"
     )
     rows = [
         ("bare regopy (the rules over the saved input, in-process)", bare_s),
-        ("`tfgov-ci run policy` (whole process, exceptions, 4 reports)", stage_s),
+        ("the policy stage (its result's duration: exceptions, evaluation, 4 reports)", stage_s),
+        ("`tfgov-ci run policy` (the whole command: start-up, git context, stage, record)", command_s),
     ]
     print("| command | median | vs bare regopy |\n|---|---|---|")
     for name, seconds in rows:

@@ -33,6 +33,9 @@ class RegopyEngine(Engine):
         document: Mapping[str, Any],
         timeout_s: float,
     ) -> Callable[[], Any]:
+        # Loaded here, before the fork, so that the child starts evaluating at once.
+        import regopy  # type: ignore[import-untyped]  # noqa: F401
+
         context = multiprocessing.get_context("fork")
         receive, send = context.Pipe(duplex=False)
         child = context.Process(target=_child, args=(send, modules, data, document), daemon=True)
@@ -73,7 +76,7 @@ def _child(send: Connection, modules: Sequence[Module], data: Mapping[str, Any],
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    from regopy import Interpreter, RegoError  # type: ignore[import-untyped]
+    from regopy import Interpreter, RegoError
     from regopy.rego_shared import rego_output_string, rego_query  # type: ignore[import-untyped]
 
     try:
