@@ -17,7 +17,7 @@ import datetime as dt
 import fnmatch
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +165,6 @@ class Applied:
     expired: tuple[Exception_, ...] = ()
     stale: tuple[Exception_, ...] = ()
     outdated: tuple[tuple[Exception_, Finding], ...] = ()
-    out_of_scope: tuple[Exception_, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -206,7 +205,6 @@ def apply(
         expired=tuple(e for e in in_scope if e.expired(on)),
         stale=tuple(e for e in active if e.index not in matched),
         outdated=tuple((e, f) for e in active for f in matched.get(e.index, []) if f.fixable),
-        out_of_scope=tuple(e for e in entries if e not in in_scope),
     )
 
 
