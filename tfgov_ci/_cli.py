@@ -716,8 +716,8 @@ def _gitlab(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{summary}: no policy summary", "run `tfgov-ci run policy` first, or pass --summary"
         )
-    created = gitlab.note(server, args.mr, summary.read_text(encoding="utf-8"), os.environ)
-    print(f"posted the policy summary as note {created.get('id')}")
+    posted, updated = gitlab.note(server, args.mr, summary.read_text(encoding="utf-8"), os.environ)
+    print(f"{'updated' if updated else 'posted'} the policy summary as note {posted.get('id')}")
     return EXIT_OK
 
 

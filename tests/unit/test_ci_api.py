@@ -103,19 +103,30 @@ def test_a_refused_token_is_a_tool_error_that_never_shows_it(
 
 
 @responses.activate
-def test_gitlab_note_posts_the_policy_summary_to_the_merge_request(
+def test_gitlab_note_posts_the_policy_summary_once_and_then_updates_it(
     gitlab_env: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CI_MERGE_REQUEST_IID", "7")
     summary = gitlab_env / "summary.md"
     summary.write_text("## tfgov-ci policy: **denied**\n\n| rule | result |\n")
-    responses.post(
-        f"{GITLAB}/api/v4/projects/42/merge_requests/7/notes", json={"id": 991, "body": "..."}, status=201
-    )
-    result = cli("gitlab", "note", "--summary", str(summary), cwd=gitlab_env)
-    assert result.code == 0, result.err
-    assert "posted the policy summary as note 991" in result.out
-    assert json.loads(responses.calls[0].request.body)["body"] == summary.read_text()
+    notes = f"{GITLAB}/api/v4/projects/42/merge_requests/7/notes"
+    other = {"id": 5, "body": "LGTM", "author": {"username": "reviewer"}}
+    responses.get(notes, json=[other])
+    responses.post(notes, json={"id": 991, "body": "..."}, status=201)
+    first = cli("gitlab", "note", "--summary", str(summary), cwd=gitlab_env)
+    assert first.code == 0, first.err
+    assert "posted the policy summary as note 991" in first.out
+    posted = json.loads(responses.calls[1].request.body)["body"]
+    assert posted == "<!-- tfgov-ci policy summary -->\n" + summary.read_text()
+    # the next pipeline's summary replaces it instead of adding another note
+    responses.get(notes, json=[other, {"id": 991, "body": posted}])
+    responses.put(f"{notes}/991", json={"id": 991, "body": "..."})
+    summary.write_text("## tfgov-ci policy: **allowed**\n")
+    second = cli("gitlab", "note", "--summary", str(summary), cwd=gitlab_env)
+    assert second.code == 0, second.err
+    assert "updated the policy summary as note 991" in second.out
+    assert [c.request.method for c in responses.calls] == ["GET", "POST", "GET", "PUT"]
+    assert "**allowed**" in json.loads(responses.calls[3].request.body)["body"]
 
 
 def test_gitlab_commands_say_what_is_missing(tmp_path: Path, cli: Callable[..., CliResult]) -> None:

@@ -144,16 +144,28 @@ def lint(server: Server, ci_file: Path, ref: str | None = None) -> dict[str, Any
     return attributes
 
 
-def note(server: Server, mr: str | None, body: str, env: Mapping[str, str]) -> dict[str, Any]:
-    """Post ``body`` (the policy summary) as a note on the merge request."""
+NOTE_MARKER = "<!-- tfgov-ci policy summary -->"
+
+
+def note(server: Server, mr: str | None, body: str, env: Mapping[str, str]) -> tuple[dict[str, Any], bool]:
+    """The policy summary on the merge request: the note tfgov-ci posted before is updated (one
+    note a merge request, however many pipelines), else a new one is posted. (note, updated?)"""
     import gitlab
 
     iid = mr or env.get("CI_MERGE_REQUEST_IID")
     if not iid:
         raise UsageError("no merge request", "pass --mr IID, or run in a merge request pipeline")
+    text = f"{NOTE_MARKER}\n{body}"
     try:
-        created = server.project_api().mergerequests.get(iid, lazy=True).notes.create({"body": body})
+        notes = server.project_api().mergerequests.get(iid, lazy=True).notes
+        earlier = next((n for n in notes.list(iterator=True) if NOTE_MARKER in (n.body or "")), None)
+        if earlier is not None:
+            earlier.body = text
+            earlier.save()
+            saved: dict[str, Any] = earlier.attributes
+            return saved, True
+        created = notes.create({"body": text})
     except gitlab.GitlabError as exc:
         raise _explain(exc, f"post a note on merge request !{iid}") from None
     attributes: dict[str, Any] = created.attributes
-    return attributes
+    return attributes, False
