@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,30 @@ def pushed_base(folder: Path, registry: LocalRegistry, definition: str = SMALL_B
     repository = f"{registry.host}/{loaded.repository}"
     push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
     return f"{repository}@{built.digest}"
+
+
+def small_model(
+    folder: Path, base_ref: str, host: str, env: Mapping[str, str], files: Mapping[str, str]
+) -> Path:
+    """The small model on ``base_ref`` (offline scan, one unrelated advisory) plus ``files``,
+    committed, then locked and committed again: ready for `tfgov-ci run`."""
+    written = {
+        "tfgov.yaml": small_model_config(base_ref, host),
+        "advisories/PYSEC-2099-1.yaml": UNRELATED_ADVISORY,
+        **files,
+    }
+    for name, text in written.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    git(folder, "init", "-q", "-b", "main")
+    git(folder, "add", "-A")
+    git(folder, "commit", "-q", "-m", "bench")
+    done = subprocess.run(["tfgov-ci", "lock"], cwd=folder, env=dict(env), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: tfgov-ci lock failed: {done.stderr[-2000:]}")
+    git(folder, "add", "-A")
+    git(folder, "commit", "-q", "-m", "lock")
+    return folder
 
 
 def small_model_config(base_ref: str, host: str) -> str:

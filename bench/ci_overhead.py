@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, SHARED_CACHE, UNRELATED_ADVISORY, git, pushed_base, small_model_config
+from _common import ROOT, SHARED_CACHE, git, pushed_base, small_model
 
 from tfgov_ci.testing.registry import LocalRegistry
 
@@ -62,21 +62,14 @@ def main() -> int:
         tmp = Path(tmpdir)
         print("bench: setup (not timed)", file=sys.stderr)
         base_ref = pushed_base(tmp / "base", registry)
-        repo = tmp / "hello"
-        (repo / "advisories").mkdir(parents=True)
-        (repo / "advisories/PYSEC-2099-1.yaml").write_text(UNRELATED_ADVISORY)
-        (repo / "tfgov.yaml").write_text(small_model_config(base_ref, registry.host))
-        (repo / "requirements.txt").write_text("PyYAML==6.0.2\n")
-        (repo / "app.py").write_text("import yaml\nprint('hello')\n")
-        (repo / ".gitlab-ci.yml").write_text(CI)
-        (repo / ".gitignore").write_text(".tfgov/\n.gitlab-ci-local/\n")
-        shutil.copytree(ROOT / "templates" / "gitlab", repo / "templates" / "gitlab")
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", "bench")
-        timed(["tfgov-ci", "lock"], repo, env)
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", "lock")
+        files = {
+            "requirements.txt": "PyYAML==6.0.2\n",
+            "app.py": "import yaml\nprint('hello')\n",
+            ".gitlab-ci.yml": CI,
+            ".gitignore": ".tfgov/\n.gitlab-ci-local/\n",
+            "templates/gitlab/tfgov.yml": (ROOT / "templates" / "gitlab" / "tfgov.yml").read_text(),
+        }
+        repo = small_model(tmp / "hello", base_ref, registry.host, env, files)
         git(repo, "remote", "add", "origin", "https://gitlab.example.com/ml/hello.git")
         glci = ["gitlab-ci-local", "--force-shell-executor", "--shell-isolation", "--no-artifacts-to-source"]
         # gitlab-ci-local is a local run (GITLAB_CI=false), so both sides make the same image and

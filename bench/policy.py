@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import SHARED_CACHE, UNRELATED_ADVISORY, git, pushed_base, small_model_config
+from _common import SHARED_CACHE, pushed_base, small_model
 
 from tfgov_ci.findings import Finding, Report, Scanner
 from tfgov_ci.stages.policy.interface import load_modules, settings
@@ -96,20 +96,13 @@ def main() -> int:
         tmp = Path(tmpdir)
         print("bench: setup (not timed)", file=sys.stderr)
         base_ref = pushed_base(tmp / "base", registry)
-        repo = tmp / "hello"
-        (repo / "advisories").mkdir(parents=True)
-        (repo / "advisories/PYSEC-2099-1.yaml").write_text(UNRELATED_ADVISORY)
-        (repo / "tfgov.yaml").write_text(small_model_config(base_ref, registry.host))
-        (repo / "requirements.txt").write_text("")
-        (repo / "app.py").write_text("print('hello')\n")
         expires = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)
-        (repo / "tfgov-exceptions.yaml").write_text(exceptions_file(expires))
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", "bench")
-        tfgov(repo, env, "lock")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", "lock")
+        files = {
+            "requirements.txt": "",
+            "app.py": "print('hello')\n",
+            "tfgov-exceptions.yaml": exceptions_file(expires),
+        }
+        repo = small_model(tmp / "hello", base_ref, registry.host, env, files)
         for stage in ("validate", "lock", "build", "sbom", "scan"):
             tfgov(repo, env, "run", stage)
         scan = json.loads((repo / ".tfgov/out/scan/result.json").read_text())

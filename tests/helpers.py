@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -29,16 +30,20 @@ GIT_ENV = {
 COMMIT_TIME = 1767323045  # 2026-01-02T03:04:05Z
 
 
+def unavailable(message: str) -> NoReturn:
+    """A test that cannot run here: it fails when TFGOV_REQUIRE_TOOLS=1 (as .ci/run sets), else skips."""
+    if os.environ.get("TFGOV_REQUIRE_TOOLS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
-    """The tool's path; skip without it, or fail when TFGOV_REQUIRE_TOOLS=1 (as .ci/run sets)."""
+    """The tool's path, or :func:`unavailable`."""
     # PyPI tools (syft, uv) sit beside the test interpreter, which need not be on PATH
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found:
         return found
-    message = f"{name} is not installed (make setup installs it)"
-    if os.environ.get("TFGOV_REQUIRE_TOOLS") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"{name} is not installed (make setup installs it)")
 
 
 def git(repo: Path, *args: str) -> str:
@@ -116,10 +121,7 @@ def run_in_rootfs(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` chrooted in ``rootfs`` as ``user``, with /proc and /dev mounted (needs root)."""
     if os.geteuid() != 0:
-        message = "running inside an image's root filesystem needs root (chroot, mount)"
-        if os.environ.get("TFGOV_REQUIRE_TOOLS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("running inside an image's root filesystem needs root (chroot, mount)")
     (rootfs / "proc").mkdir(exist_ok=True)
     (rootfs / "dev").mkdir(exist_ok=True)
     subprocess.run(["mount", "-t", "proc", "proc", str(rootfs / "proc")], check=True)

@@ -12,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tfgov_ci import __version__
 from tfgov_ci.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TOOL, EXIT_USAGE, TfgovError, UsageError
@@ -72,6 +72,17 @@ def _common(*, out_dir: bool = True) -> _Parser:
         help="show tracebacks and more detail",
     )
     return common
+
+
+def _actions(
+    commands: Any, common: argparse.ArgumentParser, name: str, *, help: str, description: str
+) -> Any:
+    """A command that is a choice of actions (`tfgov-ci sbom fetch`): the parsers of its actions
+    (the chosen one in ``args.<name>_command``)."""
+    group = commands.add_parser(name, parents=[common], help=help, description=description)
+    return group.add_subparsers(
+        dest=f"{name}_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,14 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lock.add_argument("--check", action="store_true", help="exit 1 when the lock is stale; write nothing")
 
-    sbom = commands.add_parser(
+    sbom_commands = _actions(
+        commands,
+        common,
         "sbom",
-        parents=[common],
         help="SBOMs in the registry",
         description="Work with the SBOMs published beside images.",
-    )
-    sbom_commands = sbom.add_subparsers(
-        dest="sbom_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
     )
     fetch = sbom_commands.add_parser(
         "fetch",
@@ -218,16 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emit.add_argument("--check", action="store_true", help="exit 1 on any difference; write nothing")
 
-    gitlab = commands.add_parser(
+    gitlab_commands = _actions(
+        commands,
+        common,
         "gitlab",
-        parents=[common],
         help="GitLab's API: lint the CI configuration, note the merge request",
         description="Talk to GitLab through its API (python-gitlab). Server, project and merge request "
         "come from the job's CI_SERVER_URL, CI_PROJECT_ID and CI_MERGE_REQUEST_IID (or the options); the "
         "token from TFGOV_GITLAB_TOKEN, else CI_JOB_TOKEN.",
-    )
-    gitlab_commands = gitlab.add_subparsers(
-        dest="gitlab_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
     )
     for name, text in (
         ("lint", "check the tfgov include's inputs, then have GitLab lint the expanded configuration"),
@@ -255,15 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "--summary", type=Path, metavar="FILE", help="default: <out>/policy/summary.md"
             )
 
-    jenkins = commands.add_parser(
+    jenkins_commands = _actions(
+        commands,
+        common,
         "jenkins",
-        parents=[common],
         help="Jenkins' API: trigger a job and stream its console",
         description="Talk to Jenkins through its API (jenkinsapi): server from JENKINS_URL (or --url), "
         "user and API token from TFGOV_JENKINS_USER and TFGOV_JENKINS_TOKEN.",
-    )
-    jenkins_commands = jenkins.add_subparsers(
-        dest="jenkins_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
     )
     jenkins_run = jenkins_commands.add_parser(
         "run",
@@ -276,14 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     jenkins_run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="repeatable")
     jenkins_run.add_argument("--url", help="Jenkins server (default: $JENKINS_URL)")
 
-    scan = commands.add_parser(
+    scan_commands = _actions(
+        commands,
+        common,
         "scan",
-        parents=[common],
         help="vulnerability reports made elsewhere",
         description="Work with vulnerability reports outside a pipeline run.",
-    )
-    scan_commands = scan.add_subparsers(
-        dest="scan_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
     )
     scan_import = scan_commands.add_parser(
         "import",
@@ -298,14 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", dest="findings_out", type=Path, required=True, metavar="FILE", help="findings file to write"
     )
 
-    exc = commands.add_parser(
+    exc_commands = _actions(
+        commands,
+        common,
         "exceptions",
-        parents=[common],
         help="governed exceptions: check, export",
         description="Work with the governed exceptions file (tfgov-exceptions.yaml).",
-    )
-    exc_commands = exc.add_subparsers(
-        dest="exceptions_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
     )
     for name, text in (
         ("check", "check the file: schema, owners, expiry within the limit; list what expires"),
@@ -324,14 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
             action.add_argument("--format", choices=("openvex", "trivyignore"), required=True)
             action.add_argument("--output", type=Path, metavar="FILE", help="write it here (default: stdout)")
 
-    policy = commands.add_parser(
+    policy_commands = _actions(
+        commands,
+        common,
         "policy",
-        parents=[common],
         help="evaluate or test Rego policies",
         description="The policy gate outside a pipeline run.",
-    )
-    policy_commands = policy.add_subparsers(
-        dest="policy_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
     )
     policy_eval = policy_commands.add_parser(
         "eval",
@@ -364,14 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     policy_test.add_argument("directory", nargs="?", type=Path, default=Path("policy-tests"), metavar="DIR")
     policy_test.add_argument("--engine", choices=("regopy", "opa"), default="regopy")
 
-    base = commands.add_parser(
+    base_commands = _actions(
+        commands,
+        common,
         "base",
-        parents=[common],
         help="the central base image (platform team)",
         description="Build the central, distroless base image.",
-    )
-    base_commands = base.add_subparsers(
-        dest="base_command", metavar="ACTION", parser_class=_Parser, title="actions", required=True
     )
     base_build = base_commands.add_parser(
         "build",

@@ -50,32 +50,21 @@ def package_findings(image: dict[str, str], locked: list[Locked], base: dict[str
     lock = {r.name: r.version for r in locked}
     findings: list[Finding] = []
     for name, version in sorted(image.items()):
-        if name in lock:
-            if version != lock[name]:
-                findings.append(
-                    Finding(
-                        "version",
-                        name,
-                        f"{name} is {version} in the image, {lock[name]} in the lock",
-                        lock[name],
-                        version,
-                    )
-                )
-        elif name in base:
-            if version != base[name]:
-                findings.append(
-                    Finding(
-                        "version",
-                        name,
-                        f"{name} is {version} in the image, {base[name]} in the base",
-                        base[name],
-                        version,
-                    )
-                )
-        else:
+        source, expected = ("lock", lock.get(name)) if name in lock else ("base", base.get(name))
+        if expected is None:
             findings.append(
                 Finding(
                     "unlocked", name, f"{name} {version} is in the image but not in the lock", None, version
+                )
+            )
+        elif version != expected:
+            findings.append(
+                Finding(
+                    "version",
+                    name,
+                    f"{name} is {version} in the image, {expected} in the {source}",
+                    expected,
+                    version,
                 )
             )
     for name in sorted(lock.keys() - image.keys()):
@@ -102,7 +91,11 @@ RUNTIME_FILES = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"})
 
 
 def unowned_files(layout: Layout, manifest: dict[str, Any], base_layers: int, workdir: str) -> list[Finding]:
-    """Files in the image's own layers that no package's RECORD lists and that are not the app's."""
+    """Files in the image's own layers that no package's RECORD lists and that are not the app's.
+    An image with no base under it (the central base itself, ``base_layers`` 0) has no layers "on
+    top" of one: nothing to check (its files are its Debian packages', listed by dpkg)."""
+    if base_layers == 0:
+        return []
     files: set[str] = set()
     owned: set[str] = set()
     deleted: set[str] = set()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, Self
 
 EXIT_OK = 0
 EXIT_GATE = 1
@@ -89,6 +90,19 @@ class NotAvailableError(TfgovError):
     exit_code = EXIT_TOOL
 
 
+class Ran(Protocol):
+    """What a tool run left behind (tools.Completed): argv already redacted."""
+
+    @property
+    def argv(self) -> tuple[str, ...]: ...
+
+    @property
+    def returncode(self) -> int: ...
+
+    @property
+    def stderr(self) -> str: ...
+
+
 class ToolError(TfgovError):
     """An external tool failed or is missing. argv is already redacted."""
 
@@ -107,6 +121,11 @@ class ToolError(TfgovError):
         self.argv = tuple(argv)
         self.returncode = returncode
         self.stderr_tail = stderr_tail
+
+    @classmethod
+    def of_run(cls, done: Ran, message: str, hint: str | None = None) -> Self:
+        """A failed run as this error: its command, exit code and the end of its stderr."""
+        return cls(message, hint, argv=done.argv, returncode=done.returncode, stderr_tail=done.stderr[-1500:])
 
     def lines(self) -> list[str]:
         out = super().lines()

@@ -9,7 +9,6 @@ alias CVE-2023-1). A findings file is read back only whole and valid (:func:`loa
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from tfgov_ci._files import atomic_write_json
 from tfgov_ci.errors import UsageError
+from tfgov_ci.wheels import normalise_name
 
 SCHEMA_VERSION = 1
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
@@ -64,9 +64,7 @@ def rank(level: str) -> int:
 
 def package_key(type_: str, name: str) -> str:
     """Compare packages by name as their ecosystem does: PEP 503 for Python, exact for the rest."""
-    if type_ == "pypi":
-        return re.sub(r"[-_.]+", "-", name).lower()
-    return name
+    return normalise_name(name) if type_ == "pypi" else name
 
 
 def purl_type(purl: str | None) -> str:

@@ -8,19 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.helpers import EXAMPLE, ROOT
+from tests.helpers import EXAMPLE, ROOT, unavailable
 
 TF_DIR = ROOT / ".cache" / "tensorflow-cpu-2.21.0"  # installed by scripts/setup.sh
 
 
 def test_train_py_trains_and_saves_a_keras_model(tmp_path: Path) -> None:
     if not (TF_DIR / ".complete").is_file():
-        message = f"TensorFlow for the example is not installed in {TF_DIR} (make setup)"
-        if os.environ.get("TFGOV_REQUIRE_TOOLS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"TensorFlow for the example is not installed in {TF_DIR} (make setup)")
     for name in ("train.py", "params.yaml"):
         shutil.copy(EXAMPLE / name, tmp_path / name)
     env = {

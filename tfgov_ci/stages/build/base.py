@@ -20,9 +20,8 @@ from tfgov_ci._files import cache_dir
 from tfgov_ci.context import Context
 from tfgov_ci.errors import ConfigError
 from tfgov_ci.oci.layer import DEFAULT_COMPRESSLEVEL
-from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, result_path
-from tfgov_ci.stages.build.interface import built, layout_path, replace_layout
+from tfgov_ci.stages.build.interface import built, describe, layout_path, replace_layout
 from tfgov_ci.wheels import lock_digest
 
 
@@ -80,31 +79,7 @@ class BaseImageBuilder:
             raise ConfigError(problems)
         compresslevel = int(self.options.get("compresslevel", DEFAULT_COMPRESSLEVEL))
         with replace_layout(ctx) as staging:
-            image = base.build(definition, staging, cache_dir(), compresslevel=compresslevel)
-            data = _describe(ctx, Layout.open(staging), image, lock_digest(definition.lock))
+            base.build(definition, staging, cache_dir(), compresslevel=compresslevel)
+            nothing_under = {"ref": "scratch", "digest": None, "layers": 0}
+            data = describe(ctx, staging, None, nothing_under, lock_digest(definition.lock))
         return built(ctx, self.stage, self.name, clock, data)
-
-
-def _describe(ctx: Context, layout: Layout, image: base.BaseImage, lock: str) -> dict[str, Any]:
-    """The build result every backend gives, for an image with no base under it."""
-    descriptor = layout.resolve(image.tag)
-    images = ctx.images()
-    layout.tag(Descriptor(descriptor.media_type, descriptor.digest, descriptor.size), images.tags)
-    manifest = layout.read_json(descriptor.digest)
-    config = layout.read_json(manifest["config"]["digest"])
-    history = [h for h in config.get("history", []) if not h.get("empty_layer")]
-    return {
-        "digest": descriptor.digest,
-        "config_digest": manifest["config"]["digest"],
-        "size": sum(int(e["size"]) for e in manifest["layers"]),
-        "tags": list(images.tags),
-        "refs": list(images.refs),
-        "labels": dict(config.get("config", {}).get("Labels") or {}),
-        "user": config.get("config", {}).get("User", ""),
-        "base": {"ref": "scratch", "digest": None, "layers": 0},
-        "lock_digest": lock,
-        "layers": [
-            {"digest": e["digest"], "size": e["size"], "what": h.get("created_by", ""), "cached": False}
-            for e, h in zip(manifest["layers"], history, strict=False)
-        ],
-    }

@@ -133,12 +133,7 @@ class BuildahBuilder:
                 timeout=3600,
             )
             if copied.returncode != 0:
-                raise BuildError(
-                    "could not load the base into buildah's storage",
-                    argv=copied.argv,
-                    returncode=copied.returncode,
-                    stderr_tail=copied.stderr[-1500:],
-                )
+                raise BuildError.of_run(copied, "could not load the base into buildah's storage")
             base_id = base_name
             extra = Path(tmp) / "tfgov.Dockerfile"  # appended: the configured user wins
             extra.write_text(f"USER {cfg.app.user}\n")

@@ -190,10 +190,8 @@ class DockerBuilder:
     def _skopeo(args: list[str]) -> None:
         done = tools.run(["skopeo", *args], check=False, timeout=3600)
         if done.returncode != 0:
-            raise BuildError(
+            raise BuildError.of_run(
+                done,
                 "skopeo could not move the image between the cache and the engine",
                 "is dockerd running, and does DOCKER_HOST point at it?",
-                argv=done.argv,
-                returncode=done.returncode,
-                stderr_tail=done.stderr[-1500:],
             )

@@ -147,6 +147,22 @@ def replace_layout(ctx: Context) -> Iterator[Path]:
 
 def finish(ctx: Context, staging: Path, image_labels: dict[str, str], base: Any, lock: str) -> dict[str, Any]:
     """Tag the one image in ``staging`` with every commit tag; describe it for the result."""
+    layers = len(base.manifest["layers"])
+    return describe(
+        ctx,
+        staging,
+        image_labels,
+        {"ref": ctx.config.base.image, "digest": base.ref.digest, "layers": layers},
+        lock,
+    )
+
+
+def describe(
+    ctx: Context, staging: Path, image_labels: dict[str, str] | None, base: dict[str, Any], lock: str
+) -> dict[str, Any]:
+    """Tag the one image in ``staging`` with every commit tag; the build result's data, the same
+    whichever backend built it. ``base`` is the result's base entry (``layers``: how many of the
+    image's layers are the base's); ``image_labels`` None: the image config's own."""
     layout = Layout.open(staging)
     entries = layout.index().get("manifests", [])
     if len(entries) != 1:
@@ -157,7 +173,7 @@ def finish(ctx: Context, staging: Path, image_labels: dict[str, str], base: Any,
     manifest = layout.read_json(descriptor.digest)
     config = layout.read_json(manifest["config"]["digest"])
     history = [h for h in config.get("history", []) if not h.get("empty_layer")]
-    base_layers = len(base.manifest["layers"])
+    base_layers = int(base["layers"])
     layers = []
     for index, entry in enumerate(manifest["layers"][base_layers:], base_layers):
         what = history[index].get("created_by", "") if index < len(history) else ""
@@ -168,9 +184,11 @@ def finish(ctx: Context, staging: Path, image_labels: dict[str, str], base: Any,
         "size": sum(int(e["size"]) for e in manifest["layers"]),
         "tags": list(images.tags),
         "refs": list(images.refs),
-        "labels": image_labels,
+        "labels": image_labels
+        if image_labels is not None
+        else dict(config.get("config", {}).get("Labels") or {}),
         "user": config.get("config", {}).get("User", ""),
-        "base": {"ref": ctx.config.base.image, "digest": base.ref.digest, "layers": base_layers},
+        "base": base,
         "lock_digest": lock,
         "layers": layers,
     }

@@ -11,13 +11,12 @@ a pipeline wrote) and ``NAME.expect.yaml``::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tfgov_ci import exceptions
+from tfgov_ci import exceptions, findings
 from tfgov_ci._files import load_yaml
 from tfgov_ci.errors import UsageError
 from tfgov_ci.stages.policy import document
@@ -35,12 +34,7 @@ def engine_named(name: str) -> Engine:
 
 
 def read_document(path: Path) -> dict[str, Any]:
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such input document") from None
-    except ValueError as exc:
-        raise UsageError(f"{path}: not valid JSON ({exc})", "policy inputs are JSON objects") from None
+    loaded = findings.read_json(path)  # file and line of a broken document, exit 2
     if not isinstance(loaded, dict):
         raise UsageError(f"{path}: a policy input is a JSON object", "see schemas/policy-input.schema.json")
     return loaded

@@ -131,10 +131,8 @@ class SyftSbom:
         layout = Layout.open(Path(build.outputs["layout"]))
         base = build.data["base"]
         pool = ThreadPoolExecutor(max_workers=1)
-        # An image with no base under it (the central base itself) has no layers "on top" to check.
-        check_files = drift.unowned_files if int(base["layers"]) else (lambda *_: [])
         loose_files = pool.submit(
-            check_files, layout, layout.read_json(digest), int(base["layers"]), ctx.config.app.workdir
+            drift.unowned_files, layout, layout.read_json(digest), int(base["layers"]), ctx.config.app.workdir
         )
         pool.shutdown(wait=False)
         with tempfile.TemporaryDirectory(prefix=".sbom.", dir=out) as tmp:
@@ -143,13 +141,7 @@ class SyftSbom:
             argv = self._argv(source, repository, digest, str(spdx_tmp), str(cdx_tmp))
             done = tools.run(argv, env={**env, **registry_env}, secrets=secrets, check=False, timeout=3600)
             if done.returncode != 0:
-                raise SbomError(
-                    "syft could not catalogue the image",
-                    "see syft's output below",
-                    argv=done.argv,
-                    returncode=done.returncode,
-                    stderr_tail=done.stderr[-1500:],
-                )
+                raise SbomError.of_run(done, "syft could not catalogue the image", "see syft's output below")
             spdx = json.loads(spdx_tmp.read_text())
             cyclonedx = json.loads(cdx_tmp.read_text())
         drift_report = self._drift(ctx, build, cyclonedx, loose_files.result())
@@ -232,11 +224,6 @@ def _catalogue_cyclonedx(layout_path: Path, ref: str) -> dict[str, Any]:
             timeout=3600,
         )
         if done.returncode != 0:
-            raise SbomError(
-                "syft could not catalogue the base image",
-                argv=done.argv,
-                returncode=done.returncode,
-                stderr_tail=done.stderr[-1500:],
-            )
+            raise SbomError.of_run(done, "syft could not catalogue the base image")
         loaded: dict[str, Any] = json.loads(output.read_text())
         return loaded

@@ -50,12 +50,7 @@ class GrypeScanner(ScanBackend):
             argv = ["grype", f"oci-dir:{target.layout}", "-o", "json", "--file", str(output)]
             done = tools.run(argv, check=False, timeout=int(self.options.get("timeout", 1800)))
             if done.returncode != 0:
-                raise ScanError(
-                    "grype could not scan the image",
-                    argv=done.argv,
-                    returncode=done.returncode,
-                    stderr_tail=done.stderr[-1500:],
-                )
+                raise ScanError.of_run(done, "grype could not scan the image")
             parsed = parse_report(findings.read_json(output), output)
         return Report(target.name, parsed.scanners, parsed.findings)
 

@@ -68,15 +68,13 @@ class TrivyScanner(ScanBackend):
             done = tools.run(argv, check=False, timeout=int(self.options.get("timeout", 1800)))
             if done.returncode != 0:
                 no_db = "vulnerability database" in done.stderr or "--skip-db-update" in done.stderr
-                raise ScanError(
+                raise ScanError.of_run(
+                    done,
                     "trivy could not scan the image",
                     "trivy has no vulnerability database here: let it download one, or point "
                     "stages.scan.options.cache_dir at a copy and set skip_db_update: true"
                     if no_db
                     else "see trivy's output below",
-                    argv=done.argv,
-                    returncode=done.returncode,
-                    stderr_tail=done.stderr[-1500:],
                 )
             report = parse_report(findings.read_json(output), output)
         return Report(target.name, report.scanners, report.findings)
