@@ -253,6 +253,35 @@ def test_a_v0_policy_file_is_refused_before_evaluation_with_its_line(tmp_path: P
     assert "must use Rego v1" in problem.message and "never deny" in (problem.hint or "")
 
 
+def test_every_json_type_reaches_rego_as_it_was(tmp_path: Path) -> None:
+    """The input goes in through rego-cpp's C API value by value. Each JSON type, nesting,
+    Unicode, quotes, backslashes, control characters and a 64-bit integer must equal the same
+    value written as a literal in a policy, and a string must come back out unchanged."""
+    tricky = 'é 漢字 "quoted" back\\slash\ttab\nline'
+    extra = {
+        "text": tricky,
+        "wrapped": '"in quotes"',
+        "big": 2**40,
+        "negative": -3,
+        "float": 7.25,
+        "yes": True,
+        "no": False,
+        "nothing": None,
+        "list": [1, "x", [], {}, [None, 0.5]],
+        "nested": {"k": {"deeper": ['a"b']}, 'key "with" quotes': "v"},
+    }
+    literal = json.dumps(extra, ensure_ascii=False)
+    team_policy(
+        tmp_path,
+        "echo",
+        "package tfgov.rules.echo\n\nimport rego.v1\n\n"
+        f'deny contains "differs from the literal" if input.extra != {literal}\n\n'
+        "deny contains input.extra.text\n",
+    )
+    decision = decide({**good_input(), "extra": extra}, {"policies": ["policies"]}, tmp_path)
+    assert denied_by(decision) == {"echo": [tricky]}
+
+
 def test_a_deny_of_the_wrong_type_fails_closed(tmp_path: Path) -> None:
     """A rule that yields an object (what a v0 `deny[msg]` becomes in regopy) is a denial."""
     team_policy(tmp_path, "objecty", 'package tfgov.rules.objecty\n\nimport rego.v1\n\ndeny := {"x": true}\n')

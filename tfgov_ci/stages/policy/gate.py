@@ -8,6 +8,7 @@ They are written whether the image is allowed or denied; a denial then fails the
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,6 +71,18 @@ class PolicyGate:
         )
 
     def run(self, ctx: Context, plan: StagePlan) -> StageResult:
+        # The stage makes hundreds of thousands of small objects that hold no cycles (10,000
+        # findings, their input document, the reports); Python's cycle collector would walk them
+        # again and again for nothing (0.05 s of the stage). Collection resumes when it ends.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(ctx, plan)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _run(self, ctx: Context, plan: StagePlan) -> StageResult:
         clock = Clock.start()
         started = dt.datetime.now(dt.UTC)
         chosen = settings(self.options)
