@@ -288,6 +288,9 @@ _REQUIRED = (
     *("severity", "fix_state", "scanners", "locations"),
 )
 _KNOWN = {*_REQUIRED, "cvss_score", "title", "urls"}
+_PACKAGE_KEYS = {"name", "type", "purl", "source_name"}
+_ONE_OF_SEVERITIES = f"one of {', '.join(SEVERITIES)}"
+_ONE_OF_FIX_STATES = f"one of {', '.join(FIX_STATES)}"
 
 
 def _strings(value: Any) -> bool:
@@ -301,9 +304,8 @@ def check_finding(row: Any) -> str | None:
     for key in _REQUIRED:
         if key not in row:
             return f"{key!r} is a required property"
-    extra = sorted(set(row) - _KNOWN)
-    if extra:
-        return f"{extra[0]!r} is not a known property"
+    if not _KNOWN.issuperset(row):
+        return f"{sorted(set(row) - _KNOWN)[0]!r} is not a known property"
     package = row["package"]
     checks = (
         ("id", isinstance(row["id"], str) and row["id"] != "", "a non-empty string"),
@@ -315,8 +317,8 @@ def check_finding(row: Any) -> str | None:
         ("package", isinstance(package, dict), "an object"),
         ("installed_version", isinstance(row["installed_version"], str), "a string"),
         ("fixed_versions", _strings(row["fixed_versions"]), "a list of strings"),
-        ("severity", row["severity"] in SEVERITIES, f"one of {', '.join(SEVERITIES)}"),
-        ("fix_state", row["fix_state"] in FIX_STATES, f"one of {', '.join(FIX_STATES)}"),
+        ("severity", row["severity"] in SEVERITIES, _ONE_OF_SEVERITIES),
+        ("fix_state", row["fix_state"] in FIX_STATES, _ONE_OF_FIX_STATES),
         ("scanners", _strings(row["scanners"]) and len(row["scanners"]) > 0, "a non-empty list of strings"),
         ("locations", isinstance(row["locations"], list), "a list"),
         ("title", isinstance(row.get("title", ""), str), "a string"),
@@ -330,9 +332,7 @@ def check_finding(row: Any) -> str | None:
         not isinstance(score, int | float) or isinstance(score, bool) or not 0 <= score <= 10
     ):
         return "cvss_score: must be null or a number from 0 to 10"
-    if set(package) - {"name", "type", "purl", "source_name"} or not all(
-        k in package for k in ("name", "type", "purl")
-    ):
+    if not _PACKAGE_KEYS.issuperset(package) or not all(k in package for k in ("name", "type", "purl")):
         return "package: must have name, type and purl, and nothing else but source_name"
     if not (isinstance(package["name"], str) and package["name"] and isinstance(package["type"], str)):
         return "package: name must be a non-empty string, type a string"

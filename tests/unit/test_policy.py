@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import ctypes
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -280,6 +281,22 @@ def test_every_json_type_reaches_rego_as_it_was(tmp_path: Path) -> None:
     )
     decision = decide({**good_input(), "extra": extra}, {"policies": ["policies"]}, tmp_path)
     assert denied_by(decision) == {"echo": [tricky]}
+
+
+def test_rego_cpp_keeps_a_failed_input_in_error() -> None:
+    """The input builder checks rego-cpp's input once, at the end: right only while a failed call
+    leaves the input in error for every later call, as rego-cpp 1.x does."""
+    from regopy.rego_shared import rego
+
+    raw = ctypes.CDLL(rego._name)
+    handle = ctypes.c_void_p(rego.regoNewInput())
+    try:
+        assert raw.regoInputString(handle, b"key") == 0
+        assert raw.regoInputObject(handle, 1) != 0  # a string is not an object item
+        assert raw.regoInputString(handle, b"later") != 0
+        assert raw.regoInputValidate(handle) != 0
+    finally:
+        rego.regoFreeInput(handle)
 
 
 def test_a_deny_of_the_wrong_type_fails_closed(tmp_path: Path) -> None:
