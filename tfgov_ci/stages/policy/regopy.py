@@ -130,9 +130,8 @@ def _set_input(interpreter: Any, document: Any) -> None:
     right after), as regopy's ``set_input`` does, but dispatching on exact types, encoding each
     key once and calling the C functions without ctypes' argument conversion: 0.4 s to push
     10,000 findings instead of 0.8 s (regopy's own input builder checks abstract base classes at
-    every value). Rego or JSON text
-    (``regoSetInputTerm``, ``regoSetInputJSON``) is slower still: 2.2 s. rego-cpp then takes the
-    pushed values in (``regoSetInput``): 0.2 s more.
+    every value). Rego or JSON text (``regoSetInputTerm``, ``regoSetInputJSON``) is slower still:
+    2.2 s. rego-cpp then copies the pushed values in (``regoSetInput``): 0.2 s more.
 
     A string with a quote, a backslash or a control character goes in JSON-quoted, as rego-cpp
     keeps such a string from a policy's source: bare (as regopy's own builder passes it), ``a"b``
