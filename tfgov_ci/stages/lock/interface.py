@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tfgov_ci import tools
 from tfgov_ci._files import atomic_write_json, atomic_write_text
@@ -37,10 +37,6 @@ class Resolution:
     text: str
     platform: str
     constraints: tuple[str, ...]
-
-
-class Locker(Protocol):
-    def resolve(self, ctx: Context) -> Resolution: ...
 
 
 def compare(old: list[Locked], new: list[Locked]) -> list[str]:

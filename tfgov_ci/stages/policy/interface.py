@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tfgov_ci.errors import ConfigError, GateFailed, Problem, ToolError
+from tfgov_ci.errors import ConfigError, GateFailed, Problem
+from tfgov_ci.exceptions import DEFAULT_FILE, DEFAULT_MAX_DAYS
 
 BUNDLE = Path(__file__).resolve().parents[2] / "policies"
 RULES_PACKAGE = "tfgov.rules"
@@ -56,10 +57,6 @@ OPTIONS = {
     "timeout_s": "evaluation time limit in seconds (default 10)",
 }
 SEVERITY_LEVELS = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
-
-
-class PolicyError(ToolError):
-    """The policy engine could not be started at all (exit 3)."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +118,8 @@ class Settings:
     policies: tuple[str, ...] = ()
     disable: tuple[str, ...] = ()
     mandatory: tuple[str, ...] = ()
-    exceptions: str = "tfgov-exceptions.yaml"
-    exceptions_max_days: int = 90
+    exceptions: str = DEFAULT_FILE
+    exceptions_max_days: int = DEFAULT_MAX_DAYS
     timeout_s: float = 10.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -175,8 +172,8 @@ def settings(
         policies=lists["policies"],
         disable=lists["disable"],
         mandatory=lists["mandatory"],
-        exceptions=str(options.get("exceptions", "tfgov-exceptions.yaml")),
-        exceptions_max_days=int(options.get("exceptions_max_days", 90)),
+        exceptions=str(options.get("exceptions", DEFAULT_FILE)),
+        exceptions_max_days=int(options.get("exceptions_max_days", DEFAULT_MAX_DAYS)),
         timeout_s=float(options.get("timeout_s", 10)),
     )
 
