@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tfgov_ci import base  # noqa: E402
+from tfgov_ci.stages.build import base_factory  # noqa: E402
 from tfgov_ci.stages.publish.skopeo import push_layout  # noqa: E402
 from tfgov_ci.testing.registry import LocalRegistry  # noqa: E402
 
@@ -41,8 +41,8 @@ def pushed_base(folder: Path, registry: LocalRegistry, definition: str = SMALL_B
     """Build the base from ``definition`` (cached) and push it: its ``registry/repository@digest``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tfgov-base.yaml").write_text(definition)
-    loaded = base.load_definition(folder / "tfgov-base.yaml")
-    built = base.build(loaded, folder / "oci", SHARED_CACHE, update_lock=True)
+    loaded = base_factory.load_definition(folder / "tfgov-base.yaml")
+    built = base_factory.build(loaded, folder / "oci", SHARED_CACHE, update_lock=True)
     repository = f"{registry.host}/{loaded.repository}"
     push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
     return f"{repository}@{built.digest}"

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tfgov_ci import base  # noqa: E402
+from tfgov_ci.stages.build import base_factory  # noqa: E402
 from tfgov_ci.stages.publish.skopeo import push_layout  # noqa: E402
 from tfgov_ci.testing.dockerd import LocalDockerd  # noqa: E402
 from tfgov_ci.testing.registry import LocalRegistry, free_port  # noqa: E402
@@ -125,8 +125,8 @@ def main() -> int:
         print("bench: setup (not timed): base, lock, wheels, engines", file=sys.stderr)
         (tmp / "platform").mkdir()
         (tmp / "platform" / "tfgov-base.yaml").write_text(DEV_BASE)
-        definition = base.load_definition(tmp / "platform" / "tfgov-base.yaml")
-        built = base.build(definition, tmp / "platform" / "oci", cache, update_lock=True)
+        definition = base_factory.load_definition(tmp / "platform" / "tfgov-base.yaml")
+        built = base_factory.build(definition, tmp / "platform" / "oci", cache, update_lock=True)
         base_repo = f"{registry.host}/platform/py-dev-base"
         push_layout(built.layout, built.tag, built.digest, base_repo, (built.tag,), {}, env={})
 
@@ -174,7 +174,7 @@ def measure(
     env: dict[str, str],
     engine: LocalDockerd,
     registry: LocalRegistry,
-    built: base.BaseImage,
+    built: base_factory.BaseImage,
     base_local: str,
 ) -> tuple[dict[str, dict[str, Timing]], dict[str, int]]:
     source = f"oci:{built.layout}:{built.tag}"

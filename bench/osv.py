@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tfgov_ci import advisories  # noqa: E402
+from tfgov_ci.stages.scan import advisories  # noqa: E402
 from tfgov_ci.testing.trivy import Advisory, write_db  # noqa: E402
 
 RUNS = 5

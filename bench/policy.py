@@ -25,7 +25,7 @@ from pathlib import Path
 
 from _common import SHARED_CACHE, pushed_base, small_model
 
-from tfgov_ci.findings import Finding, Report, Scanner
+from tfgov_ci.findings import Finding, Scanner, ScanReport
 from tfgov_ci.stages.policy.interface import load_modules, settings
 from tfgov_ci.testing.registry import LocalRegistry
 
@@ -106,7 +106,7 @@ def main() -> int:
         for stage in ("validate", "lock", "build", "sbom", "scan"):
             tfgov(repo, env, "run", stage)
         scan = json.loads((repo / ".tfgov/out/scan/result.json").read_text())
-        findings = Report(
+        findings = ScanReport(
             scan["data"]["target"], (Scanner("trivy", "synthetic"),), tuple(synthetic_findings())
         )
         findings.write(Path(scan["outputs"]["findings"]))

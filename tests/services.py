@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, require_tools
-from tfgov_ci import base
+from tfgov_ci.stages.build import base_factory
 from tfgov_ci.stages.publish.skopeo import push_layout
 from tfgov_ci.testing.registry import LocalRegistry
 
@@ -64,8 +64,8 @@ def small_base(session_registry: LocalRegistry, tmp_path_factory: pytest.TempPat
     require_tools("apt-get", "apt-cache", "dpkg-deb")
     folder = tmp_path_factory.mktemp("platform")
     (folder / "tfgov-base.yaml").write_text(SMALL_BASE)
-    definition = base.load_definition(folder / "tfgov-base.yaml")
-    built = base.build(definition, folder / "oci", SHARED_CACHE, update_lock=True)
+    definition = base_factory.load_definition(folder / "tfgov-base.yaml")
+    built = base_factory.build(definition, folder / "oci", SHARED_CACHE, update_lock=True)
     repository = f"{session_registry.host}/platform/py-base"
     push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
     return BuiltBase(
@@ -112,8 +112,8 @@ def six_base(
     (folder / "tfgov-base.yaml").write_text(
         SMALL_BASE.replace("py-base", "six-base") + "tensorflow: {lock: requirements.lock}\n"
     )
-    definition = base.load_definition(folder / "tfgov-base.yaml")
-    built = base.build(definition, folder / "oci", SHARED_CACHE, update_lock=True)
+    definition = base_factory.load_definition(folder / "tfgov-base.yaml")
+    built = base_factory.build(definition, folder / "oci", SHARED_CACHE, update_lock=True)
     repository = f"{session_registry.host}/platform/six-base"
     push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
     return f"{repository}@{built.digest}"
@@ -126,8 +126,8 @@ def pip_base(session_registry: LocalRegistry, tmp_path_factory: pytest.TempPathF
     (folder / "tfgov-base.yaml").write_text(
         SMALL_BASE.replace("py-base", "pip-base").replace("libgomp1]", "libgomp1, python3-pip]")
     )
-    definition = base.load_definition(folder / "tfgov-base.yaml")
-    built = base.build(definition, folder / "oci", SHARED_CACHE, update_lock=True)
+    definition = base_factory.load_definition(folder / "tfgov-base.yaml")
+    built = base_factory.build(definition, folder / "oci", SHARED_CACHE, update_lock=True)
     repository = f"{session_registry.host}/platform/pip-base"
     push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
     return f"{repository}@{built.digest}"

@@ -488,7 +488,7 @@ def _open(args: argparse.Namespace) -> Project:
 
 def _plan(args: argparse.Namespace) -> int:
     from tfgov_ci import pipeline
-    from tfgov_ci.report import plan_text
+    from tfgov_ci.console import plan_text
 
     project = _open(args)
     result = pipeline.plan(project.context, project.pipeline, args.stages)
@@ -506,7 +506,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from tfgov_ci import pipeline, record
-    from tfgov_ci.report import RichReporter
+    from tfgov_ci.console import RichReporter
 
     project = _open(args)
     ctx = project.context
@@ -523,12 +523,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _base(args: argparse.Namespace) -> int:
-    from tfgov_ci import base
     from tfgov_ci._files import cache_dir
+    from tfgov_ci.stages.build import base_factory
 
-    definition = base.load_definition(args.definition)
+    definition = base_factory.load_definition(args.definition)
     out = getattr(args, "out", None) or definition.file.parent / ".tfgov" / "base" / "oci"
-    built = base.build(definition, out, cache_dir(), update_lock=args.update_lock)
+    built = base_factory.build(definition, out, cache_dir(), update_lock=args.update_lock)
     print(
         f"base image {definition.name}: {built.packages} Debian packages, {built.wheels} wheels, "
         f"{built.size / 1e6:.1f} MB compressed"
@@ -605,8 +605,8 @@ def _policy_options(args: argparse.Namespace) -> tuple[dict[str, object], Path |
 def _exceptions(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from tfgov_ci import exceptions
     from tfgov_ci._files import atomic_write_text
+    from tfgov_ci.stages.policy import exceptions
     from tfgov_ci.stages.policy.interface import settings
 
     options, project_dir = _policy_options(args)
@@ -697,11 +697,11 @@ def _emit(args: argparse.Namespace) -> int:
 def _gitlab(args: argparse.Namespace) -> int:
     import os
 
-    from tfgov_ci.ci import gitlab
+    from tfgov_ci.ci import gitlab_api
 
-    server = gitlab.Server.from_env(os.environ, args.url, args.project)
+    server = gitlab_api.Server.from_env(os.environ, args.url, args.project)
     if args.gitlab_command == "lint":
-        result = gitlab.lint(server, args.file, args.ref)
+        result = gitlab_api.lint(server, args.file, args.ref)
         _warn(result.get("warnings") or [])
         print(f"ok: GitLab says {args.file} is valid ({len(result.get('jobs') or [])} jobs in a dry run)")
         return EXIT_OK
@@ -713,7 +713,7 @@ def _gitlab(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{summary}: no policy summary", "run `tfgov-ci run policy` first, or pass --summary"
         )
-    posted, updated = gitlab.note(server, args.mr, summary.read_text(encoding="utf-8"), os.environ)
+    posted, updated = gitlab_api.note(server, args.mr, summary.read_text(encoding="utf-8"), os.environ)
     print(f"{'updated' if updated else 'posted'} the policy summary as note {posted.get('id')}")
     return EXIT_OK
 
@@ -721,7 +721,7 @@ def _gitlab(args: argparse.Namespace) -> int:
 def _jenkins(args: argparse.Namespace) -> int:
     import os
 
-    from tfgov_ci.ci import jenkins
+    from tfgov_ci.ci import jenkins_api
 
     params = {}
     for pair in args.param:
@@ -729,6 +729,6 @@ def _jenkins(args: argparse.Namespace) -> int:
         if not sep or not name:
             raise UsageError(f"--param {pair!r} is not NAME=VALUE")
         params[name] = value
-    result = jenkins.run(args.job, params, os.environ, args.url, sys.stdout.write)
+    result = jenkins_api.run(args.job, params, os.environ, args.url, sys.stdout.write)
     print(f"\n{args.job}: {result}")
     return EXIT_OK

@@ -204,7 +204,7 @@ class Scanner:
 
 
 @dataclass(frozen=True)
-class Report:
+class ScanReport:
     """A findings file: what was scanned, by which scanners, and what they found."""
 
     target: str
@@ -230,16 +230,16 @@ class Report:
         return out
 
 
-def combine(target: str, reports: Sequence[Report]) -> Report:
+def combine(target: str, reports: Sequence[ScanReport]) -> ScanReport:
     """Several scanners' reports on one target as one report."""
-    return Report(
+    return ScanReport(
         target,
         tuple(s for r in reports for s in r.scanners),
         tuple(merge(*(r.findings for r in reports))),
     )
 
 
-def load(path: Path) -> Report:
+def load(path: Path) -> ScanReport:
     """A findings file, whole and valid against its schema, or :class:`ReportError`.
 
     The envelope is checked with jsonschema; the findings themselves by :func:`check_finding`,
@@ -274,7 +274,7 @@ def load(path: Path) -> Report:
             f"{path}: not a tfgov-ci findings file: {problem}",
             "findings files are written by `tfgov-ci run scan` or `tfgov-ci scan import`",
         )
-    return Report(
+    return ScanReport(
         data["target"],
         tuple(
             Scanner(s["name"], s["version"], s.get("source"), s.get("database", {})) for s in data["scanners"]

@@ -11,8 +11,8 @@ import pytest
 from packaging.version import InvalidVersion, Version
 
 from tests.helpers import FIXTURES
-from tfgov_ci import advisories
-from tfgov_ci.advisories import Advisory, Database, Package
+from tfgov_ci.stages.scan import advisories
+from tfgov_ci.stages.scan.advisories import Advisory, Database, Package
 
 
 @pytest.fixture(scope="module")

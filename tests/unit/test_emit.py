@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from tests.helpers import ROOT, CliResult
-from tfgov_ci.ci.gitlab import check_inputs, packaged_template
+from tfgov_ci.ci.gitlab_api import check_inputs, packaged_template
 from tfgov_ci.emit import render
 from tfgov_ci.pipeline import load_pipeline
 

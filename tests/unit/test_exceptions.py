@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from tests.helpers import FIXTURES, CliResult
-from tfgov_ci import exceptions
 from tfgov_ci.errors import ConfigError
 from tfgov_ci.findings import Finding
+from tfgov_ci.stages.policy import exceptions
 
 TODAY = dt.date(2026, 11, 26)
 

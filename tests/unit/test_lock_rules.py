@@ -72,7 +72,7 @@ def test_compare_lists_added_removed_and_changed_packages() -> None:
 
 
 def test_drift_between_image_lock_and_base_is_a_finding_per_package() -> None:
-    from tfgov_ci.drift import package_findings
+    from tfgov_ci.stages.sbom.drift import package_findings
 
     image = {"pyyaml": "6.0.2", "six": "1.17.0", "numpy": "2.0.0", "pip": "23.0.1"}
     locked = [Locked("pyyaml", "6.0.1", (), 1), Locked("requests", "2.0", (), 2)]

@@ -403,7 +403,7 @@ def test_policy_eval_and_policy_test_from_the_cli(tmp_path: Path, cli: Callable[
 def test_policy_eval_with_an_exceptions_file_re_applies_it(
     tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
-    from tfgov_ci import exceptions
+    from tfgov_ci.stages.policy import exceptions
 
     doc = mutate(lambda d: d["vulnerabilities"].append(vuln("CVE-2099-0001", "HIGH", fixed=True)))
     (tmp_path / "input.json").write_text(json.dumps(doc))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tfgov_ci.registry import access, is_loopback
+from tfgov_ci.oci.registry import access, is_loopback
 
 
 def test_loopback_hosts() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from tfgov_ci import tools
 from tfgov_ci.errors import ToolError
 from tfgov_ci.oci.layout import MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, Layout
-from tfgov_ci.registry import Access, access
+from tfgov_ci.oci.registry import Access, access
 
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 HARBOR_SBOM = "application/vnd.goharbor.harbor.sbom.v1"  # Harbor's SBOM tab lists this type

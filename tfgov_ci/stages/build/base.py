@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tfgov_ci import base
 from tfgov_ci._files import cache_dir
 from tfgov_ci.context import Context
 from tfgov_ci.errors import ConfigError
 from tfgov_ci.oci.layer import DEFAULT_COMPRESSLEVEL
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, result_path
+from tfgov_ci.stages.build import base_factory
 from tfgov_ci.stages.build.interface import built, describe, layout_path, replace_layout
 from tfgov_ci.wheels import lock_digest
 
@@ -57,7 +57,7 @@ class BaseImageBuilder:
     def run(self, ctx: Context, plan: StagePlan) -> StageResult:
         clock = Clock.start()
         path = self._definition_path(ctx)
-        definition = base.load_definition(path)
+        definition = base_factory.load_definition(path)
         problems = []
         if not definition.lock.is_file():
             problems.append(
@@ -79,7 +79,7 @@ class BaseImageBuilder:
             raise ConfigError(problems)
         compresslevel = int(self.options.get("compresslevel", DEFAULT_COMPRESSLEVEL))
         with replace_layout(ctx) as staging:
-            base.build(definition, staging, cache_dir(), compresslevel=compresslevel)
+            base_factory.build(definition, staging, cache_dir(), compresslevel=compresslevel)
             nothing_under = {"ref": "scratch", "digest": None, "layers": 0}
             data = describe(ctx, staging, None, nothing_under, lock_digest(definition.lock))
         return built(ctx, self.stage, self.name, clock, data)

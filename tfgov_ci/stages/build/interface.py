@@ -24,8 +24,8 @@ from tfgov_ci.oci import image as oci_image
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.oci.reference import Reference
+from tfgov_ci.oci.registry import access, explain
 from tfgov_ci.pipeline import Clock, StageResult, passed, read_result, result_path
-from tfgov_ci.registry import access, explain
 from tfgov_ci.wheels import Target, lock_digest, manylinux_platforms
 
 

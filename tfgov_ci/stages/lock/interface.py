@@ -19,8 +19,8 @@ from tfgov_ci._files import atomic_write_json, atomic_write_text
 from tfgov_ci.context import Context
 from tfgov_ci.errors import GateFailed, TfgovError, UsageError
 from tfgov_ci.oci import reference
+from tfgov_ci.oci.registry import access, explain
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, result_path
-from tfgov_ci.registry import access, explain
 from tfgov_ci.wheels import Locked, lock_digest, normalise_name, parse_lock
 
 COMPILE_COMMAND = "tfgov-ci run lock"

@@ -13,12 +13,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tfgov_ci import exceptions, findings
+from tfgov_ci import findings
 from tfgov_ci.context import Context
-from tfgov_ci.exceptions import Applied, Exception_
 from tfgov_ci.findings import Finding
 from tfgov_ci.oci.layout import Layout
 from tfgov_ci.pipeline import describe, read_result
+from tfgov_ci.stages.policy import exceptions
+from tfgov_ci.stages.policy.exceptions import Applied, Exception_
 
 SCHEMA_VERSION = 1
 
@@ -48,7 +49,7 @@ def image_names(ctx: Context) -> list[str]:
 
 
 def build(
-    ctx: Context, report: findings.Report, entries: Iterable[Exception_], on: dt.date
+    ctx: Context, report: findings.ScanReport, entries: Iterable[Exception_], on: dt.date
 ) -> tuple[dict[str, Any], Applied]:
     """The input document for this commit and its scan report, and how the exceptions applied."""
     build_result = read_result(ctx, "build")

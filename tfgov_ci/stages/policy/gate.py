@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tfgov_ci import exceptions, findings
+from tfgov_ci import findings
 from tfgov_ci._files import atomic_write_json, atomic_write_text
 from tfgov_ci.context import Context
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
-from tfgov_ci.stages.policy import document, reports
+from tfgov_ci.stages.policy import document, exceptions, reports
 from tfgov_ci.stages.policy.interface import Engine, begin, denied, load_modules, settings
 
 OUTPUTS = {

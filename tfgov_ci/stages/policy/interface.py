@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tfgov_ci.errors import ConfigError, GateFailed, Problem
-from tfgov_ci.exceptions import DEFAULT_FILE, DEFAULT_MAX_DAYS
+from tfgov_ci.stages.policy.exceptions import DEFAULT_FILE, DEFAULT_MAX_DAYS
 
 BUNDLE = Path(__file__).resolve().parents[2] / "policies"
 RULES_PACKAGE = "tfgov.rules"

@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tfgov_ci import exceptions, findings
+from tfgov_ci import findings
 from tfgov_ci._files import load_yaml
 from tfgov_ci.errors import UsageError
-from tfgov_ci.stages.policy import document
+from tfgov_ci.stages.policy import document, exceptions
 from tfgov_ci.stages.policy.interface import Decision, Engine, evaluate, load_modules, settings
 
 

@@ -10,8 +10,8 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from tfgov_ci import findings
-from tfgov_ci.exceptions import Applied
 from tfgov_ci.findings import Finding
+from tfgov_ci.stages.policy.exceptions import Applied
 from tfgov_ci.stages.policy.interface import Decision
 
 TOP_FINDINGS = 15

@@ -22,6 +22,7 @@ from tfgov_ci.context import Context
 from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
 from tfgov_ci.oci.layout import Descriptor, Layout
+from tfgov_ci.oci.registry import RETRY_TIMES, Access, access, explain
 from tfgov_ci.pipeline import (
     STAGES,
     Clock,
@@ -32,7 +33,6 @@ from tfgov_ci.pipeline import (
     read_result,
     result_path,
 )
-from tfgov_ci.registry import RETRY_TIMES, Access, access, explain
 from tfgov_ci.stages.publish.interface import PublishError, TagConflict
 
 

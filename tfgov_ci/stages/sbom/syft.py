@@ -16,12 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tfgov_ci import drift, tools
+from tfgov_ci import tools
 from tfgov_ci._files import atomic_write_json, cache_dir
 from tfgov_ci.context import Context
 from tfgov_ci.oci.layout import Descriptor, Layout
+from tfgov_ci.oci.registry import access
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
-from tfgov_ci.registry import access
+from tfgov_ci.stages.sbom import drift
 from tfgov_ci.stages.sbom.interface import SbomError
 from tfgov_ci.wheels import parse_lock
 

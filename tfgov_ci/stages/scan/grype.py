@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tfgov_ci import findings, tools
 from tfgov_ci.context import Context
-from tfgov_ci.findings import Finding, Report, ReportError, Scanner
+from tfgov_ci.findings import Finding, ReportError, Scanner, ScanReport
 from tfgov_ci.pipeline import Step
 from tfgov_ci.stages.scan.interface import ScanBackend, ScanError, Target
 
@@ -25,6 +25,16 @@ _TYPES = {"python": "pypi", "deb": "deb"}
 
 class GrypeScanner(ScanBackend):
     name = "grype"
+
+    imports_reports: ClassVar[bool] = True
+
+    @staticmethod
+    def detect(doc: Any) -> bool:
+        return isinstance(doc, dict) and "matches" in doc and "descriptor" in doc
+
+    @staticmethod
+    def parse_report(doc: Any, source: Path) -> ScanReport:
+        return parse_report(doc, source)
 
     def _report(self, ctx: Context) -> Path | None:
         report = self.options.get("grype_report")
@@ -40,11 +50,11 @@ class GrypeScanner(ScanBackend):
             Step("normalise grype's matches"),
         )
 
-    def scan(self, ctx: Context, target: Target) -> Report:
+    def scan(self, ctx: Context, target: Target) -> ScanReport:
         report = self._report(ctx)
         if report is not None:
             imported = parse_report(findings.read_json(report), report)
-            return Report(target.name, imported.scanners, imported.findings)
+            return ScanReport(target.name, imported.scanners, imported.findings)
         with tempfile.TemporaryDirectory(prefix="tfgov-grype.") as tmp:
             output = Path(tmp) / "grype.json"
             argv = ["grype", f"oci-dir:{target.layout}", "-o", "json", "--file", str(output)]
@@ -52,10 +62,10 @@ class GrypeScanner(ScanBackend):
             if done.returncode != 0:
                 raise ScanError.of_run(done, "grype could not scan the image")
             parsed = parse_report(findings.read_json(output), output)
-        return Report(target.name, parsed.scanners, parsed.findings)
+        return ScanReport(target.name, parsed.scanners, parsed.findings)
 
 
-def parse_report(doc: Any, source: Path) -> Report:
+def parse_report(doc: Any, source: Path) -> ScanReport:
     """grype's JSON (``matches``, ``descriptor``) as normalised findings."""
     if not isinstance(doc, dict) or not isinstance(doc.get("matches"), list):
         raise ReportError(f"{source}: not a grype JSON report (no matches list)")
@@ -73,7 +83,7 @@ def parse_report(doc: Any, source: Path) -> Report:
     scanner = Scanner("grype", descriptor.get("version"), str(source), database)
     target = (doc.get("source") or {}).get("target")
     name = target.get("userInput") if isinstance(target, dict) else target
-    return Report(str(name or source), (scanner,), tuple(findings.merge(out)))
+    return ScanReport(str(name or source), (scanner,), tuple(findings.merge(out)))
 
 
 def _finding(match: dict[str, Any]) -> Finding:

@@ -1,7 +1,7 @@
 """What a scan backend promises, and the part every scanner shares.
 
 A scanner backend says which steps it would take (:meth:`ScanBackend.steps`) and turns the built
-image into a :class:`~tfgov_ci.findings.Report` (:meth:`ScanBackend.scan`). Writing the findings
+image into a :class:`~tfgov_ci.findings.ScanReport` (:meth:`ScanBackend.scan`). Writing the findings
 file and the stage result is done here, once, for one scanner or several (``stages.scan.backend:
 trivy+osv``: :class:`Combined`), whose findings are merged by package and id.
 
@@ -11,7 +11,7 @@ The scan stage reports; it does not judge. The policy stage is the gate.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from tfgov_ci import findings
 from tfgov_ci.context import Context
 from tfgov_ci.errors import ToolError
-from tfgov_ci.findings import Report, ReportError
+from tfgov_ci.findings import ReportError, ScanReport
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
 
 FINDINGS_FILE = "findings.json"
@@ -71,8 +71,21 @@ class ScanBackend(ABC):
         """What this scanner would do to the target (for the plan; no side effects)."""
 
     @abstractmethod
-    def scan(self, ctx: Context, target: Target) -> Report:
+    def scan(self, ctx: Context, target: Target) -> ScanReport:
         """Scan the target; every finding in the normalised shape."""
+
+    # A scanner whose JSON report `tfgov-ci scan import` reads says so here: ``detect`` tells its
+    # format from a parsed document, ``parse_report`` normalises it, whole or not at all.
+    imports_reports: ClassVar[bool] = False
+
+    @staticmethod
+    def detect(doc: Any) -> bool:
+        """Whether ``doc`` is a report in this scanner's own JSON format."""
+        return False
+
+    @staticmethod
+    def parse_report(doc: Any, source: Path) -> ScanReport:
+        raise NotImplementedError
 
     def plan(self, ctx: Context) -> StagePlan:
         return _plan(ctx, self.name, [self])
@@ -144,32 +157,33 @@ def _run(ctx: Context, name: str, scanners: Sequence[ScanBackend]) -> StageResul
 # --- reports made elsewhere: `tfgov-ci scan import` -------------------------------------------
 
 
-def _parsers() -> dict[str, Callable[[Any, Path], Report]]:
-    from tfgov_ci.stages.scan import grype, trivy
+def report_formats() -> dict[str, type[ScanBackend]]:
+    """The scan backends whose reports `tfgov-ci scan import` reads, by name (plug-ins included)."""
+    from tfgov_ci.pipeline import backend_choices, registered_backends
 
-    return {"trivy": trivy.parse_report, "grype": grype.parse_report}
+    found = registered_backends()["scan"]
+    loaded = {name: found[name].load() for name in backend_choices("scan") if name in found}
+    return {name: cls for name, cls in loaded.items() if getattr(cls, "imports_reports", False)}
 
 
 def detect_format(doc: Any) -> str | None:
-    """trivy (``SchemaVersion`` + ``Results``) or grype (``matches`` + ``descriptor``), else None."""
-    if isinstance(doc, dict) and "SchemaVersion" in doc:
-        return "trivy"
-    if isinstance(doc, dict) and "matches" in doc and "descriptor" in doc:
-        return "grype"
-    return None
+    """The scanner whose JSON report ``doc`` is (trivy: ``SchemaVersion``; grype: ``matches``)."""
+    return next((name for name, cls in report_formats().items() if cls.detect(doc)), None)
 
 
-def import_report(path: Path, fmt: str | None = None) -> Report:
+def import_report(path: Path, fmt: str | None = None) -> ScanReport:
     """A trivy or grype JSON report, whole, as normalised findings; :class:`ReportError` if it is not."""
     doc = findings.read_json(path)
+    formats = report_formats()
     detected = detect_format(doc)
     if fmt is None and detected is None:
         raise ReportError(
-            f"{path}: neither a trivy (SchemaVersion 2) nor a grype JSON report",
+            f"{path}: neither {' nor '.join(f'a {name}' for name in formats)} JSON report "
+            "(trivy's: SchemaVersion 2)",
             "pass --format trivy|grype, or produce it with `trivy ... --format json` / `grype -o json`",
         )
     chosen = fmt or detected
     assert chosen is not None
     if detected is not None and detected != chosen:
         raise ReportError(f"{path}: looks like a {detected} report, not {chosen}", f"use --format {detected}")
-    return _parsers()[chosen](doc, path)
+    return formats[chosen].parse_report(doc, path)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tfgov_ci import findings, tools
 from tfgov_ci.context import Context
-from tfgov_ci.findings import Finding, Report, ReportError, Scanner
+from tfgov_ci.findings import Finding, ReportError, Scanner, ScanReport
 from tfgov_ci.pipeline import Step
 from tfgov_ci.stages.scan.interface import ScanBackend, ScanError, Target
 
@@ -38,6 +38,16 @@ _TYPES |= {"python-pkg": "pypi", "uv": "pypi"}
 
 class TrivyScanner(ScanBackend):
     name = "trivy"
+
+    imports_reports: ClassVar[bool] = True
+
+    @staticmethod
+    def detect(doc: Any) -> bool:
+        return isinstance(doc, dict) and "SchemaVersion" in doc
+
+    @staticmethod
+    def parse_report(doc: Any, source: Path) -> ScanReport:
+        return parse_report(doc, source)
 
     def _argv(self, ctx: Context, target: Target, output: str) -> list[str]:
         argv = ["trivy"]
@@ -61,7 +71,7 @@ class TrivyScanner(ScanBackend):
             Step("normalise trivy's findings"),
         )
 
-    def scan(self, ctx: Context, target: Target) -> Report:
+    def scan(self, ctx: Context, target: Target) -> ScanReport:
         with tempfile.TemporaryDirectory(prefix="tfgov-trivy.") as tmp:
             output = Path(tmp) / "trivy.json"
             argv = self._argv(ctx, target, str(output))
@@ -77,10 +87,10 @@ class TrivyScanner(ScanBackend):
                     else "see trivy's output below",
                 )
             report = parse_report(findings.read_json(output), output)
-        return Report(target.name, report.scanners, report.findings)
+        return ScanReport(target.name, report.scanners, report.findings)
 
 
-def parse_report(doc: Any, source: Path) -> Report:
+def parse_report(doc: Any, source: Path) -> ScanReport:
     """trivy's JSON (SchemaVersion 2: ``trivy image|fs|sbom --format json``) as normalised findings."""
     if not isinstance(doc, dict) or "SchemaVersion" not in doc:
         raise ReportError(f"{source}: not a trivy JSON report (no SchemaVersion)")
@@ -98,7 +108,7 @@ def parse_report(doc: Any, source: Path) -> Report:
         raise ReportError(f"{source}: a trivy result is missing {exc} or has the wrong shape") from None
     version = (doc.get("Trivy") or {}).get("Version")
     scanner = Scanner("trivy", version, str(source), {})
-    return Report(str(doc.get("ArtifactName", source)), (scanner,), tuple(findings.merge(out)))
+    return ScanReport(str(doc.get("ArtifactName", source)), (scanner,), tuple(findings.merge(out)))
 
 
 def _finding(vuln: dict[str, Any], result_type: str) -> Finding:

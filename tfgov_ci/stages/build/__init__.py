@@ -1,0 +1,1 @@
+"""The build stage: native, buildah, docker and base backends, and the base image factory."""
