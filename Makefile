@@ -1,29 +1,41 @@
-# tfgov-ci: the two commands of the README are `make setup` and `make demo` / `make test`.
+# tfgov-ci: the two commands of the README are `make demo` (the main job) and `make test` (what CI
+# runs, .ci/run). Each, like `make lint`, first makes sure the set-up is done: scripts/setup.sh (apt,
+# npm, pip; as root) runs when the stamp .venv/.setup-done is missing or older than pyproject.toml or
+# scripts/setup.sh, and is skipped in a moment otherwise. `make setup` runs it again regardless.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.setup-done
 
 .PHONY: setup demo test lint bench clean
 
-setup: ## install tfgov-ci and everything its tests use (Debian; run as root or with sudo)
+setup: ## install tfgov-ci and everything its tests use, checking each part again (Debian; root)
 	scripts/setup.sh
+	touch $(STAMP)
 
-demo: ## run the pipeline on examples/tf-mnist from a throwaway clone
+# The set-up the other targets need; the script skips what is installed already.
+$(STAMP): pyproject.toml scripts/setup.sh
+	scripts/setup.sh
+	touch $@
+
+# One command, nothing after it: demo.py exits with `tfgov-ci run`'s code, which make's failure line
+# shows ("Error 3"); make itself then exits 2, GNU make's status for any failed recipe.
+demo: $(STAMP) ## run the pipeline on examples/tf-mnist from a throwaway clone
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/demo.py
 
-test: ## lint, type-check, then every test tier
+test: $(STAMP) ## lint, type-check, then every test tier
 	$(BIN)/ruff check tfgov_ci tests bench scripts
 	$(BIN)/ruff format --check tfgov_ci tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/tfgov-ci emit --check
 	$(BIN)/pytest
 
-lint:
+lint: $(STAMP) ## lint and type-check only
 	$(BIN)/ruff check tfgov_ci tests bench scripts
 	$(BIN)/ruff format --check tfgov_ci tests bench scripts
 	$(BIN)/mypy
 
-bench: ## benchmarks, each beside its competitor, printed as tables (build: several minutes)
+bench: $(STAMP) ## benchmarks, each beside its competitor, printed as tables (build: several minutes)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/startup.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/build.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/lock.py
