@@ -27,13 +27,15 @@ test: $(STAMP) ## lint, type-check, then every test tier
 	$(BIN)/ruff check tfgov_ci tests bench scripts
 	$(BIN)/ruff format --check tfgov_ci tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/tfgov-ci emit --check
 	$(BIN)/pytest
 
-lint: $(STAMP) ## lint and type-check only
+lint: $(STAMP) ## lint, type-check and the import contracts (pyproject.toml) only
 	$(BIN)/ruff check tfgov_ci tests bench scripts
 	$(BIN)/ruff format --check tfgov_ci tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP) ## benchmarks, each beside its competitor, printed as tables (build: several minutes)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/startup.py

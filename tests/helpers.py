@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -84,6 +85,79 @@ def snapshot(path: Path) -> dict[str, bytes]:
         for p in sorted(path.rglob("*"))
         if p.is_file() and ".git" not in p.parts
     }
+
+
+# Where each backend's "the plan is what ran" check lives: test -> the (stage, backend) pairs it
+# checks with plan_is_what_ran. A new backend without an entry fails the exhaustiveness test in
+# tests/unit/test_pipeline.py.
+PLAN_IS_WHAT_RAN: dict[str, list[tuple[str, str]]] = {
+    "tests/integration/test_native_build.py::"
+    "test_run_publish_pushes_by_digest_the_branch_tag_moves_and_commit_tags_do_not": [
+        ("validate", "builtin"),
+        ("lock", "uv"),
+        ("build", "native"),
+        ("publish", "skopeo"),
+    ],
+    "tests/integration/test_native_build.py::"
+    "test_pip_tools_locks_what_uv_locks_with_the_base_as_constraint_and_builds": [("lock", "pip-tools")],
+    "tests/integration/test_buildah_build.py::"
+    "test_buildah_builds_the_dockerfile_on_the_pinned_base_as_the_configured_user": [("build", "buildah")],
+    "tests/integration/test_buildah_build.py::"
+    "test_docker_builds_the_same_dockerfile_with_the_same_contract": [("build", "docker")],
+    "tests/integration/test_base_pipeline.py::"
+    "test_the_base_pipeline_builds_the_same_digest_and_governs_and_publishes_it": [
+        ("build", "base"),
+        ("sbom", "syft"),
+        ("policy", "regopy"),
+    ],
+    "tests/integration/test_scan_policy.py::test_trivy_and_osv_findings_merge_by_package_and_id": [
+        ("scan", "trivy"),
+        ("scan", "osv"),
+    ],
+    "tests/integration/test_scan_policy.py::"
+    "test_grype_reports_are_imported_by_the_grype_backend_and_a_missing_grype_says_how_to_get_it": [
+        ("scan", "grype")
+    ],
+    "tests/unit/test_policy.py::test_the_opa_engine_runs_the_command_its_plan_shows": [("policy", "opa")],
+}
+
+
+def plan_is_what_ran(
+    repo: Path, stages: list[str], *, args: tuple[str, ...] = ()
+) -> dict[str, list[list[str]]]:
+    """The auditor's check, from the outside: `tfgov-ci plan --format json` beside each stage's
+    result.json: every command a stage ran is one its plan shows (``<...>`` placeholders), every
+    planned command that must run did. Returns the commands that ran, by stage."""
+    from tfgov_ci import pipeline
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tfgov_ci", *args, "plan", "--format", "json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    plans = {stage["stage"]: stage for stage in json.loads(done.stdout)["stages"]}
+    out_dir = Path(json.loads(done.stdout)["context"]["out_dir"])
+    ran: dict[str, list[list[str]]] = {}
+    for stage in stages:
+        result = json.loads((out_dir / stage / "result.json").read_text())
+        assert result["status"] == "passed", result["message"]
+        steps = [
+            pipeline.Step(s["description"], tuple(s["argv"]), s["tool"], s.get("optional", False))
+            for s in plans[stage]["steps"]
+        ]
+        commands = [c["argv"] for c in result["commands"]]
+        assert pipeline.disagreements(steps, commands) == [], (stage, commands)
+        # every command finished (a read may answer "not found", exit 1, which the stage expects)
+        assert all(c["returncode"] is not None for c in result["commands"]), result["commands"]
+        ran[stage] = commands
+    record = json.loads((out_dir / "record.json").read_text())
+    for entry in record["stages"]:
+        if entry["stage"] in ran:
+            assert [c["argv"] for c in entry.get("commands", [])] == ran[entry["stage"]]  # on record
+    return ran
 
 
 def require_tools(*names: str) -> None:

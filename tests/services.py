@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, require_tools
+from tfgov_ci.oci.registry import push_layout
 from tfgov_ci.stages.build import base_factory
-from tfgov_ci.stages.publish.skopeo import push_layout
 from tfgov_ci.testing.registry import LocalRegistry
 
 # Content-addressed (debs and wheels by hash, layers by their inputs): safe to share between runs.

@@ -66,8 +66,9 @@ def _stage_lines(number: int, stage: StagePlan) -> list[str]:
     if stage.tools:
         lines.append(f"   tools:   {', '.join(stage.tools)}")
     for step in stage.steps:
-        if step.argv:
-            lines.append(f"   run:     {' '.join(_relative(arg) for arg in step.argv)}")
+        if step.argv:  # "maybe": a step that may not run (skipped when cached; the JSON says when)
+            verb = "maybe:   " if step.optional else "run:     "
+            lines.append(f"   {verb}{' '.join(_relative(arg) for arg in step.argv)}")
         else:
             lines.append(f"   check:   {_relative(step.description)}")
     lines += [f"   reads:   {shown(path)}" for path in stage.inputs]

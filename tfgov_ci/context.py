@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from tfgov_ci.errors import ContextError
+from tfgov_ci.oci.reference import Reference
 
 if TYPE_CHECKING:
     from tfgov_ci.config import Config
@@ -71,9 +72,11 @@ class CIInfo:
 class ImageRefs:
     """Where the image goes and under which tags."""
 
-    repository: str  # "registry.example.com/ml/fraud-trainer" or "oci:.tfgov/oci:fraud-trainer"
+    repository: str  # "registry.example.com/ml/fraud-trainer" or "oci:.tfgov/oci:fraud-trainer", for people
     tags: tuple[str, ...]
     moving: tuple[str, ...] = ()  # the branch tag: it follows the branch; every other tag is immutable
+    # the repository in the registry (no tag, no digest); None: the local OCI layout
+    remote: Reference | None = None
 
     @property
     def refs(self) -> tuple[str, ...]:
@@ -107,7 +110,9 @@ class Context:
         tags = commit_tags(self.git, self.ci)
         branch = self.git.branch or self.ci.branch
         moving = tuple(t for t in commit_tags(self.git, self.ci, only_branch=True) if branch and t in tags)
-        return ImageRefs(image_repository(self.config), tags, moving)
+        image = self.config.image
+        remote = Reference(image.registry, image.repository) if image.registry else None
+        return ImageRefs(image_repository(self.config), tags, moving, remote)
 
 
 def image_repository(config: Config) -> str:

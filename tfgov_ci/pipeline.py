@@ -1,8 +1,12 @@
 """The stage protocol, the stage table, and the runner behind ``plan`` and ``run``.
 
 A backend's ``plan(ctx)`` describes, without side effects, what it would do: the commands and
-tools, inputs, outputs and image references. ``tfgov-ci plan`` prints that object;
-``tfgov-ci run`` hands the very same object to ``run(ctx, plan)``, so the two cannot drift.
+tools, inputs, outputs and image references. ``tfgov-ci plan`` prints that object; ``tfgov-ci
+run`` hands the very same object to ``run(ctx, plan)``, records every command the backend starts
+(:func:`tfgov_ci.tools.recording`) and checks them against the plan's steps (:func:`disagreements`):
+a command the plan did not show, or a planned command that did not run, fails the stage. The
+result and the build record list the commands that ran, so an auditor reads what ran, not what
+was meant to.
 A stage reads earlier stages' results only from the out directory (``<out>/<stage>/result.json``),
 so each CI job can run exactly one stage with the out directory passed along as artifacts.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -20,7 +25,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from tfgov_ci import _resources
+from tfgov_ci import _resources, tools
 from tfgov_ci._files import atomic_write_json, load_yaml, schema_problems
 from tfgov_ci.context import Context  # cheap: GitPython is imported only when git is read
 from tfgov_ci.errors import (
@@ -30,6 +35,11 @@ from tfgov_ci.errors import (
     StageInputError,
     TfgovError,
 )
+
+
+class PlanMismatch(TfgovError):
+    """A backend ran commands its plan did not show (exit 3: a bug in tfgov-ci or a plug-in)."""
+
 
 ENTRY_POINT_GROUP = "tfgov_ci.backends"
 RESULT_FILE = "result.json"
@@ -41,11 +51,60 @@ RESULT_SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Step:
-    """One thing a stage does: an external command (argv + tool) or an in-process action."""
+    """One thing a stage does: an external command (argv + tool) or an in-process action.
+
+    In ``argv``, ``<...>`` stands for what is known only when the stage runs (a digest, a private
+    file), and an argument that is just ``<*...>`` for any number of arguments (the platforms a
+    base names); ``optional`` steps may not run (a pull skipped when cached): the description says
+    when.
+    """
 
     description: str
     argv: tuple[str, ...] = ()
     tool: str | None = None  # None: done in-process by tfgov-ci itself
+    optional: bool = False
+
+    def matches(self, argv: Sequence[str]) -> bool:
+        """Whether a command that ran is this step's (``<...>`` matching any text)."""
+        return _pattern(self.argv).fullmatch("".join(f"{arg}\0" for arg in argv)) is not None
+
+
+@cache
+def _pattern(planned: tuple[str, ...]) -> re.Pattern[str]:
+    """One regular expression over the NUL-joined argv: ``<...>`` is any text within one argument,
+    an argument ``<*...>`` any number of whole arguments."""
+    out = []
+    for token in planned:
+        if re.fullmatch(r"<\*[^<>]+>", token):
+            out.append("(?:[^\0]*\0)*?")
+        else:
+            parts = re.split(r"<[^<>]+>", token)
+            out.append("[^\0]+".join(re.escape(part) for part in parts) + "\0")
+    return re.compile("".join(out))
+
+
+def disagreements(steps: Sequence[Step], ran: Sequence[Sequence[str]]) -> list[str]:
+    """How the commands that ran differ from the planned steps, in order (empty: they agree)."""
+    planned = [step for step in steps if step.argv]
+    problems: list[str] = []
+    index = 0
+    for argv in ran:
+        at = index
+        while at < len(planned) and not planned[at].matches(argv):
+            if not planned[at].optional:
+                break
+            at += 1
+        if at < len(planned) and planned[at].matches(argv):
+            index = at + 1
+            continue
+        # A step may repeat (the same command again, e.g. a retried read): the one just matched.
+        if index > 0 and planned[index - 1].matches(argv):
+            continue
+        problems.append(f"ran a command the plan does not show: {' '.join(argv)}")
+    problems += [
+        f"planned command did not run: {' '.join(step.argv)}" for step in planned[index:] if not step.optional
+    ]
+    return problems
 
 
 @dataclass(frozen=True)
@@ -78,12 +137,15 @@ class StageResult:
     outputs: Mapping[str, str] = field(default_factory=dict)
     data: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    # every external command the stage ran, in order (filled in by the runner)
+    commands: tuple[tools.Ran, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["schema_version"] = RESULT_SCHEMA_VERSION
         out["outputs"], out["data"] = dict(self.outputs), dict(self.data)
         out["warnings"] = list(self.warnings)
+        out["commands"] = [command.to_json() for command in self.commands]
         return out
 
 
@@ -132,6 +194,7 @@ class Backend(Protocol):
 
     stage: ClassVar[str]
     name: ClassVar[str]
+    tools: ClassVar[tuple[str, ...]]  # the external tools it may run (argv[0] of its plan's steps)
 
     def __init__(self, options: Mapping[str, Any]) -> None: ...
 
@@ -145,9 +208,12 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class StageSpec:
+    """One row of the stage table: everything the runner, the CLI and the CI emitters know of a
+    stage. The tools a backend runs are the backend class's own (``tools``), not the table's."""
+
     name: str
     summary: str
-    backends: Mapping[str, tuple[str, ...]]  # built-in backend -> external tools; first = default
+    backends: tuple[str, ...]  # the built-in backends; the first is the default
     needs: tuple[str, ...] = ()  # earlier stages whose results this one reads
     makes_image: bool = False  # it makes or pushes the image references
     # "module:Class" taking a list of backends and acting as one, when several may run together
@@ -156,49 +222,60 @@ class StageSpec:
     # Files under the out directory that CI systems read: report kind (GitLab's artifacts:reports
     # names: cyclonedx, container_scanning, junit, dotenv) -> path. The emitted templates use them.
     reports: Mapping[str, str] = field(default_factory=dict)
+    # It reads or writes the registry: CI hands its job the registry's credentials.
+    uses_registry: bool = False
+    # CI may let the pipeline go on when this stage fails, and why that is safe (an input of the
+    # GitLab template, `<stage>-allow-failure`, and a setting of the Jenkins library,
+    # `allow<Stage>Failure`); None: a failure always stops the pipeline.
+    soft_failure: str | None = None
 
     @property
     def default_backend(self) -> str:
-        return next(iter(self.backends))
+        return self.backends[0]
 
 
 STAGES: dict[str, StageSpec] = {
     spec.name: spec
     for spec in (
         StageSpec(
-            "validate", "config, naming, base pinned and allowed, runtime versions coherent", {"builtin": ()}
+            "validate", "config, naming, base pinned and allowed, runtime versions coherent", ("builtin",)
         ),
         StageSpec(
             "lock",
             "resolve requirements with hashes for the base's Python and platform",
-            {"uv": ("uv",), "pip-tools": ("pip-compile",)},
+            ("uv", "pip-tools"),
             ("validate",),
+            uses_registry=True,  # the base's labels
         ),
         StageSpec(
             "build",
             "image from base + locked deps + app; commit tags; OCI labels",
-            {"native": (), "buildah": ("buildah",), "docker": ("dockerd",), "base": ()},
+            ("native", "buildah", "docker", "base"),
             ("validate", "lock"),
             makes_image=True,
+            uses_registry=True,  # the base, pulled by digest
         ),
         StageSpec(
             "sbom",
             "SPDX and CycloneDX of the built image; lock-versus-image drift",
-            {"syft": ("syft",)},
+            ("syft",),
             ("build",),
             reports={"cyclonedx": "sbom/sbom.cdx.json"},
+            uses_registry=True,  # with options.source: registry, the pushed image
         ),
         StageSpec(
             "scan",
             "vulnerability findings in one normalised schema",
-            {"trivy": ("trivy",), "grype": ("grype",), "osv": ()},
+            ("trivy", "grype", "osv"),
             ("build", "sbom"),
             combine="tfgov_ci.stages.scan.interface:Combined",
+            soft_failure="a scanner outage; the policy job still needs a scan result, so nothing "
+            "unscanned is published",
         ),
         StageSpec(
             "policy",
             "Rego gate over one input document, exceptions applied, fail-closed",
-            {"regopy": (), "opa": ("opa",)},
+            ("regopy", "opa"),
             ("build", "sbom", "scan"),
             reports={
                 "junit": "policy/junit.xml",
@@ -208,18 +285,20 @@ STAGES: dict[str, StageSpec] = {
         StageSpec(
             "sign",
             "sign by digest; attest SBOM, provenance, scan and policy decision",
-            {"cosign": ("cosign",)},
+            ("cosign",),
             ("build", "policy"),
+            uses_registry=True,
         ),
         StageSpec(
             "publish",
             "push by digest, then tags; attach the SBOM",
-            {"skopeo": ("skopeo",)},
+            ("skopeo",),
             ("build", "policy"),  # nothing is pushed without a passing policy decision
             makes_image=True,
             reports={"dotenv": "publish/tfgov.env"},  # TFGOV_IMAGE, TFGOV_IMAGE_DIGEST for deploy jobs
+            uses_registry=True,
         ),
-        StageSpec("record", "build record, inventory row, provenance", {"builtin": ()}, ("build",)),
+        StageSpec("record", "build record, inventory row, provenance", ("builtin",), ("build",)),
     )
 }
 
@@ -233,6 +312,13 @@ def registered_backends() -> dict[str, dict[str, EntryPoint]]:
         if stage in table and backend:
             table[stage][backend] = ep
     return table
+
+
+def backend_tools(stage: str, backend: str) -> tuple[str, ...]:
+    """The tools a backend may run (``a+b``: both's), from its class; () when it is not installed."""
+    found = registered_backends()[stage]
+    names = [name for name in backend.split("+") if name in found]
+    return tuple(dict.fromkeys(tool for name in names for tool in getattr(found[name].load(), "tools", ())))
 
 
 def backend_choices(stage: str) -> list[str]:
@@ -371,7 +457,7 @@ def _pending_plan(ctx: Context, stage: str, backend: str, images: tuple[str, ...
         backend=backend,
         available=False,
         summary=spec.summary,
-        tools=spec.backends.get(backend, ()),
+        tools=(),  # no backend class to say which
         inputs=tuple(str(result_path(ctx.out_dir, need)) for need in spec.needs),
         outputs=(str(result_path(ctx.out_dir, stage)),),
         images=images if spec.makes_image else (),
@@ -470,6 +556,10 @@ def read_result(ctx: Context, stage: str) -> StageResult:
         )
     data.pop("schema_version")
     data["warnings"] = tuple(data["warnings"])
+    data["commands"] = tuple(
+        tools.Ran(tuple(c["argv"]), c["executable"], c["returncode"], c["seconds"])
+        for c in data.get("commands", ())
+    )
     return StageResult(**data)
 
 
@@ -477,6 +567,17 @@ def write_result(ctx: Context, result: StageResult) -> Path:
     path = result_path(ctx.out_dir, result.stage)
     atomic_write_json(path, result.to_json())
     return path
+
+
+def check_agreement(stage_plan: StagePlan, ran: Sequence[tools.Ran]) -> None:
+    """:class:`PlanMismatch` when the commands a stage ran are not the ones its plan shows."""
+    problems = disagreements(stage_plan.steps, [command.argv for command in ran])
+    if problems:
+        raise PlanMismatch(
+            f"stage {stage_plan.stage!r} (backend {stage_plan.backend}) did not run what its plan "
+            f"shows: {'; '.join(problems[:3])}",
+            "this is a bug in the backend: report it, with `tfgov-ci plan --format json` and the result",
+        )
 
 
 class Reporter(Protocol):
@@ -518,6 +619,7 @@ def run(
         reporter.stage_started(stage_plan)
         started, t0 = now(), clock()
         error: TfgovError | None = None
+        ran: list[tools.Ran] = []
         try:
             impl = instantiate(ctx, stage_plan.stage, stage_plan.backend)
             if impl is None or not stage_plan.available:
@@ -525,7 +627,10 @@ def run(
                     f"stage {stage_plan.stage!r} (backend {stage_plan.backend}) is not available yet",
                     "this version of tfgov-ci plans it but cannot run it; see the CHANGELOG",
                 )
-            result = impl.run(ctx, stage_plan)
+            with tools.recording() as ran:
+                result = impl.run(ctx, stage_plan)
+            if result.status == "passed":
+                check_agreement(stage_plan, ran)
         except TfgovError as exc:
             error = exc
             status = (
@@ -544,6 +649,7 @@ def run(
                 duration_s=round(clock() - t0, 3),
                 message=exc.message,
             )
+        result = replace(result, commands=tuple(ran))
         write_result(ctx, result)
         results.append(result)
         reporter.stage_finished(result)

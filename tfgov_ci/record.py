@@ -18,7 +18,7 @@ from tfgov_ci import __version__, _resources, tools
 from tfgov_ci._files import atomic_write_json
 from tfgov_ci.context import Context
 from tfgov_ci.errors import ContextError
-from tfgov_ci.pipeline import STAGES, PipelineDef, chosen_backend, describe, now, result_path
+from tfgov_ci.pipeline import PipelineDef, backend_tools, chosen_backend, describe, now, result_path
 
 RECORD_FILE = "record.json"
 
@@ -30,7 +30,7 @@ def build(ctx: Context, pipeline: PipelineDef) -> dict[str, Any]:
     tool_names = {"git"}
     for stage in pipeline.stages:
         backend = chosen_backend(ctx, pipeline, stage)
-        tool_names.update(STAGES[stage].backends.get(backend, ()))
+        tool_names.update(backend_tools(stage, backend))
         entry = _stage_entry(ctx, stage) or {"stage": stage, "backend": backend, "status": "not-run"}
         stages.append(entry)
         statuses.append(entry["status"])
@@ -90,7 +90,17 @@ def _stage_entry(ctx: Context, stage: str) -> dict[str, Any] | None:
         return None
     if data.get("commit") != ctx.git.sha or data.get("config_digest") != ctx.config.digest:
         return None  # another commit's result: not part of this build
-    keys = ("stage", "backend", "status", "started", "finished", "duration_s", "message", "outputs")
+    keys = (
+        "stage",
+        "backend",
+        "status",
+        "started",
+        "finished",
+        "duration_s",
+        "message",
+        "outputs",
+        "commands",
+    )
     return {key: data[key] for key in keys if key in data}
 
 

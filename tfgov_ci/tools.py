@@ -7,12 +7,15 @@ stderr and an install hint.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +68,47 @@ class Completed:
     stderr: str
 
 
+@dataclass(frozen=True)
+class Ran:
+    """One command a stage ran, for its result and the build record (argv redacted; argv[0] is
+    the tool's name as a plan shows it, ``executable`` what ran in its place)."""
+
+    argv: tuple[str, ...]
+    executable: str
+    returncode: int | None  # None: it did not finish (timed out)
+    seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "argv": list(self.argv),
+            "executable": self.executable,
+            "returncode": self.returncode,
+            "seconds": self.seconds,
+        }
+
+
+_ran: contextvars.ContextVar[list[Ran] | None] = contextvars.ContextVar("tfgov_ran", default=None)
+
+
+def record(argv: Sequence[str], executable: str, returncode: int | None, seconds: float) -> None:
+    """Note a command started without :func:`run` (one that runs in the background while tfgov-ci
+    works, such as ``opa eval``), so that the stage's record lists it too."""
+    commands = _ran.get()
+    if commands is not None:
+        commands.append(Ran(tuple(argv), executable, returncode, round(seconds, 3)))
+
+
+@contextmanager
+def recording() -> Iterator[list[Ran]]:
+    """Every command :func:`run` starts inside the block, in order (the runner wraps each stage)."""
+    commands: list[Ran] = []
+    token = _ran.set(commands)
+    try:
+        yield commands
+    finally:
+        _ran.reset(token)
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -73,14 +117,20 @@ def run(
     cwd: str | None = None,
     check: bool = True,
     timeout: float | None = None,
+    executable: Sequence[str] = (),
 ) -> Completed:
-    """Run a tool and capture its output; outputs and argv come back with secrets redacted."""
+    """Run a tool and capture its output; outputs and argv come back with secrets redacted.
+
+    ``executable``: what runs in place of ``argv[0]`` (uv's own binary for "uv"), so that the
+    recorded argv reads as the plan shows it."""
     secret_list = list(secrets)
     shown = tuple(redact(arg, secret_list) for arg in argv)
-    executable = which(argv[0])
+    located = [*executable] if executable else [which(argv[0])]
+    commands = _ran.get()
+    started = time.monotonic()
     try:
         proc = subprocess.run(
-            [executable, *argv[1:]],
+            [*located, *argv[1:]],
             env=dict(env) if env is not None else None,
             cwd=cwd,
             capture_output=True,
@@ -89,7 +139,11 @@ def run(
             check=False,
         )
     except subprocess.TimeoutExpired:
+        if commands is not None:
+            commands.append(Ran(shown, " ".join(located), None, round(time.monotonic() - started, 3)))
         raise ToolError(f"{argv[0]} did not finish within {timeout} s", argv=shown) from None
+    if commands is not None:
+        commands.append(Ran(shown, " ".join(located), proc.returncode, round(time.monotonic() - started, 3)))
     result = Completed(
         shown, proc.returncode, redact(proc.stdout, secret_list), redact(proc.stderr, secret_list)
     )

@@ -153,29 +153,14 @@ class WheelCache:
                     for r in missing
                 )
             )
-            argv = [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--require-hashes",
-                "--python-version",
+            argv = download_argv(
                 target.python,
-                "--implementation",
-                "cp",
-                "--abi",
-                f"cp{target.python.replace('.', '')}",
-                "--dest",
+                [arg for platform in target.platforms for arg in ("--platform", platform)],
+                index_args,
                 str(Path(tmp) / "wheels"),
-                *[arg for platform in target.platforms for arg in ("--platform", platform)],
-                *index_args,
-                "-r",
                 str(req_file),
-            ]
-            done = tools.run(argv, check=False, timeout=1800)
+            )
+            done = tools.run(argv, executable=[sys.executable, "-m", "pip"], check=False, timeout=1800)
             if done.returncode != 0:
                 raise WheelError(
                     *_explain_download_failure(done.stderr, target),
@@ -195,6 +180,33 @@ class WheelCache:
                 wheel.replace(folder / wheel.name)
                 out[req.name] = folder / wheel.name
         return out
+
+
+def download_argv(
+    python: str, platforms: list[str], index_args: list[str], dest: str, requirements: str
+) -> list[str]:
+    """``pip download`` of hashed wheels for another Python and platform (argv[0] "pip": it runs as
+    this Python's ``-m pip``); a plan passes placeholders."""
+    return [
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--require-hashes",
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "--abi",
+        f"cp{python.replace('.', '')}" if not python.startswith("<") else "<cp abi>",
+        "--dest",
+        dest,
+        *platforms,
+        *index_args,
+        "-r",
+        requirements,
+    ]
 
 
 def _explain_download_failure(stderr: str, target: Target) -> tuple[str, str]:

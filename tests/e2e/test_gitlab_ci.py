@@ -81,7 +81,7 @@ def ci_repo(
 def test_every_job_passes_the_image_is_pushed_and_the_deploy_job_gets_its_digest(
     ci_repo: Path, session_registry: LocalRegistry
 ) -> None:
-    from tfgov_ci.stages.publish.skopeo import Access, remote_digest
+    from tfgov_ci.oci.registry import Access, remote_digest
 
     done = gitlab_ci_local(ci_repo)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
@@ -98,7 +98,7 @@ def test_every_job_passes_the_image_is_pushed_and_the_deploy_job_gets_its_digest
 def test_a_policy_violation_fails_the_policy_job_and_nothing_is_published(
     ci_repo: Path, session_registry: LocalRegistry
 ) -> None:
-    from tfgov_ci.stages.publish.skopeo import Access, remote_digest
+    from tfgov_ci.oci.registry import Access, remote_digest
 
     config = ci_repo / "tfgov.yaml"
     config.write_text(config.read_text() + "  policy:\n    options: {max_image_mb: 1}\n")

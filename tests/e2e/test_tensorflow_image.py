@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import EXAMPLE, CliResult, extract_image, git, make_repo, require_tools, run_in_rootfs
 from tests.services import BuiltBase
-from tfgov_ci.stages.publish.skopeo import push_layout
+from tfgov_ci.oci.registry import push_layout
 from tfgov_ci.testing.registry import LocalRegistry
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CliResult, git, make_repo, require_tools
+from tests.helpers import CliResult, git, make_repo, plan_is_what_ran, require_tools
 from tests.integration.test_native_build import UNRELATED_ADVISORY
 from tests.services import SMALL_BASE
 from tfgov_ci.testing.registry import LocalRegistry
@@ -58,7 +58,7 @@ def base_repo(
 def test_the_base_pipeline_builds_the_same_digest_and_governs_and_publishes_it(
     base_repo: tuple[Path, str], session_registry: LocalRegistry, cli: Callable[..., CliResult]
 ) -> None:
-    from tfgov_ci.stages.publish.skopeo import Access, remote_digest
+    from tfgov_ci.oci.registry import Access, remote_digest
 
     repo, direct = base_repo
     for stage in STAGES:
@@ -75,6 +75,10 @@ def test_the_base_pipeline_builds_the_same_digest_and_governs_and_publishes_it(
     sha = git(repo, "rev-parse", "HEAD")
     access = Access(session_registry.host, False, None, None)
     assert remote_digest(f"{session_registry.host}/platform/py-base-governed", sha, access) == direct
+    ran = plan_is_what_ran(repo, list(STAGES))
+    assert {c[0] for c in ran["build"]} <= {"apt-get", "dpkg-deb", "pip"} and ran["build"]  # from the lock
+    assert ran["sbom"][0][:2] == ["syft", "scan"]
+    assert ran["policy"] == []  # regopy evaluates in-process
 
 
 def test_a_base_pipeline_without_its_committed_lock_is_refused(

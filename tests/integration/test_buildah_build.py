@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CliResult, extract_image, git, make_repo, require_tools, run_in_rootfs
+from tests.helpers import (
+    CliResult,
+    extract_image,
+    git,
+    make_repo,
+    plan_is_what_ran,
+    require_tools,
+    run_in_rootfs,
+)
 from tests.integration.test_native_build import APP, model_config
 from tests.services import BuiltBase
 from tfgov_ci.testing.registry import LocalRegistry
@@ -72,6 +80,9 @@ def test_buildah_builds_the_dockerfile_on_the_pinned_base_as_the_configured_user
     done = run_in_rootfs(rootfs, ["/usr/bin/python3", "/app/app.py"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("hello from buildah on 3.11")
+    ran = plan_is_what_ran(docker_project, ["validate", "lock", "build"])
+    assert [c[0] for c in ran["build"][-4:]] == ["skopeo", "buildah", "buildah", "buildah"]
+    assert [c[7] for c in ran["build"][-3:]] == ["bud", "push", "rmi"]  # after buildah's storage options
 
 
 def test_docker_builds_the_same_dockerfile_with_the_same_contract(
@@ -103,6 +114,9 @@ def test_docker_builds_the_same_dockerfile_with_the_same_contract(
     assert inner["Labels"]["org.opencontainers.image.revision"] == sha
     done = run_in_rootfs(rootfs, ["/usr/bin/python3", "/app/app.py"])
     assert done.returncode == 0, done.stderr
+    ran = plan_is_what_ran(docker_project, ["validate", "lock", "build"])
+    # The base into the engine, the image out of it: skopeo; the build itself goes through the SDK.
+    assert [c[3] for c in ran["build"][-2:]] == ["--dest-daemon-host", "--src-daemon-host"]
     assert done.stdout.startswith("hello from buildah on 3.11")  # the same app, another builder
 
 

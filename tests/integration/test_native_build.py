@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CliResult, extract_image, git, make_repo, run_in_rootfs
+from tests.helpers import CliResult, extract_image, git, make_repo, plan_is_what_ran, run_in_rootfs
 from tests.services import BuiltBase
-from tfgov_ci.stages.publish.skopeo import push_layout
+from tfgov_ci.oci.registry import push_layout
 from tfgov_ci.testing.registry import LocalRegistry
 from tfgov_ci.wheels import Target, manylinux_platforms
 
@@ -232,7 +232,7 @@ def test_a_base_that_does_not_exist_is_a_clear_error(
 def test_run_publish_pushes_by_digest_the_branch_tag_moves_and_commit_tags_do_not(
     model: Path, session_registry: LocalRegistry, cli: Callable[..., CliResult]
 ) -> None:
-    from tfgov_ci.stages.publish.skopeo import Access, remote_digest
+    from tfgov_ci.oci.registry import Access, remote_digest
 
     first = build(cli, model)["data"]
     refused = cli("run", "publish", cwd=model)
@@ -258,6 +258,15 @@ def test_run_publish_pushes_by_digest_the_branch_tag_moves_and_commit_tags_do_no
         "passed",
         "passed",
     ]
+    ran = plan_is_what_ran(model, ["validate", "lock", "build", "sbom", "scan", "policy", "publish"])
+    assert ran["validate"] == []  # in-process
+    assert [c[:3] for c in ran["lock"]] == [["skopeo", "inspect", "--config"], ["uv", "pip", "compile"]]
+    assert ran["build"][0] == ["git", "status", "--porcelain", "--", str(model / "requirements.lock")]
+    second_sha = git(model, "rev-parse", "HEAD")
+    pushed = [c[-1] for c in ran["publish"] if c[1] == "copy"]
+    assert pushed[:4] == [f"docker://{repository}@{second['digest']}"] + [
+        f"docker://{repository}:{tag}" for tag in (second_sha, second_sha[:8], "main")
+    ]  # by digest first, then each tag (none named this digest yet)
 
 
 def test_without_a_registry_publish_fills_the_local_oci_layout(
@@ -421,9 +430,27 @@ def test_pip_tools_locks_what_uv_locks_with_the_base_as_constraint_and_builds(
     git(tmp_path / "pip-tools", "commit", "-qm", "lock")
     built = build(cli, tmp_path / "pip-tools")
     assert built["data"]["installed"] == ["pyyaml==6.0.2"]  # six comes from the base
+    ran = plan_is_what_ran(tmp_path / "pip-tools", ["lock", "build"])
+    assert ran["lock"][1][0] == "pip-compile"  # as the plan names it; piptools ran
     (tmp_path / "pip-tools" / "requirements.txt").write_text("six>=1.18\n")
     refused = cli("lock", cwd=tmp_path / "pip-tools")
     assert refused.code == 2 and "the base pins six 1.17.0; requirements.txt asks for >=1.18" in refused.err
+
+
+def test_a_later_stage_reads_the_build_from_where_the_out_directory_is_now(
+    model: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """In CI the out directory travels between jobs as an artifact, and a later job may unpack it
+    under another path: the built image is read from this out directory, not from the path the
+    build job wrote in its result."""
+    build(cli, model)
+    moved = tmp_path / "artifact" / "out"
+    moved.parent.mkdir()
+    (model / ".tfgov" / "out").rename(moved)
+    result = cli("--out", str(moved), "run", "sbom", cwd=model)
+    assert result.code == 0, result.err
+    sbom = json.loads((moved / "sbom" / "result.json").read_text())
+    assert sbom["commands"][0]["argv"][2] == f"oci-dir:{moved / 'build' / 'oci'}"
 
 
 def test_publish_attaches_the_sboms_and_sbom_fetch_finds_them_again_by_digest(

@@ -14,10 +14,10 @@ import pytest
 from tests.helpers import require_tools
 from tests.services import BuiltBase
 from tfgov_ci.oci import image as oci_image
+from tfgov_ci.oci import reference
 from tfgov_ci.oci.layer import LayerBuilder
 from tfgov_ci.oci.layout import Layout
-from tfgov_ci.stages.publish.interface import PublishError, TagConflict
-from tfgov_ci.stages.publish.skopeo import Access, push_layout, remote_digest
+from tfgov_ci.oci.registry import Access, Registry, RegistryError, TagConflict, push_layout, remote_digest
 from tfgov_ci.testing.registry import LocalRegistry
 
 
@@ -46,6 +46,9 @@ def test_push_by_digest_then_tags(registry: LocalRegistry, tmp_path: Path) -> No
     reg = Access(registry.host, False, None, None)
     for tag in ("a" * 40, "aaaaaaaa", "main"):
         assert remote_digest(repo, tag, reg) == digest
+    client = Registry(reg)
+    assert sorted(client.tags(reference.parse(repo))) == sorted(("a" * 40, "aaaaaaaa", "main"))
+    assert client.tags(reference.parse(f"{registry.host}/ml/nothing-here")) == []  # no such repository
 
 
 def test_a_commit_tag_never_moves_without_force_retag(registry: LocalRegistry, tmp_path: Path) -> None:
@@ -86,7 +89,7 @@ def test_a_wrong_password_says_authentication_failed_and_never_echoes_it(
     auth_registry: LocalRegistry, tmp_path: Path
 ) -> None:
     env = {"TFGOV_REGISTRY_USER": "ci-bot", "TFGOV_REGISTRY_PASSWORD": "wrong-Pa55word"}
-    with pytest.raises(PublishError) as raised:
+    with pytest.raises(RegistryError) as raised:
         push_layout(
             *tiny_image(tmp_path / "a", "one"), f"{auth_registry.host}/ml/hello", ("t1",), {}, env=env
         )
@@ -106,7 +109,7 @@ def test_tls_with_the_registry_ca_works_and_without_it_fails_clearly(tmp_path: P
         other = tmp_path / "other"
         other.mkdir()
         wrong_ca = LocalRegistry._certificate(other)  # a CA that did not sign the registry's certificate
-        with pytest.raises(PublishError, match="TLS to"):
+        with pytest.raises(RegistryError, match="TLS to"):
             push_layout(*image, repo, ("t2",), {reg.host: {"ca_file": str(wrong_ca)}}, env={})
 
 
@@ -115,7 +118,7 @@ def test_a_registry_that_is_down_is_a_clear_exit_3(tmp_path: Path) -> None:
     reg = LocalRegistry().start()
     host = reg.host
     reg.close()
-    with pytest.raises(PublishError, match=f"registry {host} is unreachable") as raised:
+    with pytest.raises(RegistryError, match=f"registry {host} is unreachable") as raised:
         push_layout(*tiny_image(tmp_path / "a", "one"), f"{host}/ml/hello", ("t1",), {}, env={})
     assert raised.value.exit_code == 3
 
@@ -142,7 +145,7 @@ def test_a_push_cut_off_midway_leaves_no_tag_and_the_next_run_completes_it(tmp_p
         reg.stop()  # the registry goes away while the big blob is uploading
         thread.join(timeout=300)
         assert failure, "the push should have failed: the registry was stopped during the upload"
-        assert isinstance(failure[0], PublishError)
+        assert isinstance(failure[0], RegistryError)
         reg.restart()
         access = Access(reg.host, False, None, None)
         assert remote_digest(repo, "t1", access) is None  # no tag names an incomplete image

@@ -13,7 +13,7 @@ from xml.etree import ElementTree as ET
 import jsonschema
 import pytest
 
-from tests.helpers import ROOT, CliResult, git, make_repo, require_tools
+from tests.helpers import ROOT, CliResult, git, make_repo, plan_is_what_ran, require_tools
 from tests.integration.test_native_build import APP, model_config
 from tests.services import BuiltBase
 from tfgov_ci.testing.registry import LocalRegistry
@@ -117,6 +117,8 @@ def test_trivy_and_osv_findings_merge_by_package_and_id(
     assert result["backend"] == "trivy+osv"
     assert result["data"]["total"] == len(found) and result["data"]["fixable"] == 2
     assert [s["name"] for s in result["data"]["scanners"]] == ["trivy", "osv"]
+    ran = plan_is_what_ran(governed, ["scan"])
+    assert [c[:2] for c in ran["scan"]] == [["trivy", "image"]]  # osv matches in-process
 
 
 def test_the_policy_denies_a_fixable_high_then_a_governed_exception_lets_it_through(
@@ -247,6 +249,7 @@ def test_grype_reports_are_imported_by_the_grype_backend_and_a_missing_grype_say
     git(governed, "commit", "-qm", "grype report")
     stages(cli, governed, *UP_TO_SCAN)
     assert len(findings_of(governed)) == 5
+    assert plan_is_what_ran(governed, ["scan"]) == {"scan": []}  # an imported report: nothing runs
     (governed / "tfgov.yaml").write_text(text[:start] + "  scan:\n    backend: grype\n")
     git(governed, "commit", "-qam", "grype itself")
     stages(cli, governed, *UP_TO_SCAN[:-1])

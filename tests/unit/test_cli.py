@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,111 @@ def test_allow_dirty_plans_with_dirty_tags(example_repo: Path, cli: Callable[...
     result = cli("plan", "--allow-dirty", cwd=example_repo)
     assert result.code == 0
     assert "DIRTY" in result.out
-    tags = re.findall(r"registry\.example\.com/ml/tf-mnist:(\S+)", result.out)
+    # (the referrers tag fallback, sha256-<digest hex>, names the digest, not the commit)
+    tags = re.findall(r"registry\.example\.com/ml/tf-mnist:(?!sha256-)(\S+)", result.out)
     assert tags and all(tag.endswith("-dirty") for tag in tags)
     assert snapshot(example_repo) == before
+
+
+def test_every_command_and_action_has_a_handler_in_its_own_module() -> None:
+    def leaves(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not groups:
+            handler = parser.get_default("handler")
+            assert handler is not None, " ".join(path)
+            assert handler.__module__ == f"tfgov_ci.commands.{path[0]}", " ".join(path)
+            yield path
+        for group in groups:
+            for name, action in group.choices.items():
+                yield from leaves(action, (*path, name))
+
+    commands = dict.fromkeys(path[0] for path in leaves(_cli.build_parser(), ()))
+    assert list(commands) == [module.__name__.rpartition(".")[2] for module in _cli.COMMANDS]
+
+
+def test_run_offers_exactly_the_stages_of_the_stage_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from tfgov_ci.pipeline import STAGES
+
+    parser = _cli.build_parser()
+    for name in STAGES:
+        assert parser.parse_args(["run", name]).stage == name
+    with pytest.raises(SystemExit) as raised:
+        parser.parse_args(["run", "--help"])
+    assert raised.value.code == 0
+    assert f"STAGE one stage: {', '.join(STAGES)}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_unknown_stage_is_a_usage_error_naming_every_stage(cli: Callable[..., CliResult]) -> None:
+    from tfgov_ci.pipeline import STAGES
+
+    result = cli("run", "deploy")
+    assert result.code == 2
+    assert result.err == (
+        "error: tfgov-ci run: argument STAGE: invalid choice: 'deploy' "
+        f"(choose from {', '.join(map(repr, STAGES))}) (hint: see `tfgov-ci run --help`)\n"
+    )
+
+
+def test_building_the_parser_imports_none_of_the_library() -> None:
+    """What keeps `tfgov-ci --version` as fast as bare Python: the handlers import the library."""
+    code = (
+        "import sys\n"
+        "from tfgov_ci import _cli\n"
+        "_cli.build_parser().format_help()\n"
+        "print(*sorted(m for m in sys.modules if m.startswith('tfgov_ci')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    loaded = set(done.stdout.split())
+    parser_modules = {"tfgov_ci", "tfgov_ci._cli", "tfgov_ci.errors", "tfgov_ci.commands"}
+    assert {m for m in loaded if not m.startswith("tfgov_ci.commands.")} == parser_modules
+
+
+def test_gitlab_note_looks_for_the_summary_the_policy_stage_writes(
+    tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TFGOV_GITLAB_TOKEN", "glpat-unused")
+    server = ("--url", "https://gitlab.example.com", "--project", "42")
+    default = cli("gitlab", "note", *server, cwd=tmp_path)
+    assert default.code == 2
+    assert default.err.startswith(f"error: {Path('.tfgov/out/policy/summary.md')}: no policy summary")
+    given = cli("gitlab", "note", *server, "--out", str(tmp_path / "elsewhere"), cwd=tmp_path)
+    assert given.err.startswith(f"error: {tmp_path / 'elsewhere/policy/summary.md'}: no policy summary")
+
+
+@pytest.mark.parametrize("registry", ["registry.example.com", None])
+def test_base_build_pushes_the_layout_when_the_definition_names_a_registry(
+    registry: str | None, tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tfgov_ci.oci import registry as registry_mod
+    from tfgov_ci.oci.reference import Reference
+    from tfgov_ci.stages.build import base_factory
+
+    image = "  name: tf-base\n  repository: platform/tf-base\n" + (
+        f"  registry: {registry}\n" if registry else ""
+    )
+    (tmp_path / "tfgov-base.yaml").write_text(
+        f"version: 1\nimage:\n{image}debian:\n  packages: [python3.11-minimal]\npython: '3.11'\n"
+    )
+    tag, digest = "python3.11-0123456789ab", "sha256:" + "a" * 64
+    pushes: list[tuple[object, ...]] = []
+
+    def build(definition: object, out: Path, cache: Path, **kwargs: object) -> base_factory.BaseImage:
+        return base_factory.BaseImage(out, tag, digest, 2_000_000, 3, 0)
+
+    def push_layout(layout: Path, ref: str, at: str, target: Reference, tags: tuple[str, ...], *rest: object):
+        pushes.append((layout, ref, at, target, tags))
+        return {"reference": f"{target.registry}/{target.repository}@{at}"}
+
+    monkeypatch.setattr(base_factory, "build", build)
+    monkeypatch.setattr(registry_mod, "push_layout", push_layout)
+    result = cli("base", "build", cwd=tmp_path)
+    assert result.code == 0, result.err
+    layout = tmp_path / ".tfgov" / "base" / "oci"
+    assert f"layout  {layout}:{tag}\n" in result.out
+    if registry is None:
+        assert pushes == []
+        assert "pushed" not in result.out
+        return
+    pinned = f"registry.example.com/platform/tf-base@{digest}"
+    assert pushes == [(layout, tag, digest, Reference(registry, "platform/tf-base"), (tag,))]
+    assert result.out.endswith(f"pushed  {pinned}\npin it in tfgov.yaml:  base.image: {pinned}\n")

@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.helpers import ROOT, CliResult, git, snapshot
-from tfgov_ci import _cli, _files, _resources, pipeline
+from tests.helpers import PLAN_IS_WHAT_RAN, ROOT, CliResult, git, snapshot
+from tfgov_ci import _files, _resources, pipeline, tools
 from tfgov_ci.context import Context
 from tfgov_ci.errors import ConfigError, StageInputError
 from tfgov_ci.project import open_project
@@ -20,11 +20,29 @@ from tfgov_ci.project import open_project
 
 def test_every_stage_is_one_row_known_everywhere_it_is_named() -> None:
     names = list(pipeline.STAGES)
-    assert names == list(_cli.STAGE_NAMES)
     assert names == _resources.schema("stage-result")["properties"]["stage"]["enum"]
     assert names == list(_resources.schema("tfgov")["properties"]["stages"]["properties"])
     tf_image = yaml.safe_load((ROOT / "pipelines" / "tf-image.yaml").read_text())
     assert [entry["stage"] for entry in tf_image["stages"]] == names
+
+
+def test_every_backend_has_a_test_that_checks_its_plan_is_what_ran() -> None:
+    """Exhaustiveness: each registered backend names the test that runs it for real and compares
+    the commands in its result with its plan (tests/helpers.py: plan_is_what_ran), and that test
+    exists and makes the check."""
+    import ast
+
+    covered = {pair for pairs in PLAN_IS_WHAT_RAN.values() for pair in pairs}
+    registered = {
+        (stage, name) for stage, backends in pipeline.registered_backends().items() for name in backends
+    }
+    assert registered - covered == set(), "a backend without a plan-is-what-ran test"
+    for test in PLAN_IS_WHAT_RAN:
+        path, _, name = test.partition("::")
+        tree = ast.parse((ROOT / path).read_text())
+        function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+        source = ast.unparse(function)
+        assert "plan_is_what_ran(" in source or "disagreements(" in source, test
 
 
 def test_every_registered_backend_loads_and_names_its_own_stage() -> None:
@@ -65,6 +83,7 @@ class RecordingBackend:
     name: ClassVar[str] = "recording"
     seen: ClassVar[list[pipeline.StagePlan]] = []
     made: ClassVar[list[pipeline.StagePlan]] = []
+    commands: ClassVar[list[list[str]]] = [["echo", "hi"]]  # what run() runs: the plan shows echo hi
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
@@ -82,6 +101,8 @@ class RecordingBackend:
 
     def run(self, ctx: Context, plan: pipeline.StagePlan) -> pipeline.StageResult:
         RecordingBackend.seen.append(plan)
+        for argv in RecordingBackend.commands:
+            tools.run(argv)
         return pipeline.StageResult(
             stage="lock",
             backend="recording",
@@ -110,6 +131,7 @@ def recording_backend(monkeypatch: pytest.MonkeyPatch) -> type[RecordingBackend]
     monkeypatch.setattr(pipeline, "registered_backends", lambda: table)
     RecordingBackend.seen.clear()
     RecordingBackend.made.clear()
+    RecordingBackend.commands = [["echo", "hi"]]
     return RecordingBackend
 
 
@@ -138,6 +160,64 @@ def test_run_executes_the_very_plan_object_it_made(
     assert recording_backend.seen[0] is recording_backend.made[0]
     written = json.loads((example_repo / ".tfgov/out/lock/result.json").read_text())
     assert written["data"] == {"options": {"level": 3}}
+    # The result (and so the build record) lists the command that ran, as the plan shows it.
+    assert [c["argv"] for c in written["commands"]] == [["echo", "hi"]]
+    assert written["commands"][0]["returncode"] == 0
+    assert written["commands"][0]["executable"].endswith("/echo")
+
+
+class _Quiet:
+    def stage_started(self, plan: pipeline.StagePlan) -> None: ...
+    def stage_finished(self, result: pipeline.StageResult) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("commands", "problem"),
+    [
+        ([["echo", "hi"], ["echo", "unplanned"]], "ran a command the plan does not show: echo unplanned"),
+        ([], "planned command did not run: echo hi"),
+        ([["echo", "bye"]], "ran a command the plan does not show: echo bye"),
+    ],
+)
+def test_a_backend_that_runs_other_commands_than_its_plan_shows_fails_the_stage(
+    example_repo: Path, recording_backend: type[RecordingBackend], commands: list[list[str]], problem: str
+) -> None:
+    _use_backend(example_repo, "lock", "recording")
+    recording_backend.commands = commands
+    project = open_project(example_repo / "tfgov.yaml")
+    the_plan = pipeline.plan(project.context, project.pipeline, ["validate", "lock"])
+    outcome = pipeline.run(project.context, the_plan, _Quiet())
+    assert outcome.exit_code == 3
+    assert outcome.error is not None and problem in outcome.error.message
+    written = json.loads((example_repo / ".tfgov/out/lock/result.json").read_text())
+    assert written["status"] == "error"
+    assert [c["argv"] for c in written["commands"]] == commands  # what ran is on record all the same
+
+
+def test_a_planned_argument_placeholder_matches_text_and_a_star_placeholder_whole_arguments() -> None:
+    step = pipeline.Step(
+        "push", ("skopeo", "copy", "<*flags>", "docker://h/r@<digest>", "--x=<file>"), "skopeo"
+    )
+    assert step.matches(["skopeo", "copy", "docker://h/r@sha256:ab", "--x=/tmp/a"])
+    assert step.matches(["skopeo", "copy", "--a", "--b=1", "docker://h/r@sha256:ab", "--x=/tmp/a"])
+    assert not step.matches(["skopeo", "copy", "docker://h/r@", "--x=/tmp/a"])  # <...> is not empty
+    assert not step.matches(["skopeo", "copy", "docker://h/other@sha256:ab", "--x=/tmp/a"])
+    assert not step.matches(["skopeo", "copy", "docker://h/r@sha256:ab"])
+    assert not pipeline.Step("a", ("echo", "<x>")).matches(["echo", "a", "b"])  # <x> is one argument
+
+
+def test_optional_steps_may_be_skipped_and_a_step_may_repeat_but_order_holds() -> None:
+    pull = pipeline.Step("pull", ("skopeo", "pull"), "skopeo", optional=True)
+    build = pipeline.Step("build", ("make",), "make")
+    push = pipeline.Step("push", ("skopeo", "push"), "skopeo")
+    steps = (pull, pipeline.Step("in-process"), build, push)
+    assert pipeline.disagreements(steps, [["make"], ["skopeo", "push"]]) == []
+    assert pipeline.disagreements(steps, [["skopeo", "pull"], ["make"], ["skopeo", "push"]]) == []
+    assert pipeline.disagreements(steps, [["make"], ["make"], ["skopeo", "push"]]) == []
+    assert pipeline.disagreements(steps, [["skopeo", "push"], ["make"]]) == [
+        "ran a command the plan does not show: skopeo push",
+        "planned command did not run: skopeo push",
+    ]
 
 
 def test_plan_touches_nothing(example_repo: Path, cli: Callable[..., CliResult]) -> None:

@@ -433,6 +433,31 @@ def test_the_opa_engine_without_opa_installed_is_a_tool_error_with_a_hint(
     assert "opa is not installed" in result.err and "regopy backend" in result.err
 
 
+def test_the_opa_engine_runs_the_command_its_plan_shows(
+    example_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """opa is not installable here, so a stand-in `opa` on PATH answers with an empty rule set: this
+    checks only that the command the engine starts is the one the policy stage's plan shows, and
+    that it is recorded for the stage's result; the real opa's evaluation is not tested here."""
+    from tfgov_ci import pipeline, tools
+    from tfgov_ci.project import open_project
+    from tfgov_ci.stages.policy.opa import OpaEngine, OpaPolicy
+
+    stand_in = tmp_path / "bin" / "opa"
+    stand_in.parent.mkdir()
+    stand_in.write_text('#!/bin/sh\necho \'{"result": [{"expressions": [{"value": {}}]}]}\'\n')
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stand_in.parent}:/usr/bin:/bin")
+    project = open_project(example_repo / "tfgov.yaml")
+    planned = OpaPolicy({}).plan(project.context).steps
+    modules = load_modules(None, settings({}))
+    with tools.recording() as ran:
+        assert OpaEngine().start(modules, {}, {}, 10)() == {}
+    assert [c.executable for c in ran] == [str(stand_in)]
+    assert ran[0].argv[:2] == ("opa", "eval") and ran[0].argv.count("--data") == len(modules) + 1
+    assert pipeline.disagreements(planned, [c.argv for c in ran]) == []
+
+
 def test_junit_has_one_case_per_rule_and_a_failing_case_for_an_engine_error(tmp_path: Path) -> None:
     from xml.etree import ElementTree as ET
 

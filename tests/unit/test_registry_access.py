@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -53,3 +54,41 @@ def test_gitlab_registry_credentials_apply_to_the_gitlab_registry_only() -> None
     }
     assert access("registry.gitlab.example", {}, env).user == "gitlab-ci-token"
     assert access("harbor.corp.example", {}, env).user is None
+
+
+def test_the_same_credentials_and_ca_reach_syft_and_docker_config_readers_off_the_command_line(
+    tmp_path: Path,
+) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {"TFGOV_REGISTRY_USER": "bot", "TFGOV_REGISTRY_PASSWORD": "pw-1"}
+    reg = access("harbor.corp.example", {"harbor.corp.example": {"ca_file": str(ca)}}, env)
+    assert reg.syft_env() == {
+        "SYFT_REGISTRY_AUTH_AUTHORITY": "harbor.corp.example",
+        "SYFT_REGISTRY_CA_CERT": str(ca),
+        "SYFT_REGISTRY_AUTH_USERNAME": "bot",
+        "SYFT_REGISTRY_AUTH_PASSWORD": "pw-1",
+    }
+    with reg.docker_config() as docker_env:
+        config = Path(docker_env["DOCKER_CONFIG"]) / "config.json"
+        assert config.stat().st_mode & 0o777 == 0o600
+        auth = json.loads(config.read_text())["auths"]["harbor.corp.example"]["auth"]
+        assert base64.b64decode(auth) == b"bot:pw-1"
+        assert docker_env["SSL_CERT_FILE"] == str(ca)
+    assert not config.exists()  # gone after use
+    plain = access("127.0.0.1:5000", {}, {})
+    assert plain.syft_env()["SYFT_REGISTRY_INSECURE_USE_HTTP"] == "true"
+
+
+def test_a_plan_shows_the_same_options_with_placeholders_and_writes_no_file(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {"TFGOV_REGISTRY_USER": "bot", "TFGOV_REGISTRY_PASSWORD": "pw-1"}
+    reg = access("harbor.corp.example", {"harbor.corp.example": {"ca_file": str(ca)}}, env)
+    with reg.skopeo_args("dest", planned=True) as planned, reg.skopeo_args("dest") as real:
+        assert planned == [
+            "--dest-tls-verify=true",
+            "--dest-cert-dir=<private cert dir>",
+            "--dest-authfile=<private auth file>",
+        ]
+        assert [arg.split("=", 1)[0] for arg in real] == [arg.split("=", 1)[0] for arg in planned]

@@ -144,6 +144,17 @@ def lint(server: Server, ci_file: Path, ref: str | None = None) -> dict[str, Any
     return attributes
 
 
+def summary_path(config_file: Path, out_dir: Path | None = None) -> Path:
+    """The policy summary that :func:`note` posts, where the policy stage writes it:
+    ``<out>/policy/summary.md``, ``<out>`` being ``out_dir`` or the default beside ``config_file``."""
+    from tfgov_ci.pipeline import result_path
+    from tfgov_ci.project import DEFAULT_OUT
+    from tfgov_ci.stages.policy.gate import OUTPUTS
+
+    out = out_dir if out_dir is not None else config_file.parent / DEFAULT_OUT
+    return result_path(out, "policy").parent / OUTPUTS["summary"]
+
+
 NOTE_MARKER = "<!-- tfgov-ci policy summary -->"
 
 

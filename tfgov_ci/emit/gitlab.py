@@ -23,6 +23,11 @@ FILES = ("tfgov.yml", "template.yml")
 OUT = ".tfgov/out/$TFGOV_CONFIG"  # one out directory per configuration (matrix) file
 
 
+def soft_failure_input(stage: str) -> str:
+    """The input that lets a stage's job fail softly (the stage table's ``soft_failure``)."""
+    return f"{stage}-allow-failure"
+
+
 def job(stage: str) -> str:
     return f"tfgov-{stage}"
 
@@ -52,11 +57,14 @@ def inputs(pipeline_def: PipelineDef) -> dict[str, Any]:
             "description": "The tfgov-ci stages to run, separated by spaces; jobs of the others are left "
             "out (a stage left out cannot be needed by one that runs).",
         },
-        "scan-allow-failure": {
-            "type": "boolean",
-            "default": False,
-            "description": "Let the pipeline go on when the scan job fails (a scanner outage); the policy "
-            "job still needs a scan result, so nothing unscanned is published.",
+        **{
+            soft_failure_input(name): {
+                "type": "boolean",
+                "default": False,
+                "description": f"Let the pipeline go on when the {name} job fails ({spec.soft_failure}).",
+            }
+            for name, spec in STAGES.items()
+            if spec.soft_failure and name in pipeline_def.stages
         },
         "gitlab-stage": {
             "type": "string",
@@ -97,8 +105,8 @@ def jobs(pipeline_def: PipelineDef) -> dict[str, Any]:
                 "paths": [".tfgov/out/"],
                 "reports": {kind: f"{OUT}/{path}" for kind, path in spec.reports.items()},
             }
-        if stage == "scan":
-            hidden["allow_failure"] = "$[[ inputs.scan-allow-failure ]]"
+        if spec.soft_failure:
+            hidden["allow_failure"] = f"$[[ inputs.{soft_failure_input(stage)} ]]"
         out[f".{job(stage)}"] = hidden
         out[job(stage)] = {
             "extends": f".{job(stage)}",

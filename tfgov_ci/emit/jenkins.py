@@ -15,17 +15,30 @@ from tfgov_ci import __version__
 from tfgov_ci.emit import HEADER, HEADER2, closure
 from tfgov_ci.pipeline import STAGES, PipelineDef
 
+
+def soft_failure_setting(stage: str) -> str:
+    """The setting that lets a stage fail softly (the stage table's ``soft_failure``)."""
+    return f"allow{stage.capitalize()}Failure"
+
+
 DEFAULTS = {
     "config": ("tfgov.yaml", "the tfgov.yaml to use, relative to the workspace"),
     "out": (".tfgov/out", "the out directory for stage results (archived)"),
     "stages": (None, "the stages to run, in pipeline order (default: all of the pipeline's)"),
     "command": ("tfgov-ci", "the tfgov-ci command on the agent"),
     "registryCredentialsId": (None, "a username/password credential for the registry (publish, sbom)"),
-    "allowScanFailure": (False, "mark the build unstable instead of failing when the scan stage fails"),
+    **{
+        soft_failure_setting(name): (
+            False,
+            f"mark the build unstable instead of failing when the {name} stage fails",
+        )
+        for name, spec in STAGES.items()
+        if spec.soft_failure
+    },
 }
 COMMAND = '"$TFGOV_COMMAND" --config "$TFGOV_CONFIG" --out "$TFGOV_OUT" run "$TFGOV_STAGE"'
-# Stages that talk to the registry get its credentials, as environment variables.
-REGISTRY_STAGES = ("lock", "build", "sbom", "publish")
+# Stages that talk to the registry get its credentials, as environment variables (the table says which).
+REGISTRY_STAGES = tuple(name for name, spec in STAGES.items() if spec.uses_registry)
 
 
 def groovy(value: object) -> str:
@@ -55,6 +68,8 @@ def _stage_script(pipeline_def: PipelineDef) -> str:
     defaults["stages"] = list(pipeline_def.stages)
     needs = {stage: closure(stage, pipeline_def) for stage in pipeline_def.stages}
     reports = {stage: dict(STAGES[stage].reports) for stage in pipeline_def.stages if STAGES[stage].reports}
+    # stage -> the setting that lets it fail softly
+    soft = {stage: soft_failure_setting(stage) for stage in pipeline_def.stages if STAGES[stage].soft_failure}
     return (
         _header(pipeline_def)
         + f"""import groovy.transform.Field
@@ -64,7 +79,8 @@ def _stage_script(pipeline_def: PipelineDef) -> str:
 @Field static final Map NEEDS = {groovy(needs)}
 @Field static final Map REPORTS = {groovy(reports)}
 @Field static final Map DEFAULTS = {groovy(defaults)}
-@Field static final List REGISTRY_STAGES = {groovy(list(REGISTRY_STAGES))}
+@Field static final List REGISTRY_STAGES = {groovy([s for s in REGISTRY_STAGES if s in pipeline_def.stages])}
+@Field static final Map SOFT_FAILURE = {groovy(soft)}
 // The one shell line: a constant; the values come from the environment.
 @Field static final String COMMAND = {groovy(COMMAND)}
 
@@ -124,7 +140,7 @@ def call(Map args = [:]) {
                 continue
             }
             stage("tfgov: ${name}") {
-                if (name == 'scan' && cfg.allowScanFailure) {
+                if (tfgovStage.SOFT_FAILURE[name] && cfg[tfgovStage.SOFT_FAILURE[name]]) {
                     catchError(buildResult: 'UNSTABLE', stageResult: 'FAILURE') {
                         tfgovStage(cfg, name)
                     }
@@ -172,7 +188,8 @@ def _help(pipeline_def: PipelineDef, which: str) -> str:
             "  tfgovStage('publish', registryCredentialsId: 'harbor')",
             "",
             f"Stages: {', '.join(pipeline_def.stages)}.",
-            f"Registry credentials reach {', '.join(REGISTRY_STAGES)} as TFGOV_REGISTRY_USER and",
+            "Registry credentials reach "
+            f"{', '.join(s for s in REGISTRY_STAGES if s in pipeline_def.stages)} as TFGOV_REGISTRY_USER and",
             "TFGOV_REGISTRY_PASSWORD through withCredentials, never through the sh string.",
         ]
     return "\n".join([*usage, "", "Settings (defaults):", *rows, "", f"tfgov-ci {__version__}"]) + "\n"

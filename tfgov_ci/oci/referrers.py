@@ -1,6 +1,7 @@
 """SBOMs beside the image in the registry: OCI artifacts whose ``subject`` is the image.
 
-Each SBOM is an artifact manifest (empty config, one layer) pushed by digest with skopeo. Registries
+Each SBOM is an artifact manifest (empty config, one layer) pushed by digest with skopeo, through
+the one registry client (:mod:`tfgov_ci.oci.registry`). Registries
 with the OCI 1.1 referrers API (Harbor 2.8+) list it from its ``subject``; for those without (CNCF
 distribution 2.8, the local test registry), the referrers tag fallback of the distribution spec
 is kept as well: an OCI index at tag ``sha256-<image hex>`` listing every referrer, merged with
@@ -9,19 +10,17 @@ what is already there. :func:`fetch` finds an image's SBOM again through that in
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfgov_ci import tools
-from tfgov_ci.errors import ToolError
+from tfgov_ci.oci import reference
 from tfgov_ci.oci.layout import MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, Layout
-from tfgov_ci.oci.registry import Access, access
+from tfgov_ci.oci.reference import Reference
+from tfgov_ci.oci.registry import Call, Registry, RegistryError, layout_transport, resolve
 
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 HARBOR_SBOM = "application/vnd.goharbor.harbor.sbom.v1"  # Harbor's SBOM tab lists this type
@@ -31,7 +30,7 @@ CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
 KINDS = {"spdx": (HARBOR_SBOM, SPDX_JSON), "cyclonedx": (CYCLONEDX_JSON, CYCLONEDX_JSON)}
 
 
-class ReferrerError(ToolError):
+class ReferrerError(RegistryError):
     """An SBOM could not be attached to, or found beside, an image (exit 3)."""
 
 
@@ -43,7 +42,10 @@ class Attached:
 
 
 def fallback_tag(digest: str) -> str:
-    """The referrers tag of the distribution spec: ``sha256:abc...`` -> ``sha256-abc...``."""
+    """The referrers tag of the distribution spec: ``sha256:abc...`` -> ``sha256-abc...``; for a
+    plan's placeholder ``<build digest>``, ``sha256-<build digest hex>``."""
+    if digest.startswith("<"):
+        return f"sha256-{digest[:-1]} hex>"
     return digest.replace(":", "-")
 
 
@@ -57,37 +59,51 @@ def _go_descriptor(entry: dict[str, Any], artifact_type: str | None, annotations
     return out
 
 
-def _skopeo(argv: list[str], reg: Access) -> tools.Completed:
-    done = tools.run(["skopeo", *argv], secrets=reg.secrets, check=False, timeout=1800)
-    if done.returncode != 0:
-        raise ReferrerError(
-            f"skopeo failed against {reg.host}",
-            "see its output below",
-            argv=done.argv,
-            returncode=done.returncode,
-            stderr_tail=done.stderr.strip()[-1200:],
+def attach_calls(registry: Registry, target: Reference, kinds: list[str], subject_digest: str) -> list[Call]:
+    """The calls :func:`attach` makes, in order (``<...>``: the temporary layout, the digests)."""
+    with (
+        registry.access.skopeo_args("", planned=True) as inspect,
+        registry.access.skopeo_args("dest", planned=True) as dest,
+    ):
+        calls = [
+            Call(
+                f"push the {kind} SBOM as an artifact whose subject is the image",
+                tuple(
+                    registry.copy_argv(
+                        layout_transport("<temporary layout>", kind),
+                        f"docker://{_at(target, digest=f'<{kind} artifact digest>')}",
+                        dest,
+                    )
+                ),
+            )
+            for kind in sorted(kinds)
+        ]
+        tag = _at(target, tag=fallback_tag(subject_digest))
+        calls.append(
+            Call("read the referrers tag fallback index", tuple(registry.inspect_argv(tag, inspect)))
         )
-    return done
+        calls.append(
+            Call(
+                "merge this image's referrers into it and push it (the referrers tag fallback)",
+                tuple(
+                    registry.copy_argv(
+                        layout_transport("<temporary layout>", "referrers"),
+                        f"docker://{tag}",
+                        dest,
+                        index_only=True,
+                    )
+                ),
+            )
+        )
+    return calls
 
 
-def _raw(repository: str, ref: str, reg: Access) -> bytes | None:
-    separator = "@" if ref.startswith("sha256:") else ":"
-    with reg.skopeo_args("") as args:
-        done = tools.run(
-            ["skopeo", "inspect", "--raw", *args, f"docker://{repository}{separator}{ref}"],
-            secrets=reg.secrets,
-            check=False,
-            timeout=300,
-        )
-    if done.returncode != 0:
-        if "manifest unknown" in done.stderr or "not found" in done.stderr.lower():
-            return None
-        raise ReferrerError(f"cannot read {repository}{separator}{ref}: {done.stderr.strip()[-300:]}")
-    return done.stdout.encode()
+def _at(target: Reference, *, tag: str | None = None, digest: str | None = None) -> Reference:
+    return Reference(target.registry, target.repository, tag, digest)
 
 
 def attach(
-    repository: str,
+    target: Reference,
     subject: Descriptor,
     files: Mapping[str, Path],
     created: str,
@@ -95,7 +111,7 @@ def attach(
     env: Mapping[str, str] | None = None,
 ) -> list[Attached]:
     """Push each SBOM (``{"spdx": path, "cyclonedx": path}``) as an artifact of ``subject``."""
-    reg = access(repository.split("/", 1)[0], registries, os.environ if env is None else env)
+    registry = Registry.of(target, registries, env)
     attached: list[Attached] = []
     with tempfile.TemporaryDirectory(prefix="tfgov-referrers.") as tmp:
         layout = Layout.create(Path(tmp))
@@ -118,23 +134,12 @@ def attach(
             }
             descriptor = layout.put_json(manifest, MEDIA_MANIFEST)
             layout.tag(descriptor, (kind,))
-            with reg.skopeo_args("dest") as dest:
-                _skopeo(
-                    [
-                        "copy",
-                        "--quiet",
-                        "--preserve-digests",
-                        *dest,
-                        f"oci:{tmp}:{kind}",
-                        f"docker://{repository}@{descriptor.digest}",
-                    ],
-                    reg,
-                )
+            registry.push(layout_transport(tmp, kind), _at(target, digest=descriptor.digest))
             attached.append(Attached(kind, descriptor.digest, artifact_type))
             entries.append(_go_descriptor(descriptor.to_json(), artifact_type, manifest["annotations"]))
         # The referrers tag fallback: merge into whatever index already lists this image's referrers.
-        tag = fallback_tag(subject.digest)
-        existing = _raw(repository, tag, reg)
+        tag = _at(target, tag=fallback_tag(subject.digest))
+        existing = registry.manifest(tag)
         known = json.loads(existing)["manifests"] if existing else []
         mine = {e["digest"] for e in entries}
         merged = [_go_descriptor(m, m.get("artifactType"), m.get("annotations")) for m in known]
@@ -145,37 +150,8 @@ def attach(
         # entry keeps its io.tfgov.sbom.format annotation.
         index_desc = layout.put_bytes(json.dumps(index, separators=(",", ":")).encode(), MEDIA_INDEX)
         layout.tag(index_desc, ("referrers",))
-        with reg.skopeo_args("dest") as dest:
-            _skopeo(
-                [
-                    "copy",
-                    "--quiet",
-                    "--multi-arch",
-                    "index-only",  # the referrers themselves are pushed already, one by one
-                    *dest,
-                    f"oci:{tmp}:referrers",
-                    f"docker://{repository}:{tag}",
-                ],
-                reg,
-            )
+        registry.push(layout_transport(tmp, "referrers"), tag, index_only=True)
     return attached
-
-
-def resolve_digest(
-    image: str, registries: Mapping[str, Mapping[str, Any]], env: Mapping[str, str]
-) -> tuple[str, str]:
-    """``REPO:TAG`` or ``REPO@DIGEST`` -> (repository, manifest digest)."""
-    repository, _, digest = image.partition("@")
-    reg = access(repository.split("/", 1)[0], registries, env)
-    if digest:
-        return repository, digest
-    name, _, tag = repository.rpartition(":")
-    if not name or "/" in tag:
-        name, tag = repository, "latest"
-    raw = _raw(name, tag, reg)
-    if raw is None:
-        raise ReferrerError(f"no image {image}", "check the reference (tfgov-ci prints it after publish)")
-    return name, "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def fetch(
@@ -185,10 +161,12 @@ def fetch(
     env: Mapping[str, str] | None = None,
 ) -> bytes:
     """The SBOM (``spdx`` or ``cyclonedx``) attached to ``image``, found by its digest."""
-    environ = os.environ if env is None else env
-    repository, digest = resolve_digest(image, registries, environ)
-    reg = access(repository.split("/", 1)[0], registries, environ)
-    index = _raw(repository, fallback_tag(digest), reg)
+    ref = reference.parse(image)
+    registry = Registry.of(ref, registries, env)
+    pinned = resolve(ref, registry)
+    digest = str(pinned.digest)
+    repository = f"{ref.registry}/{ref.repository}"
+    index = registry.manifest(_at(ref, tag=fallback_tag(digest)))
     artifact_type = KINDS[kind][0]
     # skopeo re-encodes the fallback index and may drop descriptors' artifactType (containers/image
     # predates it): the io.tfgov.sbom.format annotation, which it keeps, says what each entry is.
@@ -212,18 +190,8 @@ def fetch(
             pair[0],
         ),
     )[1]
-    with tempfile.TemporaryDirectory(prefix="tfgov-sbom-fetch.") as tmp, reg.skopeo_args("src") as src:
-        _skopeo(
-            [
-                "copy",
-                "--quiet",
-                "--preserve-digests",
-                *src,
-                f"docker://{repository}@{newest['digest']}",
-                f"oci:{tmp}:sbom",
-            ],
-            reg,
-        )
+    with tempfile.TemporaryDirectory(prefix="tfgov-sbom-fetch.") as tmp:
+        registry.pull(_at(ref, digest=newest["digest"]), layout_transport(tmp, "sbom"))
         layout = Layout.open(Path(tmp))
         manifest = layout.read_json(newest["digest"])
         return layout.read_blob(manifest["layers"][0]["digest"])  # checked against its digest

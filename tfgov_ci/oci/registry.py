@@ -1,4 +1,11 @@
-"""How tfgov-ci reaches a registry through skopeo: TLS, credentials, retries.
+"""The one way tfgov-ci reaches a registry: TLS, credentials, and every skopeo call.
+
+:class:`Registry` inspects, copies, resolves digests and lists tags, with one timeout, one
+"not found" and one explanation of a failure. Every other tool that reads a registry gets the same
+credentials and CA from :class:`Access` in the form it wants (:meth:`Access.skopeo_args`,
+:meth:`Access.syft_env`, :meth:`Access.docker_config` for cosign and other docker-config readers).
+No code outside this module cuts a host out of a string: parse a
+:class:`~tfgov_ci.oci.reference.Reference` once and pass it.
 
 Credentials come from the environment (``TFGOV_REGISTRY_USER``/``TFGOV_REGISTRY_PASSWORD``, or
 GitLab's ``CI_REGISTRY_USER``/``CI_REGISTRY_PASSWORD`` for ``CI_REGISTRY``) or from the usual
@@ -12,16 +19,23 @@ HTTP) only for loopback hosts or where ``registries.<host>.insecure: true`` says
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tfgov_ci import tools
+from tfgov_ci.errors import GateFailed, ToolError
+from tfgov_ci.oci import reference
+from tfgov_ci.oci.reference import Reference
 
 RETRY_TIMES = 3
 
@@ -55,11 +69,21 @@ class Access:
         return (self.password, basic)
 
     @contextmanager
-    def skopeo_args(self, side: str) -> Iterator[list[str]]:
-        """Options for one side of a skopeo command: side is "src", "dest" or "" (inspect)."""
+    def skopeo_args(self, side: str, *, planned: bool = False) -> Iterator[list[str]]:
+        """Options for one side of a skopeo command: side is "src", "dest" or "" (inspect).
+
+        ``planned``: the same options with placeholders for the private files, for a plan; the
+        runner matches ``<...>`` against what ran (:func:`tfgov_ci.pipeline.agrees`)."""
         dash = f"--{side}-" if side else "--"
+        args = [f"{dash}tls-verify={'true' if self.tls_verify else 'false'}"]
+        if planned:
+            if self.ca_file is not None:
+                args.append(f"{dash}cert-dir=<private cert dir>")
+            if self.user and self.password:
+                args.append(f"{dash}authfile=<private auth file>")
+            yield args
+            return
         with tempfile.TemporaryDirectory(prefix="tfgov-registry.") as tmp:
-            args = [f"{dash}tls-verify={'true' if self.tls_verify else 'false'}"]
             if self.ca_file is not None:
                 certs = Path(tmp) / "certs"
                 certs.mkdir()
@@ -67,12 +91,43 @@ class Access:
                 args.append(f"{dash}cert-dir={certs}")
             if self.user and self.password:
                 authfile = Path(tmp) / "auth.json"
-                fd = os.open(authfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
-                with os.fdopen(fd, "w") as handle:
-                    json.dump({"auths": {self.host: {"auth": token}}}, handle)
+                _write_private(authfile, {"auths": {self.host: {"auth": self._basic()}}})
                 args.append(f"{dash}authfile={authfile}")
             yield args
+
+    def _basic(self) -> str:
+        return base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+
+    def syft_env(self) -> dict[str, str]:
+        """syft's registry settings (its environment: nothing on a command line)."""
+        env = {"SYFT_REGISTRY_AUTH_AUTHORITY": self.host}
+        if self.ca_file is not None:
+            env["SYFT_REGISTRY_CA_CERT"] = str(self.ca_file)
+        elif not self.tls_verify:
+            env["SYFT_REGISTRY_INSECURE_USE_HTTP"] = "true"
+        if self.user and self.password:
+            env["SYFT_REGISTRY_AUTH_USERNAME"], env["SYFT_REGISTRY_AUTH_PASSWORD"] = self.user, self.password
+        return env
+
+    @contextmanager
+    def docker_config(self) -> Iterator[dict[str, str]]:
+        """The environment for tools that read docker's config.json (cosign, crane, oras): a
+        private ``DOCKER_CONFIG`` folder holding this registry's credentials, and ``SSL_CERT_FILE``
+        for a custom CA; deleted afterwards."""
+        with tempfile.TemporaryDirectory(prefix="tfgov-docker-config.") as tmp:
+            env = {"DOCKER_CONFIG": tmp}
+            auths = {self.host: {"auth": self._basic()}} if self.user and self.password else {}
+            _write_private(Path(tmp) / "config.json", {"auths": auths})
+            if self.ca_file is not None:
+                env["SSL_CERT_FILE"] = str(self.ca_file)
+            yield env
+
+
+def _write_private(path: Path, doc: Any) -> None:
+    """A file only its owner can read (credentials), created new."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(doc, handle)
 
 
 def access(host: str, settings: Mapping[str, Mapping[str, Any]], env: Mapping[str, str]) -> Access:
@@ -105,3 +160,256 @@ def explain(stderr: str, host: str) -> tuple[str, str]:
     if "certificate" in text or "x509" in text or "tls" in text:
         return (f"TLS to {host} failed", f"set registries.{host}.ca_file to the registry's CA")
     return (f"skopeo failed against {host}", "see the end of skopeo's output above")
+
+
+# --- the transport: every skopeo call against a registry ------------------------------------------
+
+
+class RegistryError(ToolError):
+    """A registry could not be read or written (exit 3); the message says why, the hint what to do."""
+
+
+def not_found(stderr: str) -> bool:
+    """skopeo's words for "no such manifest", from distribution, Harbor and friends."""
+    text = stderr.lower()
+    return "manifest unknown" in text or "not found" in text or "name unknown" in text
+
+
+def layout_transport(layout: Path | str, ref: str) -> str:
+    """skopeo's name for an image in a local OCI layout: ``oci:DIR:TAG``."""
+    return f"oci:{layout}:{ref}"
+
+
+class Registry:
+    """One registry host, reached through skopeo with its :class:`Access`.
+
+    The argv of each operation comes from one method (``*_argv``), which a stage's plan calls with
+    ``planned=True`` and its run without, so the plan shows the command that runs.
+    """
+
+    TIMEOUT_S = 3600
+
+    def __init__(self, reach: Access) -> None:
+        self.access = reach
+
+    @classmethod
+    def of(
+        cls, ref: Reference, registries: Mapping[str, Mapping[str, Any]], env: Mapping[str, str] | None = None
+    ) -> Registry:
+        return cls(access(ref.registry, registries, os.environ if env is None else env))
+
+    @property
+    def host(self) -> str:
+        return self.access.host
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return (self.access.warning,) if self.access.warning else ()
+
+    # -- argv ----------------------------------------------------------------------------------
+
+    def inspect_argv(self, ref: Reference, args: Sequence[str], *, config: bool = False) -> list[str]:
+        return ["skopeo", "inspect", "--config" if config else "--raw", *args, f"docker://{ref}"]
+
+    def copy_argv(
+        self, source: str, dest: str, args: Sequence[str], *, index_only: bool = False
+    ) -> list[str]:
+        """``skopeo copy``, digests kept; ``index_only``: an index whose manifests are pushed already,
+        one by one (skopeo re-encodes such an index, so its digest cannot be kept)."""
+        argv = ["skopeo", "copy", "--quiet"]
+        argv += ["--multi-arch", "index-only"] if index_only else ["--preserve-digests"]
+        return [*argv, f"--retry-times={RETRY_TIMES}", *args, source, dest]
+
+    def list_tags_argv(self, ref: Reference, args: Sequence[str]) -> list[str]:
+        return ["skopeo", "list-tags", *args, f"docker://{ref.registry}/{ref.repository}"]
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def _run(self, argv: list[str]) -> tools.Completed:
+        return tools.run(argv, secrets=self.access.secrets, check=False, timeout=self.TIMEOUT_S)
+
+    def fail(self, done: tools.Completed, what: str | None = None) -> RegistryError:
+        """The one explanation of a failed call: authentication, reachability, TLS, or skopeo's own."""
+        message, hint = explain(done.stderr, self.host)
+        if what and not_found(done.stderr):
+            message, hint = f"{what} not found in {self.host}", "check the reference and its digest"
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        return RegistryError(message, hint, argv=done.argv, returncode=done.returncode, stderr_tail=tail)
+
+    def manifest(self, ref: Reference) -> bytes | None:
+        """The manifest ``ref`` names, byte for byte, or None when there is none."""
+        with self.access.skopeo_args("") as args:
+            done = self._run(self.inspect_argv(ref, args))
+        if done.returncode == 0:
+            return done.stdout.encode()
+        if not_found(done.stderr):
+            return None
+        raise self.fail(done)
+
+    def digest_of(self, ref: Reference) -> str | None:
+        """The digest of the manifest ``ref`` names now, or None when there is none."""
+        raw = self.manifest(ref)
+        return None if raw is None else "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    def config(self, ref: Reference) -> dict[str, Any]:
+        """The image config ``ref`` names (``skopeo inspect --config``)."""
+        with self.access.skopeo_args("") as args:
+            done = self._run(self.inspect_argv(ref, args, config=True))
+        if done.returncode != 0:
+            raise self.fail(done, f"image {ref}")
+        found: dict[str, Any] = json.loads(done.stdout)
+        return found
+
+    def push(self, source: str, dest: Reference, *, index_only: bool = False) -> None:
+        """Copy ``source`` (a skopeo transport name, e.g. :func:`layout_transport`) to ``dest``."""
+        with self.access.skopeo_args("dest") as args:
+            done = self._run(self.copy_argv(source, f"docker://{dest}", args, index_only=index_only))
+        if done.returncode != 0:
+            raise self.fail(done)
+
+    def pull(self, source: Reference, dest: str) -> None:
+        """Copy ``source`` into ``dest`` (a skopeo transport name), digests kept."""
+        with self.access.skopeo_args("src") as args:
+            done = self._run(self.copy_argv(f"docker://{source}", dest, args))
+        if done.returncode != 0:
+            raise self.fail(done, f"image {source}")
+
+    def tags(self, ref: Reference) -> list[str]:
+        """Every tag of ``ref``'s repository (the registry's tag list API); [] for no repository."""
+        with self.access.skopeo_args("") as args:
+            done = self._run(self.list_tags_argv(ref, args))
+        if done.returncode != 0:
+            if not_found(done.stderr):
+                return []
+            raise self.fail(done)
+        found: list[str] = json.loads(done.stdout).get("Tags") or []
+        return found
+
+
+def resolve(ref: Reference, registry: Registry) -> Reference:
+    """``ref`` pinned: its own digest, or the digest its tag names now (RegistryError if none)."""
+    if ref.digest:
+        return ref
+    digest = registry.digest_of(ref)
+    if digest is None:
+        raise RegistryError(f"no image {ref}", "check the reference (tfgov-ci prints it after publish)")
+    return Reference(ref.registry, ref.repository, ref.tag, digest)
+
+
+# --- publishing a layout: by digest first, then each tag ----------------------------------------
+
+
+class TagConflict(GateFailed):
+    """A commit tag already points at another digest: tags are immutable (exit 1)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One registry call a push makes, as a plan shows it (``<...>``: known when it runs)."""
+
+    description: str
+    argv: tuple[str, ...]
+    optional: bool = False
+
+
+def push_calls(
+    registry: Registry,
+    layout: Path | str,
+    layout_ref: str,
+    target: Reference,
+    digest: str,
+    tags: Sequence[str],
+) -> list[Call]:
+    """The calls :func:`push_layout` makes, in order; ``digest`` may be a placeholder."""
+    with (
+        registry.access.skopeo_args("", planned=True) as inspect,
+        registry.access.skopeo_args("dest", planned=True) as dest,
+    ):
+        source = layout_transport(layout, layout_ref)
+        at = _at(target, digest=digest)
+        calls = [
+            Call(
+                f"read what tag {tag} names now (commit tags are immutable)",
+                tuple(registry.inspect_argv(_at(target, tag=tag), inspect)),
+            )
+            for tag in tags
+        ]
+        calls.append(Call("push by digest", tuple(registry.copy_argv(source, f"docker://{at}", dest))))
+        calls += [
+            Call(
+                f"tag {tag} (skipped when it names this digest already)",
+                tuple(registry.copy_argv(source, f"docker://{_at(target, tag=tag)}", dest)),
+                optional=True,
+            )
+            for tag in tags
+        ]
+        if tags:
+            calls.append(
+                Call(
+                    f"check that {tags[0]} names the pushed digest",
+                    tuple(registry.inspect_argv(_at(target, tag=tags[0]), inspect)),
+                )
+            )
+    return calls
+
+
+def _at(target: Reference, *, tag: str | None = None, digest: str | None = None) -> Reference:
+    return Reference(target.registry, target.repository, tag, digest)
+
+
+def push_layout(
+    layout: Path,
+    layout_ref: str,
+    digest: str,
+    target: Reference | str,
+    tags: Sequence[str],
+    registries: Mapping[str, Mapping[str, Any]],
+    env: Mapping[str, str] | None = None,
+    *,
+    moving: Sequence[str] = (),
+    force_retag: bool = False,
+) -> dict[str, Any]:
+    """Push ``layout:layout_ref`` (whose manifest is ``digest``) to ``target`` and tag it.
+
+    The manifest goes by digest first (a registry accepts it only once all its blobs are there, so
+    no tag ever names an incomplete image), then each tag. Every tag but those in ``moving`` (the
+    branch tag) is immutable once it names a digest: :class:`TagConflict` unless ``force_retag``.
+    """
+    repo = reference.parse(target) if isinstance(target, str) else target
+    registry = Registry.of(repo, registries, env)
+    name = f"{repo.registry}/{repo.repository}"
+    existing = {tag: registry.digest_of(_at(repo, tag=tag)) for tag in tags}
+    conflicts = {tag: d for tag, d in existing.items() if d is not None and d != digest and tag not in moving}
+    if conflicts and not force_retag:
+        shown = "; ".join(f"{name}:{tag} is {d}, this build is {digest}" for tag, d in conflicts.items())
+        raise TagConflict(
+            f"tag already points at another image: {shown}",
+            "commit tags are immutable; rebuild from a new commit, or pass --force-retag",
+        )
+    source = layout_transport(layout, layout_ref)
+    started = time.monotonic()
+    registry.push(source, _at(repo, digest=digest))
+    for tag in tags:
+        if existing[tag] != digest:
+            registry.push(source, _at(repo, tag=tag))
+    pushed = registry.digest_of(_at(repo, tag=tags[0])) if tags else digest
+    if pushed != digest:
+        raise RegistryError(
+            f"{name}:{tags[0]} names {pushed} after the push, not {digest}",
+            "another writer raced this push; check the registry",
+        )
+    return {
+        "repository": name,
+        "digest": digest,
+        "reference": f"{name}@{digest}",
+        "tags": list(tags),
+        "retagged": sorted(conflicts),
+        "already_there": sorted(t for t, d in existing.items() if d == digest),
+        "seconds": round(time.monotonic() - started, 3),
+        "warnings": list(registry.warnings),
+    }
+
+
+def remote_digest(repository: str, tag: str, reach: Access) -> str | None:
+    """The digest ``repository:tag`` names now, or None when there is no such tag."""
+    return Registry(reach).digest_of(reference.parse(f"{repository}:{tag}"))

@@ -12,7 +12,7 @@ def call(Map args = [:]) {
                 continue
             }
             stage("tfgov: ${name}") {
-                if (name == 'scan' && cfg.allowScanFailure) {
+                if (tfgovStage.SOFT_FAILURE[name] && cfg[tfgovStage.SOFT_FAILURE[name]]) {
                     catchError(buildResult: 'UNSTABLE', stageResult: 'FAILURE') {
                         tfgovStage(cfg, name)
                     }

@@ -28,6 +28,7 @@ from tfgov_ci.wheels import lock_digest
 class BaseImageBuilder:
     stage: ClassVar[str] = "build"
     name: ClassVar[str] = "base"
+    tools: ClassVar[tuple[str, ...]] = ("apt-get", "dpkg-deb", "pip")
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
@@ -37,6 +38,14 @@ class BaseImageBuilder:
 
     def plan(self, ctx: Context) -> StagePlan:
         definition = self._definition_path(ctx)
+        commands: list[Step] = []
+        if definition.is_file():
+            loaded = base_factory.load_definition(definition)
+            if loaded.lock.is_file():  # without it the stage refuses to run: nothing to show
+                commands = [
+                    Step(what, tuple(argv), tool, optional)
+                    for what, argv, tool, optional in base_factory.planned_commands(loaded, cache_dir())
+                ]
         return StagePlan(
             stage=self.stage,
             backend=self.name,
@@ -46,6 +55,7 @@ class BaseImageBuilder:
                 Step(
                     f"the Debian packages and wheels that {definition.name}'s lock names (cached, or fetched)"
                 ),
+                *commands,
                 Step(
                     "a distroless layer of the packages, a layer of the wheels; tagged with the commit tags"
                 ),

@@ -30,7 +30,15 @@ from tfgov_ci.errors import ConfigError, TfgovError
 from tfgov_ci.oci import image as oci_image
 from tfgov_ci.oci.layer import DEFAULT_COMPRESSLEVEL, LayerBuilder
 from tfgov_ci.oci.layout import Layout
-from tfgov_ci.wheels import Target, WheelCache, install_into, lock_digest, manylinux_platforms, parse_lock
+from tfgov_ci.wheels import (
+    Target,
+    WheelCache,
+    download_argv,
+    install_into,
+    lock_digest,
+    manylinux_platforms,
+    parse_lock,
+)
 
 BASE_CONFIG_NAME = "tfgov-base.yaml"
 LOCK_SCHEMA_VERSION = 1
@@ -203,7 +211,7 @@ class DebCache:
                 return found[0]
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".download.") as tmp:
-            done = tools.run(["apt-get", "download", f"{name}={version}"], cwd=tmp, check=False, timeout=600)
+            done = tools.run(_download_argv(name, version), cwd=tmp, check=False, timeout=600)
             debs = sorted(Path(tmp).glob("*.deb"))
             if done.returncode != 0 or not debs:
                 raise BaseBuildError(
@@ -268,7 +276,7 @@ class BaseImage:
 
 
 def _control(deb: Path) -> str:
-    return tools.run(["dpkg-deb", "-f", str(deb)]).stdout
+    return tools.run(_control_argv(str(deb))).stdout
 
 
 def _add_deb(builder: LayerBuilder, deb: Path, tmp: Path) -> list[str]:
@@ -302,6 +310,45 @@ def _add_deb(builder: LayerBuilder, deb: Path, tmp: Path) -> list[str]:
                 f"{deb.name}: {path} is a special file", "a base image holds no device files"
             )
     return paths
+
+
+def planned_commands(definition: BaseDefinition, cache: Path) -> list[tuple[str, list[str], str, bool]]:
+    """What :func:`build` runs from a committed lock, in order, as (description, argv, tool,
+    optional): each .deb fetched unless cached, its control file read, the wheels fetched unless
+    cached. ``<...>``: known when it runs."""
+    lock = read_lock(definition.lock)
+    out: list[tuple[str, list[str], str, bool]] = []
+    for package in lock["packages"]:
+        name, version = package["name"], package["version"]
+        out.append(
+            (f"fetch {name} {version} (skipped when cached)", _download_argv(name, version), "apt-get", True)
+        )
+        out.append(
+            (
+                f"read {name}'s control file",
+                _control_argv(f"{cache / 'debs'}/<sha256>/<deb file>"),
+                "dpkg-deb",
+                False,
+            )
+        )
+    if definition.tf_lock:
+        argv = download_argv(
+            definition.python,
+            ["<*--platform of the base>"],
+            [],
+            f"{cache / 'wheels'}/<temporary dir>/wheels",
+            f"{cache / 'wheels'}/<temporary dir>/requirements.txt",
+        )
+        out.append(("fetch the locked wheels, hashes checked (skipped when cached)", argv, "pip", True))
+    return out
+
+
+def _download_argv(name: str, version: str) -> list[str]:
+    return ["apt-get", "download", f"{name}={version}"]
+
+
+def _control_argv(deb: str) -> list[str]:
+    return ["dpkg-deb", "-f", deb]
 
 
 def build(
@@ -407,6 +454,28 @@ def build(
     layout.tag(written.manifest, (tag,))
     size = sum(layer.descriptor.size for layer, _ in layers)
     return BaseImage(out, tag, written.manifest.digest, size, len(lock["packages"]), wheels_count)
+
+
+def default_layout(definition: BaseDefinition) -> Path:
+    """Where ``tfgov-ci base build`` writes the layout unless told: .tfgov/base/oci beside the
+    definition."""
+    from tfgov_ci.context import TFGOV_DIR
+
+    return definition.file.parent / TFGOV_DIR / "base" / "oci"
+
+
+def publish(definition: BaseDefinition, built: BaseImage) -> str | None:
+    """Push ``built`` to the definition's registry, tagged with its tag; the pinned reference to
+    put in tfgov.yaml (``base.image``), or None when the definition names no registry."""
+    from tfgov_ci.oci.reference import Reference
+    from tfgov_ci.oci.registry import push_layout
+
+    if not definition.registry:
+        return None
+    target = Reference(definition.registry, definition.repository)
+    pushed = push_layout(built.layout, built.tag, built.digest, target, (built.tag,), definition.registries)
+    reference: str = pushed["reference"]
+    return reference
 
 
 def _epoch() -> int:

@@ -17,22 +17,30 @@ from typing import Any, ClassVar
 from tfgov_ci import tools
 from tfgov_ci._files import cache_dir
 from tfgov_ci.context import Context
+from tfgov_ci.oci import reference
+from tfgov_ci.oci.registry import layout_transport
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, result_path
 from tfgov_ci.stages.build.interface import (
     BuildError,
+    base_pull_step,
     built,
     checked_lock,
     dockerfile_inputs,
     finish,
     labels,
+    layout_path,
+    lock_check_steps,
     pull_base,
     replace_layout,
+    staging_path,
 )
+from tfgov_ci.tools import Completed
 
 
 class BuildahBuilder:
     stage: ClassVar[str] = "build"
     name: ClassVar[str] = "buildah"
+    tools: ClassVar[tuple[str, ...]] = ("git", "skopeo", "buildah")
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
@@ -65,48 +73,59 @@ class BuildahBuilder:
             argv += ["--build-arg", f"{key}={value}"]
         return [*argv, "-t", f"localhost/tfgov-build:{ctx.git.sha}", str(context)]
 
+    def _commands(
+        self, ctx: Context, work: str, base_layout: str, name: str, label_args: list[str], staging: str
+    ) -> dict[str, list[str]]:
+        """Every command a build runs after the base is in the cache, by step, built once for the
+        plan (placeholders) and the run (real paths): the base into buildah's storage, bud, push, rmi."""
+        storage = self._storage(f"{work}/run")
+        root, runroot = storage[1], storage[3]
+        base_name = f"localhost/tfgov-base:{name.removeprefix('sha256-')[:40]}"
+        bud = self._bud_argv(ctx, storage, base_name, Path(f"{work}/tfgov.Dockerfile"))
+        bud[-3:-3] = label_args
+        image = f"localhost/tfgov-build:{ctx.git.sha}"
+        return {
+            # skopeo, not `buildah pull`: it names the image explicitly, whatever the cache path looks like
+            "load": [
+                "skopeo",
+                "copy",
+                "--quiet",
+                layout_transport(base_layout, name),
+                f"containers-storage:[vfs@{root}+{runroot}]{base_name}",
+            ],
+            "bud": bud,
+            "push": ["buildah", *storage, "push", "--quiet", image, f"oci:{staging}:{ctx.images().tags[0]}"],
+            "rmi": ["buildah", *storage, "rmi", "--force", image],
+        }
+
     def plan(self, ctx: Context) -> StagePlan:
         dockerfile, context, _ = dockerfile_inputs(ctx, self.options)
-        storage = self._storage("<runroot>")
+        cache = cache_dir()
+        ref = reference.parse(ctx.config.base.image)
+        commands = self._commands(
+            ctx,
+            "<temporary dir>",
+            str(cache / "base"),
+            (ref.digest or "").replace(":", "-"),
+            ["<*--label KEY=VALUE for each label>"],
+            staging_path(ctx),
+        )
         return StagePlan(
             stage=self.stage,
             backend=self.name,
             available=True,
             summary=STAGES[self.stage].summary,
-            tools=("buildah", "skopeo"),
+            tools=self.tools,
             steps=(
-                Step(
-                    "pull the base by digest into the cache, then into buildah's storage",
-                    (
-                        "skopeo",
-                        "copy",
-                        "oci:<cache>/base:<digest>",
-                        "containers-storage:[vfs@<root>]localhost/tfgov-base",
-                    ),
-                    "skopeo",
-                ),
-                Step(
-                    "build the Dockerfile on the pinned base",
-                    tuple(self._bud_argv(ctx, storage, "<base image id>", Path("<USER step>"))),
-                    "buildah",
-                ),
-                Step(
-                    "write the image into the out directory's OCI layout",
-                    (
-                        "buildah",
-                        *storage,
-                        "push",
-                        f"localhost/tfgov-build:{ctx.git.sha}",
-                        "oci:<out>/build/oci",
-                    ),
-                    "buildah",
-                ),
+                *lock_check_steps(ctx),
+                base_pull_step(ctx, cache),
+                Step("load the base from the cache into buildah's storage", (*commands["load"],), "skopeo"),
+                Step("build the Dockerfile on the pinned base", (*commands["bud"],), "buildah"),
+                Step("write the image into the out directory's OCI layout", (*commands["push"],), "buildah"),
+                Step("drop the image from buildah's storage", (*commands["rmi"],), "buildah"),
             ),
             inputs=(str(dockerfile), str(context), str(result_path(ctx.out_dir, "lock"))),
-            outputs=(
-                str(result_path(ctx.out_dir, self.stage)),
-                str(result_path(ctx.out_dir, "build").parent / "oci"),
-            ),
+            outputs=(str(result_path(ctx.out_dir, self.stage)), str(layout_path(ctx))),
         )
 
     def run(self, ctx: Context, plan: StagePlan) -> StageResult:
@@ -115,50 +134,24 @@ class BuildahBuilder:
         lock = checked_lock(ctx)
         base = pull_base(cfg.base.image, cache_dir(), cfg.registries)
         image_labels = labels(ctx, base.ref, lock)
-        with tempfile.TemporaryDirectory(prefix="tfgov-buildah.") as tmp:
-            storage = self._storage(str(Path(tmp) / "run"))
-            name = (base.ref.digest or "").replace(":", "-")
-            root, runroot = storage[1], storage[3]
-            base_name = f"localhost/tfgov-base:{name.removeprefix('sha256-')[:40]}"
-            # skopeo, not `buildah pull`: it names the image explicitly, whatever the cache path looks like
-            copied = tools.run(
-                [
-                    "skopeo",
-                    "copy",
-                    "--quiet",
-                    f"oci:{base.layout.path}:{name}",
-                    f"containers-storage:[vfs@{root}+{runroot}]{base_name}",
-                ],
-                check=False,
-                timeout=3600,
-            )
+        label_args = [
+            arg for key, value in sorted(image_labels.items()) for arg in ("--label", f"{key}={value}")
+        ]
+        name = (base.ref.digest or "").replace(":", "-")
+        with tempfile.TemporaryDirectory(prefix="tfgov-buildah.") as tmp, replace_layout(ctx) as staging:
+            commands = self._commands(ctx, tmp, str(base.layout.path), name, label_args, str(staging))
+            copied = tools.run(commands["load"], check=False, timeout=3600)
             if copied.returncode != 0:
                 raise BuildError.of_run(copied, "could not load the base into buildah's storage")
-            base_id = base_name
-            extra = Path(tmp) / "tfgov.Dockerfile"  # appended: the configured user wins
-            extra.write_text(f"USER {cfg.app.user}\n")
-            argv = self._bud_argv(ctx, storage, base_id, extra)
-            for key, value in sorted(image_labels.items()):
-                argv[-3:-3] = ["--label", f"{key}={value}"]
-            self._buildah(argv[1:])
-            with replace_layout(ctx) as staging:
-                self._buildah(
-                    [
-                        *storage,
-                        "push",
-                        "--quiet",
-                        f"localhost/tfgov-build:{ctx.git.sha}",
-                        f"oci:{staging}:{ctx.images().tags[0]}",
-                    ]
-                )
-                self._buildah(
-                    [*storage, "rmi", "--force", f"localhost/tfgov-build:{ctx.git.sha}"], check=False
-                )
-                data = finish(ctx, staging, image_labels, base, lock)
+            Path(tmp, "tfgov.Dockerfile").write_text(f"USER {cfg.app.user}\n")  # appended: the user wins
+            self._buildah(commands["bud"][1:])
+            self._buildah(commands["push"][1:])
+            self._buildah(commands["rmi"][1:], check=False)
+            data = finish(ctx, staging, image_labels, base, lock)
         return built(ctx, self.stage, self.name, clock, data)
 
     @staticmethod
-    def _buildah(args: list[str], *, check: bool = True) -> tools.Completed:
+    def _buildah(args: list[str], *, check: bool = True) -> Completed:
         done = tools.run(["buildah", *args], check=False, timeout=3600)
         if check and done.returncode != 0:
             tail = "\n".join(done.stderr.strip().splitlines()[-8:])

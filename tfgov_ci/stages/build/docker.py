@@ -21,17 +21,22 @@ from typing import Any, ClassVar
 from tfgov_ci import tools
 from tfgov_ci._files import cache_dir
 from tfgov_ci.context import Context
+from tfgov_ci.oci import reference
+from tfgov_ci.oci.registry import layout_transport
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, result_path
 from tfgov_ci.stages.build.interface import (
     BuildError,
+    base_pull_step,
     built,
     checked_lock,
     dockerfile_inputs,
     finish,
     labels,
     layout_path,
+    lock_check_steps,
     pull_base,
     replace_layout,
+    staging_path,
 )
 
 _FROM = re.compile(r"^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE)
@@ -68,31 +73,56 @@ def docker_host() -> str:
 class DockerBuilder:
     stage: ClassVar[str] = "build"
     name: ClassVar[str] = "docker"
+    tools: ClassVar[tuple[str, ...]] = ("git", "skopeo", "dockerd")
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
 
+    @staticmethod
+    def _load_argv(host: str, base_layout: str, name: str) -> list[str]:
+        """The base from the cache into the engine (skopeo's docker-daemon transport)."""
+        base_tag = f"tfgov-base:{name.removeprefix('sha256-')[:40]}"
+        return [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--dest-daemon-host",
+            host,
+            layout_transport(base_layout, name),
+            f"docker-daemon:{base_tag}",
+        ]
+
+    @staticmethod
+    def _save_argv(ctx: Context, host: str, staging: str) -> list[str]:
+        """The built image out of the engine into the out directory's layout."""
+        tag = f"tfgov-build:{ctx.git.sha}"
+        return [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--src-daemon-host",
+            host,
+            f"docker-daemon:{tag}",
+            f"oci:{staging}:{ctx.images().tags[0]}",
+        ]
+
     def plan(self, ctx: Context) -> StagePlan:
         dockerfile, context, args = dockerfile_inputs(ctx, self.options)
         host = docker_host()
-        tag = f"tfgov-build:{ctx.git.sha}"
+        cache = cache_dir()
+        name = (reference.parse(ctx.config.base.image).digest or "").replace(":", "-")
         return StagePlan(
             stage=self.stage,
             backend=self.name,
             available=True,
             summary=STAGES[self.stage].summary,
-            tools=("dockerd", "skopeo"),
+            tools=self.tools,
             steps=(
+                *lock_check_steps(ctx),
+                base_pull_step(ctx, cache),
                 Step(
-                    "pull the base by digest into the cache, then load it into the engine",
-                    (
-                        "skopeo",
-                        "copy",
-                        "--dest-daemon-host",
-                        host,
-                        "oci:<cache>/base:<digest>",
-                        "docker-daemon:tfgov-base:<digest>",
-                    ),
+                    "load the base from the cache into the engine",
+                    (*self._load_argv(host, str(cache / "base"), name),),
                     "skopeo",
                 ),
                 Step(
@@ -101,14 +131,7 @@ class DockerBuilder:
                 ),
                 Step(
                     "copy the image out of the engine into the out directory's OCI layout",
-                    (
-                        "skopeo",
-                        "copy",
-                        "--src-daemon-host",
-                        host,
-                        f"docker-daemon:{tag}",
-                        "oci:<out>/build/oci",
-                    ),
+                    (*self._save_argv(ctx, host, staging_path(ctx)),),
                     "skopeo",
                 ),
             ),
@@ -127,16 +150,7 @@ class DockerBuilder:
         host = docker_host()
         name = (base.ref.digest or "").replace(":", "-")
         base_tag = f"tfgov-base:{name.removeprefix('sha256-')[:40]}"
-        self._skopeo(
-            [
-                "copy",
-                "--quiet",
-                "--dest-daemon-host",
-                host,
-                f"oci:{base.layout.path}:{name}",
-                f"docker-daemon:{base_tag}",
-            ]
-        )
+        self._skopeo(self._load_argv(host, str(base.layout.path), name))
         dockerfile, context, build_args = dockerfile_inputs(ctx, self.options)
         text, replaced = pin_from_lines(dockerfile.read_text(), base_tag)
         tag = f"tfgov-build:{ctx.git.sha}"
@@ -172,23 +186,14 @@ class DockerBuilder:
                 "is dockerd running, and does DOCKER_HOST point at it?",
             ) from None
         with replace_layout(ctx) as staging:
-            self._skopeo(
-                [
-                    "copy",
-                    "--quiet",
-                    "--src-daemon-host",
-                    host,
-                    f"docker-daemon:{tag}",
-                    f"oci:{staging}:{ctx.images().tags[0]}",
-                ]
-            )
+            self._skopeo(self._save_argv(ctx, host, str(staging)))
             data = finish(ctx, staging, image_labels, base, lock)
         data["dockerfile_from_replaced"] = replaced
         return built(ctx, self.stage, self.name, clock, data)
 
     @staticmethod
-    def _skopeo(args: list[str]) -> None:
-        done = tools.run(["skopeo", *args], check=False, timeout=3600)
+    def _skopeo(argv: list[str]) -> None:
+        done = tools.run(argv, check=False, timeout=3600)
         if done.returncode != 0:
             raise BuildError.of_run(
                 done,

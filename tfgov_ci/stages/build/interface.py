@@ -24,8 +24,9 @@ from tfgov_ci.oci import image as oci_image
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import access, explain
-from tfgov_ci.pipeline import Clock, StageResult, passed, read_result, result_path
+from tfgov_ci.oci.registry import Registry, RegistryError, layout_transport
+from tfgov_ci.pipeline import Clock, StageResult, Step, passed, read_result
+from tfgov_ci.stages.handoff import BuiltImage
 from tfgov_ci.wheels import Target, lock_digest, manylinux_platforms
 
 
@@ -100,13 +101,30 @@ def checked_lock(ctx: Context) -> str:
         )
     if not ctx.allow_dirty:
         # The tags name a commit: the lock that builds the image must be that commit's lock.
-        status = tools.run(["git", "status", "--porcelain", "--", str(path)], cwd=str(ctx.git.root)).stdout
+        status = tools.run(_git_status_argv(path), cwd=str(ctx.git.root)).stdout
         if status.strip():
             raise BuildInputError(
                 f"{cfg.dependencies.lock} is not the committed one (the lock stage re-resolved it)",
                 f"review and commit {cfg.dependencies.lock} and its .tree.json, then run again",
             )
     return digest or ""
+
+
+def _git_status_argv(lock: Path) -> list[str]:
+    return ["git", "status", "--porcelain", "--", str(lock)]
+
+
+def lock_check_steps(ctx: Context) -> tuple[Step, ...]:
+    """The plan's view of :func:`checked_lock` (no command with --allow-dirty)."""
+    if ctx.allow_dirty:
+        return ()
+    lock = ctx.config.project_dir / ctx.config.dependencies.lock
+    return (Step("check that the lock is the committed one", tuple(_git_status_argv(lock)), "git"),)
+
+
+def staging_path(ctx: Context) -> str:
+    """How a plan names the staging folder of :func:`replace_layout`."""
+    return f"{layout_path(ctx).parent}/<staging dir>"
 
 
 def dockerfile_inputs(ctx: Context, options: Mapping[str, Any]) -> tuple[Path, Path, dict[str, str]]:
@@ -126,7 +144,7 @@ def dockerfile_inputs(ctx: Context, options: Mapping[str, Any]) -> tuple[Path, P
 
 
 def layout_path(ctx: Context) -> Path:
-    return result_path(ctx.out_dir, "build").parent / "oci"
+    return BuiltImage.layout_path(ctx)
 
 
 @contextmanager
@@ -254,39 +272,43 @@ def _glibc(platform: str) -> tuple[int, int]:
         return (2, 17)
 
 
+def _cached_name(ref: Reference) -> str:
+    return (ref.digest or "").replace(":", "-")
+
+
+def base_pull_step(ctx: Context, cache: Path) -> Step:
+    """The plan's view of :func:`pull_base`: skopeo from the registry into the cache, when missing."""
+    ref = reference.parse(ctx.config.base.image)
+    registry = Registry.of(ref, ctx.config.registries)
+    with registry.access.skopeo_args("src", planned=True) as args:
+        argv = registry.copy_argv(
+            f"docker://{ref}", layout_transport(cache / "base", _cached_name(ref)), args
+        )
+    return Step(
+        "pull the base by digest into the cache (skipped when cached)", tuple(argv), "skopeo", optional=True
+    )
+
+
 def pull_base(ref_text: str, cache: Path, registries: Mapping[str, Mapping[str, Any]]) -> BaseImage:
     """The base image by digest, from the cache or pulled into it with skopeo; blobs verified."""
     ref = reference.parse(ref_text)
     if not ref.digest:
         raise BuildInputError(f"base image {ref_text} is not pinned by digest", "pin it: REF@sha256:<digest>")
     layout = Layout.create(cache / "base")
-    name = ref.digest.replace(":", "-")
+    name = _cached_name(ref)
     try:
         descriptor = layout.resolve(name)
     except Exception:
         descriptor = None
     if descriptor is None:
-        reg = access(ref.registry, registries, os.environ)
-        with reg.skopeo_args("src") as src:
-            argv = [
-                "skopeo",
-                "copy",
-                "--quiet",
-                "--preserve-digests",
-                "--retry-times=3",
-                *src,
-                f"docker://{ref.registry}/{ref.repository}@{ref.digest}",
-                f"oci:{layout.path}:{name}",
-            ]
-            done = tools.run(argv, secrets=reg.secrets, check=False, timeout=3600)
-        if done.returncode != 0:
-            message, hint = explain(done.stderr, ref.registry)
-            if "manifest unknown" in done.stderr or "not found" in done.stderr.lower():
-                message, hint = (
-                    f"base image {ref_text} not found",
-                    "check the digest the platform team published",
-                )
-            raise BuildError(message, hint)
+        try:
+            Registry.of(ref, registries).pull(ref, layout_transport(layout.path, name))
+        except RegistryError as exc:
+            if "not found" in exc.message:
+                raise BuildError(
+                    f"base image {ref_text} not found", "check the digest the platform team published"
+                ) from None
+            raise BuildError(exc.message, exc.hint) from None
         descriptor = layout.resolve(name)
     if descriptor.digest != ref.digest:
         raise BuildError(f"cached base {name} is {descriptor.digest}", "delete the cache and pull again")

@@ -21,7 +21,6 @@ from typing import IO, Any, ClassVar
 from tfgov_ci._files import atomic_write_json, cache_dir
 from tfgov_ci.context import Context
 from tfgov_ci.oci import image as oci_image
-from tfgov_ci.oci import reference
 from tfgov_ci.oci.layer import DEFAULT_COMPRESSLEVEL, Layer, LayerBuilder
 from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.pipeline import (
@@ -34,12 +33,14 @@ from tfgov_ci.pipeline import (
 )
 from tfgov_ci.stages.build.interface import (
     BuildInputError,
+    base_pull_step,
     built,
     checked_lock,
     finish,
     image_config,
     labels,
     layout_path,
+    lock_check_steps,
     pull_base,
     replace_layout,
 )
@@ -47,6 +48,7 @@ from tfgov_ci.wheels import (
     Locked,
     Target,
     WheelCache,
+    download_argv,
     install_into,
     lock_digest,
     parse_lock,
@@ -90,6 +92,7 @@ class LayerCache:
 class NativeBuilder:
     stage: ClassVar[str] = "build"
     name: ClassVar[str] = "native"
+    tools: ClassVar[tuple[str, ...]] = ("skopeo", "git", "pip")
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.big_wheel_bytes = (
@@ -99,7 +102,6 @@ class NativeBuilder:
 
     def plan(self, ctx: Context) -> StagePlan:
         cfg = ctx.config
-        ref = reference.parse(cfg.base.image)
         cache = cache_dir()
         lock = cfg.project_dir / cfg.dependencies.lock
         return StagePlan(
@@ -107,36 +109,24 @@ class NativeBuilder:
             backend=self.name,
             available=True,
             summary=STAGES[self.stage].summary,
-            tools=("skopeo",),
+            tools=self.tools,
             steps=(
-                Step(
-                    "pull the base by digest into the cache (skipped when cached)",
-                    (
-                        "skopeo",
-                        "copy",
-                        "--preserve-digests",
-                        f"docker://{ref.registry}/{ref.repository}@{ref.digest}",
-                        f"oci:{cache / 'base'}:{(ref.digest or '').replace(':', '-')}",
-                    ),
-                    "skopeo",
-                ),
+                base_pull_step(ctx, cache),
+                *lock_check_steps(ctx),
                 Step(
                     "fetch the locked wheels for the base's Python and platform, hashes checked "
-                    "(skipped when cached)",
-                    (
-                        "python",
-                        "-m",
-                        "pip",
-                        "download",
-                        "--no-deps",
-                        "--only-binary=:all:",
-                        "--require-hashes",
-                        "--python-version",
-                        cfg.runtime.python,
-                        "-r",
-                        str(lock),
+                    "(skipped when all are cached)",
+                    tuple(
+                        download_argv(
+                            "<base python>",
+                            ["<*--platform of the base>"],
+                            ["<*package index options>"],
+                            f"{cache / 'wheels'}/<temporary dir>/wheels",
+                            f"{cache / 'wheels'}/<temporary dir>/requirements.txt",
+                        )
                     ),
                     "pip",
+                    optional=True,
                 ),
                 Step(
                     f"dependency layers: each wheel over {self.big_wheel_bytes >> 20} MB alone, "

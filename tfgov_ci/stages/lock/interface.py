@@ -3,8 +3,6 @@ with the base's own packages as constraints, written whole or not at all."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import tempfile
@@ -19,12 +17,14 @@ from tfgov_ci._files import atomic_write_json, atomic_write_text
 from tfgov_ci.context import Context
 from tfgov_ci.errors import GateFailed, TfgovError, UsageError
 from tfgov_ci.oci import reference
-from tfgov_ci.oci.registry import access, explain
+from tfgov_ci.oci.registry import Registry, RegistryError
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, result_path
 from tfgov_ci.wheels import Locked, lock_digest, normalise_name, parse_lock
 
 COMPILE_COMMAND = "tfgov-ci run lock"
 TREE_SUFFIX = ".tree.json"  # requirements.lock -> requirements.lock.tree.json
+LOCK_OUTPUT = "requirements.lock"  # in the compile's temporary folder
+CONSTRAINTS = "base-constraints.txt"  # the base's packages, in the same folder
 
 if TYPE_CHECKING:
     from tfgov_ci.pipeline import PipelineDef
@@ -95,26 +95,14 @@ def check_lock(ctx: Context, pipeline_def: PipelineDef) -> str:
 def base_labels(ctx: Context) -> dict[str, str]:
     """The base image's labels, from its config only (skopeo inspect --config)."""
     ref = reference.parse(ctx.config.base.image)
-    reg = access(ref.registry, ctx.config.registries, os.environ)
-    with reg.skopeo_args("") as args:
-        done = tools.run(
-            [
-                "skopeo",
-                "inspect",
-                "--config",
-                *args,
-                f"docker://{ref.registry}/{ref.repository}@{ref.digest}",
-            ],
-            secrets=reg.secrets,
-            check=False,
-            timeout=300,
-        )
-    if done.returncode != 0:
-        message, hint = explain(done.stderr, ref.registry)
-        if "manifest unknown" in done.stderr:
-            message, hint = f"base image {ctx.config.base.image} not found", "check the pinned digest"
-        raise LockStageError(message, hint)
-    found: dict[str, str] = json.loads(done.stdout).get("config", {}).get("Labels") or {}
+    try:
+        config = Registry.of(ref, ctx.config.registries).config(ref)
+    except RegistryError as exc:  # the lock's input is wrong, not a tool: exit 2, as for a bad requirement
+        message = exc.message if "not found" not in exc.message else f"base image {ref} not found"
+        raise LockStageError(
+            message, "check the pinned digest" if "not found" in exc.message else exc.hint
+        ) from None
+    found: dict[str, str] = config.get("config", {}).get("Labels") or {}
     return found
 
 
@@ -124,7 +112,8 @@ class Compiler(ABC):
 
     stage: ClassVar[str] = "lock"
     name: ClassVar[str]
-    tool: ClassVar[str]  # what the plan says runs
+    tool: ClassVar[str]  # the compile tool, as the plan names it
+    tools: ClassVar[tuple[str, ...]]  # skopeo (the base's labels) and the compile tool
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
@@ -145,26 +134,24 @@ class Compiler(ABC):
         cfg = ctx.config
         lock = cfg.project_dir / cfg.dependencies.lock
         ref = reference.parse(cfg.base.image)
+        registry = Registry.of(ref, cfg.registries)
+        with registry.access.skopeo_args("", planned=True) as args:
+            inspect = registry.inspect_argv(ref, args, config=True)
+        work = "<temporary dir>"
+        compile_argv = self._argv(ctx, "<base platform>", f"{work}/{LOCK_OUTPUT}", f"{work}/{CONSTRAINTS}")
         return StagePlan(
             stage=self.stage,
             backend=self.name,
             available=True,
             summary=STAGES[self.stage].summary,
-            tools=(self.tool, "skopeo"),
+            tools=self.tools,
             steps=(
                 Step(
-                    "read the base's Python packages and platform from its labels",
-                    (
-                        "skopeo",
-                        "inspect",
-                        "--config",
-                        f"docker://{ref.registry}/{ref.repository}@{ref.digest}",
-                    ),
-                    "skopeo",
+                    "read the base's Python packages and platform from its labels", tuple(inspect), "skopeo"
                 ),
                 Step(
-                    "resolve with hashes, the base's packages as constraints",
-                    tuple(self._argv(ctx, "<base platform>", str(lock), "<base packages>")),
+                    f"resolve with hashes, the base's packages as constraints; then {lock.name}",
+                    tuple(compile_argv),
                     self.tool,
                 ),
             ),
@@ -188,16 +175,15 @@ class Compiler(ABC):
         )
         lock = cfg.project_dir / cfg.dependencies.lock
         with tempfile.TemporaryDirectory(prefix="tfgov-lock.") as tmp:
-            constraints = None
-            if provided:
-                constraints = str(Path(tmp) / "base-constraints.txt")
-                Path(constraints).write_text("\n".join(provided) + "\n")
-            output = Path(tmp) / "requirements.lock"
+            # Always a constraints file, empty for a base without Python packages: one command shape.
+            constraints = str(Path(tmp) / CONSTRAINTS)
+            Path(constraints).write_text("".join(f"{item}\n" for item in provided))
+            output = Path(tmp) / LOCK_OUTPUT
             if lock.is_file():  # the tools keep the versions of an existing output file that still fit
                 shutil.copyfile(lock, output)
             argv = self._argv(ctx, platform, str(output), constraints)
             done = tools.run(
-                [*self._executable(), *argv[1:]], cwd=str(cfg.project_dir), check=False, timeout=1800
+                argv, executable=self._executable(), cwd=str(cfg.project_dir), check=False, timeout=1800
             )
             if done.returncode != 0:
                 explanation = [line for line in done.stderr.strip().splitlines() if line.strip()][-8:]
@@ -207,11 +193,7 @@ class Compiler(ABC):
                 )
             # The constraints file lives in a temporary folder: name it for what it is, so that the
             # same inputs give the same lock in any folder, on any machine.
-            body = (
-                output.read_text().replace(f"-c {constraints}", "-c base image packages")
-                if constraints
-                else (output.read_text())
-            )
+            body = output.read_text().replace(f"-c {constraints}", "-c base image packages")
         header = (
             f"# Written by `{COMPILE_COMMAND}` ({self.name}) for Python {cfg.runtime.python} on {platform},\n"
             f"# base {ref.digest}: its packages are constraints. Do not edit by hand.\n"

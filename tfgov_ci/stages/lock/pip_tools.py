@@ -29,6 +29,7 @@ def host_target() -> tuple[str, str]:
 class PipToolsLocker(Compiler):
     name = "pip-tools"
     tool = "pip-compile"
+    tools = ("skopeo", "pip-compile")
 
     def _argv(self, ctx: Context, platform: str, output: str, constraints: str | None) -> list[str]:
         cfg = ctx.config

@@ -25,6 +25,7 @@ def uv_binary() -> str:
 class UvLocker(Compiler):
     name = "uv"
     tool = "uv"
+    tools = ("skopeo", "uv")
 
     def _argv(self, ctx: Context, platform: str, output: str, constraints: str | None) -> list[str]:
         cfg = ctx.config

@@ -18,6 +18,7 @@ from tfgov_ci.context import Context
 from tfgov_ci.findings import Finding
 from tfgov_ci.oci.layout import Layout
 from tfgov_ci.pipeline import describe, read_result
+from tfgov_ci.stages.handoff import BuiltImage
 from tfgov_ci.stages.policy import exceptions
 from tfgov_ci.stages.policy.exceptions import Applied, Exception_
 
@@ -52,12 +53,11 @@ def build(
     ctx: Context, report: findings.ScanReport, entries: Iterable[Exception_], on: dt.date
 ) -> tuple[dict[str, Any], Applied]:
     """The input document for this commit and its scan report, and how the exceptions applied."""
-    build_result = read_result(ctx, "build")
+    image = BuiltImage.read(ctx)
     sbom_result = read_result(ctx, "sbom")
     applied = exceptions.apply(list(entries), report.findings, image_names(ctx), on)
-    data = build_result.data
-    layout = Layout.open(Path(build_result.outputs["layout"]))
-    manifest = layout.read_json(str(data["digest"]))
+    layout = Layout.open(image.layout)
+    manifest = layout.read_json(image.digest)
     image_config = layout.read_json(manifest["config"]["digest"])
     cyclonedx = json.loads(Path(sbom_result.outputs["cyclonedx"]).read_text(encoding="utf-8"))
     merged = json.loads(json.dumps(dict(ctx.config.merged), default=str))
@@ -69,12 +69,12 @@ def build(
         "context": context,
         "image": {
             "repository": ctx.images().repository,
-            "digest": data["digest"],
-            "tags": list(data.get("tags", [])),
-            "labels": dict(data.get("labels", {})),
-            "size": data.get("size"),
+            "digest": image.digest,
+            "tags": list(image.tags),
+            "labels": image.labels,
+            "size": image.size,
             "config": image_config.get("config", {}),
-            "base": dict(data.get("base", {})),
+            "base": image.base,
         },
         "sbom": {
             **{k: v for k, v in sbom_result.data.items() if k in ("packages", "by_type", "licenses")},

@@ -59,6 +59,7 @@ class PolicyGate:
                 ),
                 Step(
                     f"evaluate {len(modules)} Rego v1 rules ({rules}) over one input document",
+                    tuple(self.engine().argv("<temporary dir>", modules) or ()),
                     tool=self.tools[0] if self.tools else None,
                 ),
                 Step("write the decision, Markdown summary, JUnit and GitLab container-scanning reports"),

@@ -302,6 +302,10 @@ class Engine(ABC):
         """Begin; the returned function waits for the rules' value, or raises
         :class:`EvaluationFailed` when there is none to trust."""
 
+    def argv(self, folder: str, modules: Sequence[Module]) -> list[str] | None:
+        """The command an engine that runs a tool starts (files in ``folder``); None in-process."""
+        return None
+
 
 def begin(
     engine: Engine, modules: Sequence[Module], params: Mapping[str, Any], document: Mapping[str, Any],

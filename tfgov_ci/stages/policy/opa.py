@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,15 +32,16 @@ class OpaEngine(Engine):
     ) -> Callable[[], Any]:
         folder = Path(tempfile.mkdtemp(prefix="tfgov-opa."))
         try:
-            argv = [tools.which("opa"), "eval", "--format", "json", "--v1-compatible"]
             for index, module in enumerate(modules):
-                path = folder / f"{index:03d}-{module.file.name}"
-                path.write_text(module.text, encoding="utf-8")
-                argv += ["--data", str(path)]
+                (folder / _module_file(index, module)).write_text(module.text, encoding="utf-8")
             (folder / "data.json").write_text(json.dumps(data), encoding="utf-8")
             (folder / "input.json").write_text(json.dumps(document), encoding="utf-8")
-            argv += ["--data", str(folder / "data.json"), "--input", str(folder / "input.json"), QUERY]
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            argv = self.argv(str(folder), modules)
+            executable = tools.which("opa")
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                [executable, *argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -55,12 +57,23 @@ class OpaEngine(Engine):
                 ) from None
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
+                tools.record(argv, executable, proc.returncode, time.monotonic() - started)
             if proc.returncode != 0:
                 raise EvaluationFailed(f"opa eval failed: {(err.strip() or out.strip())[-500:]}")
             result = json.loads(out).get("result") or []
             return result[0]["expressions"][0]["value"] if result else None
 
         return wait
+
+    def argv(self, folder: str, modules: Sequence[Module]) -> list[str]:
+        argv = ["opa", "eval", "--format", "json", "--v1-compatible"]
+        for index, module in enumerate(modules):
+            argv += ["--data", f"{folder}/{_module_file(index, module)}"]
+        return [*argv, "--data", f"{folder}/data.json", "--input", f"{folder}/input.json", QUERY]
+
+
+def _module_file(index: int, module: Module) -> str:
+    return f"{index:03d}-{module.file.name}"
 
 
 class OpaPolicy(PolicyGate):

@@ -1,13 +1,11 @@
-"""What a publish backend promises."""
+"""What a publish backend promises: the image in the registry by digest, then its tags.
+
+Registry failures are :class:`~tfgov_ci.oci.registry.RegistryError` (exit 3) from the one registry
+client; a commit tag that names another digest already is :class:`TagConflict` (exit 1).
+"""
 
 from __future__ import annotations
 
-from tfgov_ci.errors import GateFailed, ToolError
+from tfgov_ci.oci.registry import RegistryError, TagConflict
 
-
-class PublishError(ToolError):
-    """The registry could not be reached, refused us, or failed mid-push (exit 3)."""
-
-
-class TagConflict(GateFailed):
-    """A commit tag already points at another digest: tags are immutable (exit 1)."""
+__all__ = ["RegistryError", "TagConflict"]

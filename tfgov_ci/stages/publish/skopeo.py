@@ -9,20 +9,17 @@ tag behind, and the next run completes it (blobs already there are not sent agai
 
 from __future__ import annotations
 
-import hashlib
-import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tfgov_ci import tools
 from tfgov_ci._files import atomic_write_text
 from tfgov_ci.context import Context
 from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
 from tfgov_ci.oci.layout import Descriptor, Layout
-from tfgov_ci.oci.registry import RETRY_TIMES, Access, access, explain
+from tfgov_ci.oci.reference import Reference
+from tfgov_ci.oci.registry import Registry, push_calls, push_layout
 from tfgov_ci.pipeline import (
     STAGES,
     Clock,
@@ -33,139 +30,42 @@ from tfgov_ci.pipeline import (
     read_result,
     result_path,
 )
-from tfgov_ci.stages.publish.interface import PublishError, TagConflict
+from tfgov_ci.stages.handoff import BuiltImage
 
-
-def _fail(done: tools.Completed, reg: Access) -> PublishError:
-    message, hint = explain(done.stderr, reg.host)
-    tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-    return PublishError(message, hint, argv=done.argv, returncode=done.returncode, stderr_tail=tail)
-
-
-def _skopeo(argv: list[str], reg: Access, *, check: bool = True) -> tools.Completed:
-    done = tools.run(["skopeo", *argv], secrets=reg.secrets, check=False, timeout=3600)
-    if check and done.returncode != 0:
-        raise _fail(done, reg)
-    return done
-
-
-def remote_digest(repository: str, tag: str, reg: Access) -> str | None:
-    """The digest ``repository:tag`` names now, or None when there is no such tag."""
-    with reg.skopeo_args("") as args:
-        done = _skopeo(["inspect", "--raw", *args, f"docker://{repository}:{tag}"], reg, check=False)
-    if done.returncode == 0:
-        return "sha256:" + hashlib.sha256(done.stdout.encode()).hexdigest()
-    if "manifest unknown" in done.stderr or "not found" in done.stderr.lower():
-        return None
-    raise _fail(done, reg)
-
-
-def push_layout(
-    layout: Path,
-    layout_ref: str,
-    digest: str,
-    repository: str,
-    tags: tuple[str, ...],
-    registries: Mapping[str, Mapping[str, Any]],
-    env: Mapping[str, str] | None = None,
-    *,
-    moving: tuple[str, ...] = (),
-    force_retag: bool = False,
-) -> dict[str, Any]:
-    """Push ``layout:layout_ref`` (whose manifest is ``digest``) to ``repository`` and tag it.
-
-    Every tag but those in ``moving`` (the branch tag) is immutable once it names a digest.
-    """
-    reg = access(repository.split("/", 1)[0], registries, os.environ if env is None else env)
-    existing = {tag: remote_digest(repository, tag, reg) for tag in tags}
-    conflicts = {tag: d for tag, d in existing.items() if d is not None and d != digest and tag not in moving}
-    if conflicts and not force_retag:
-        shown = "; ".join(
-            f"{repository}:{tag} is {d}, this build is {digest}" for tag, d in conflicts.items()
-        )
-        raise TagConflict(
-            f"tag already points at another image: {shown}",
-            "commit tags are immutable; rebuild from a new commit, or pass --force-retag",
-        )
-    source = f"oci:{layout}:{layout_ref}"
-    started = time.monotonic()
-    with reg.skopeo_args("dest") as dest:
-        common = ["copy", "--quiet", "--preserve-digests", f"--retry-times={RETRY_TIMES}", *dest]
-        _skopeo([*common, source, f"docker://{repository}@{digest}"], reg)
-        for tag in tags:
-            if existing[tag] != digest:
-                _skopeo([*common, source, f"docker://{repository}:{tag}"], reg)
-    pushed = remote_digest(repository, tags[0], reg) if tags else digest
-    if pushed != digest:
-        raise PublishError(
-            f"{repository}:{tags[0]} names {pushed} after the push, not {digest}",
-            "another writer raced this push; check the registry",
-        )
-    return {
-        "repository": repository,
-        "digest": digest,
-        "reference": f"{repository}@{digest}",
-        "tags": list(tags),
-        "retagged": sorted(conflicts),
-        "already_there": sorted(t for t, d in existing.items() if d == digest),
-        "seconds": round(time.monotonic() - started, 3),
-        "warnings": [reg.warning] if reg.warning else [],
-    }
+SBOM_KINDS = ("spdx", "cyclonedx")
 
 
 class SkopeoPublisher:
     stage: ClassVar[str] = "publish"
     name: ClassVar[str] = "skopeo"
+    tools: ClassVar[tuple[str, ...]] = ("skopeo",)
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
 
     def plan(self, ctx: Context) -> StagePlan:
         images = ctx.images()
-        registry = ctx.config.image.registry
-        build_layout = result_path(ctx.out_dir, "build").parent / "oci"
+        build_layout = BuiltImage.layout_path(ctx)
         steps: tuple[Step, ...]
-        if registry is None:
+        if images.remote is None:
             steps = (Step(f"copy the image into the local OCI layout {images.repository}"),)
         else:
+            registry = Registry.of(images.remote, ctx.config.registries)
+            pushes = push_calls(
+                registry, build_layout, images.tags[0], images.remote, "<build digest>", images.tags
+            )
+            sboms = referrers.attach_calls(registry, images.remote, list(SBOM_KINDS), "<build digest>")
             steps = (
-                Step(
-                    "check that no commit tag names another digest (tags are immutable)",
-                    ("skopeo", "inspect", "--raw", f"docker://{images.repository}:{images.tags[0]}"),
-                    "skopeo",
-                ),
-                Step(
-                    "push by digest",
-                    (
-                        "skopeo",
-                        "copy",
-                        "--preserve-digests",
-                        f"oci:{build_layout}:{images.tags[0]}",
-                        f"docker://{images.repository}@<build digest>",
-                    ),
-                    "skopeo",
-                ),
-                *(
-                    Step(
-                        f"tag {tag}",
-                        (
-                            "skopeo",
-                            "copy",
-                            "--preserve-digests",
-                            f"oci:{build_layout}:{images.tags[0]}",
-                            f"docker://{images.repository}:{tag}",
-                        ),
-                        "skopeo",
-                    )
-                    for tag in images.tags
-                ),
+                *(Step(c.description, c.argv, "skopeo", c.optional) for c in pushes),
+                # The SBOMs go when the sbom stage ran for this commit; without them, a warning.
+                *(Step(c.description, c.argv, "skopeo", optional=True) for c in sboms),
             )
         return StagePlan(
             stage=self.stage,
             backend=self.name,
             available=True,
             summary=STAGES[self.stage].summary,
-            tools=("skopeo",) if registry else (),
+            tools=self.tools,
             steps=steps,
             inputs=(
                 str(result_path(ctx.out_dir, "build")),
@@ -181,12 +81,11 @@ class SkopeoPublisher:
 
     def run(self, ctx: Context, plan: StagePlan) -> StageResult:
         clock = Clock.start()
-        build = read_result(ctx, "build")
+        image = BuiltImage.read(ctx)
         read_result(ctx, "policy")  # passed, for this very commit and configuration, or no push
-        layout = Path(build.outputs["layout"])
-        digest = str(build.data["digest"])
+        layout, digest = image.layout, image.digest
         images = ctx.images()
-        if ctx.config.image.registry is None:
+        if images.remote is None:
             local = Layout.create(ctx.config.project_dir / ".tfgov" / "oci")
             source = Layout.open(layout)
             descriptor = source.resolve(digest)
@@ -203,14 +102,14 @@ class SkopeoPublisher:
                 layout,
                 images.tags[0],
                 digest,
-                images.repository,
+                images.remote,
                 images.tags,
                 ctx.config.registries,
                 moving=images.moving,
                 force_retag=ctx.force_retag,
             )
             warnings = list(data.pop("warnings"))
-            sboms, sbom_warning = attach_sboms(ctx, layout, digest, images.repository)
+            sboms, sbom_warning = attach_sboms(ctx, image, images.remote)
             data["sboms"] = sboms
             if sbom_warning:
                 warnings.append(sbom_warning)
@@ -238,18 +137,16 @@ def dotenv(repository: str, tag: str, digest: str) -> str:
 
 
 def attach_sboms(
-    ctx: Context, layout: Path, digest: str, repository: str
+    ctx: Context, image: BuiltImage, target: Reference
 ) -> tuple[list[dict[str, str]], str | None]:
     """Push this commit's SBOMs as artifacts of the image; a warning when there are none."""
     if not result_path(ctx.out_dir, "sbom").is_file():
         return [], "no SBOM attached: run the sbom stage before publish"
     sbom = read_result(ctx, "sbom")
-    manifest = Layout.open(layout).resolve(digest)
-    files = {kind: Path(sbom.outputs[kind]) for kind in ("spdx", "cyclonedx") if kind in sbom.outputs}
+    manifest = Layout.open(image.layout).resolve(image.digest)
+    files = {kind: Path(sbom.outputs[kind]) for kind in SBOM_KINDS if kind in sbom.outputs}
     subject = Descriptor(manifest.media_type, manifest.digest, manifest.size)
-    attached = referrers.attach(
-        repository, subject, files, rfc3339(ctx.source_date_epoch), ctx.config.registries
-    )
+    attached = referrers.attach(target, subject, files, rfc3339(ctx.source_date_epoch), ctx.config.registries)
     return [{"format": a.kind, "digest": a.digest, "artifact_type": a.artifact_type} for a in attached], None
 
 

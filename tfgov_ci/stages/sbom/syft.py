@@ -21,7 +21,8 @@ from tfgov_ci._files import atomic_write_json, cache_dir
 from tfgov_ci.context import Context
 from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.oci.registry import access
-from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
+from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, result_path
+from tfgov_ci.stages.handoff import BuiltImage
 from tfgov_ci.stages.sbom import drift
 from tfgov_ci.stages.sbom.interface import SbomError
 from tfgov_ci.wheels import parse_lock
@@ -52,6 +53,7 @@ def summarise(cyclonedx: dict[str, Any]) -> dict[str, Any]:
 class SyftSbom:
     stage: ClassVar[str] = "sbom"
     name: ClassVar[str] = "syft"
+    tools: ClassVar[tuple[str, ...]] = ("syft",)
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
@@ -77,38 +79,37 @@ class SyftSbom:
         pushed image by digest, with the registry's CA and credentials (in syft's environment)."""
         if self.options.get("source", "layout") != "registry":
             return f"oci-dir:{layout}", {}, ()
-        repository = ctx.images().repository
-        if repository.startswith("oci:"):
+        remote = ctx.images().remote
+        if remote is None:
             raise SbomError("stages.sbom.options.source: registry needs image.registry", "set image.registry")
-        reg = access(repository.split("/", 1)[0], ctx.config.registries, os.environ)
-        env = {"SYFT_REGISTRY_AUTH_AUTHORITY": reg.host}
-        if reg.ca_file is not None:
-            env["SYFT_REGISTRY_CA_CERT"] = str(reg.ca_file)
-        elif not reg.tls_verify:
-            env["SYFT_REGISTRY_INSECURE_USE_HTTP"] = "true"
-        if reg.user and reg.password:
-            env["SYFT_REGISTRY_AUTH_USERNAME"], env["SYFT_REGISTRY_AUTH_PASSWORD"] = reg.user, reg.password
-        return f"registry:{repository}@{digest}", env, reg.secrets
+        reach = access(remote.registry, ctx.config.registries, os.environ)
+        return f"registry:{remote}@{digest}", reach.syft_env(), reach.secrets
 
     def plan(self, ctx: Context) -> StagePlan:
         out = result_path(ctx.out_dir, self.stage).parent
-        layout = result_path(ctx.out_dir, "build").parent / "oci"
+        layout = BuiltImage.layout_path(ctx)
         argv = self._argv(
             self._source(ctx, str(layout), "<build digest>")[0],
             ctx.images().repository,
             "<build digest>",
-            str(out / SPDX_FILE),
-            str(out / CYCLONEDX_FILE),
+            f"{out}/<temporary dir>/{SPDX_FILE}",
+            f"{out}/<temporary dir>/{CYCLONEDX_FILE}",
         )
         return StagePlan(
             stage=self.stage,
             backend=self.name,
             available=True,
             summary=STAGES[self.stage].summary,
-            tools=("syft",),
+            tools=self.tools,
             steps=(
                 Step("catalogue the image's packages", tuple(argv), "syft"),
                 Step("annotate both documents with commit, image digest and lock digest"),
+                Step(
+                    "catalogue the base alone, once per base digest (skipped when cached)",
+                    tuple(_base_argv("<temporary layout>", "<temporary dir>/sbom.cdx.json")),
+                    "syft",
+                    optional=True,
+                ),
                 Step("drift: the image's Python packages and files against the lock and the base's SBOM"),
             ),
             inputs=(str(result_path(ctx.out_dir, "build")), str(layout)),
@@ -121,31 +122,30 @@ class SyftSbom:
 
     def run(self, ctx: Context, plan: StagePlan) -> StageResult:
         clock = Clock.start()
-        build = read_result(ctx, "build")
-        digest, lock = str(build.data["digest"]), str(build.data.get("lock_digest", ""))
+        image = BuiltImage.read(ctx)
+        digest, lock = image.digest, image.lock_digest
         out = result_path(ctx.out_dir, self.stage).parent
         out.mkdir(parents=True, exist_ok=True)
         repository = ctx.images().repository
         env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
         # The file half of the drift check reads the image's own layers while syft works: it needs
         # only the layout, and the two together take about as long as syft alone on two cores.
-        layout = Layout.open(Path(build.outputs["layout"]))
-        base = build.data["base"]
+        layout = Layout.open(image.layout)
         pool = ThreadPoolExecutor(max_workers=1)
         loose_files = pool.submit(
-            drift.unowned_files, layout, layout.read_json(digest), int(base["layers"]), ctx.config.app.workdir
+            drift.unowned_files, layout, layout.read_json(digest), image.base_layers, ctx.config.app.workdir
         )
         pool.shutdown(wait=False)
         with tempfile.TemporaryDirectory(prefix=".sbom.", dir=out) as tmp:
             spdx_tmp, cdx_tmp = Path(tmp) / SPDX_FILE, Path(tmp) / CYCLONEDX_FILE
-            source, registry_env, secrets = self._source(ctx, build.outputs["layout"], digest)
+            source, registry_env, secrets = self._source(ctx, str(image.layout), digest)
             argv = self._argv(source, repository, digest, str(spdx_tmp), str(cdx_tmp))
             done = tools.run(argv, env={**env, **registry_env}, secrets=secrets, check=False, timeout=3600)
             if done.returncode != 0:
                 raise SbomError.of_run(done, "syft could not catalogue the image", "see syft's output below")
             spdx = json.loads(spdx_tmp.read_text())
             cyclonedx = json.loads(cdx_tmp.read_text())
-        drift_report = self._drift(ctx, build, cyclonedx, loose_files.result())
+        drift_report = self._drift(ctx, image, cyclonedx, loose_files.result())
         facts = {"commit": ctx.git.sha, "image": f"{repository}@{digest}", "lock": lock}
         spdx.setdefault("creationInfo", {})["comment"] = "tfgov-ci: " + ", ".join(
             f"{k}={v}" for k, v in facts.items()
@@ -156,7 +156,7 @@ class SyftSbom:
         atomic_write_json(out / CYCLONEDX_FILE, cyclonedx)
         summary = {
             **summarise(cyclonedx),
-            "image_size": build.data.get("size"),
+            "image_size": image.size,
             "digest": digest,
             "spdx_version": spdx.get("spdxVersion"),
             "cyclonedx_version": cyclonedx.get("specVersion"),
@@ -176,15 +176,14 @@ class SyftSbom:
         )
 
     def _drift(
-        self, ctx: Context, build: StageResult, cyclonedx: dict[str, Any], loose_files: list[drift.Finding]
+        self, ctx: Context, image: BuiltImage, cyclonedx: dict[str, Any], loose_files: list[drift.Finding]
     ) -> dict[str, Any]:
         """Compare the image's Python packages with the lock and the base; add the loose files."""
         cfg = ctx.config
-        base = build.data["base"]
         cache = cache_dir()
         base_doc = (
-            drift.base_sbom(cache / "base", str(base["digest"]), cache, _catalogue_cyclonedx)
-            if base["digest"]
+            drift.base_sbom(cache / "base", image.base_digest, cache, _catalogue_cyclonedx)
+            if image.base_digest
             else {"components": []}  # the central base itself: every Python package is the lock's
         )
         lock = cfg.project_dir / cfg.dependencies.lock
@@ -209,22 +208,21 @@ def _catalogue_cyclonedx(layout_path: Path, ref: str) -> dict[str, Any]:
         single.tag(descriptor, ("image",))
         output = Path(tmp) / "sbom.cdx.json"
         env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
-        done = tools.run(
-            [
-                "syft",
-                "scan",
-                f"oci-dir:{single.path}",
-                "--quiet",
-                "--source-name",
-                "base",
-                "-o",
-                f"cyclonedx-json={output}",
-            ],
-            env=env,
-            check=False,
-            timeout=3600,
-        )
+        done = tools.run(_base_argv(str(single.path), str(output)), env=env, check=False, timeout=3600)
         if done.returncode != 0:
             raise SbomError.of_run(done, "syft could not catalogue the base image")
         loaded: dict[str, Any] = json.loads(output.read_text())
         return loaded
+
+
+def _base_argv(layout: str, output: str) -> list[str]:
+    return [
+        "syft",
+        "scan",
+        f"oci-dir:{layout}",
+        "--quiet",
+        "--source-name",
+        "base",
+        "-o",
+        f"cyclonedx-json={output}",
+    ]

@@ -25,6 +25,7 @@ _TYPES = {"python": "pypi", "deb": "deb"}
 
 class GrypeScanner(ScanBackend):
     name = "grype"
+    tools = ("grype",)
 
     imports_reports: ClassVar[bool] = True
 

@@ -21,6 +21,7 @@ from tfgov_ci.context import Context
 from tfgov_ci.errors import ToolError
 from tfgov_ci.findings import ReportError, ScanReport
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
+from tfgov_ci.stages.handoff import BuiltImage
 
 FINDINGS_FILE = "findings.json"
 
@@ -41,7 +42,7 @@ class Target:
     @classmethod
     def planned(cls, ctx: Context) -> Target:
         return cls(
-            layout=result_path(ctx.out_dir, "build").parent / "oci",
+            layout=BuiltImage.layout_path(ctx),
             digest="<build digest>",
             name=f"{ctx.images().repository}@<build digest>",
             cyclonedx=result_path(ctx.out_dir, "sbom").parent / "sbom.cdx.json",
@@ -49,12 +50,11 @@ class Target:
 
     @classmethod
     def built(cls, ctx: Context) -> Target:
-        build, sbom = read_result(ctx, "build"), read_result(ctx, "sbom")
-        digest = str(build.data["digest"])
+        image, sbom = BuiltImage.read(ctx), read_result(ctx, "sbom")
         return cls(
-            layout=Path(build.outputs["layout"]),
-            digest=digest,
-            name=f"{ctx.images().repository}@{digest}",
+            layout=image.layout,
+            digest=image.digest,
+            name=f"{ctx.images().repository}@{image.digest}",
             cyclonedx=Path(sbom.outputs["cyclonedx"]),
         )
 
@@ -62,6 +62,7 @@ class Target:
 class ScanBackend(ABC):
     stage: ClassVar[str] = "scan"
     name: ClassVar[str]
+    tools: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
@@ -102,6 +103,7 @@ class Combined:
     def __init__(self, parts: Sequence[ScanBackend]) -> None:
         self.parts = list(parts)
         self.name = "+".join(part.name for part in parts)
+        self.tools = tuple(dict.fromkeys(tool for part in parts for tool in part.tools))
 
     def plan(self, ctx: Context) -> StagePlan:
         return _plan(ctx, self.name, self.parts)
@@ -121,7 +123,7 @@ def _plan(ctx: Context, name: str, scanners: Sequence[ScanBackend]) -> StagePlan
         backend=name,
         available=True,
         summary=STAGES["scan"].summary,
-        tools=tuple(dict.fromkeys(step.tool for step in steps if step.tool)),
+        tools=tuple(dict.fromkeys(tool for scanner in scanners for tool in scanner.tools)),
         steps=tuple(steps),
         inputs=(str(result_path(ctx.out_dir, "build")), str(result_path(ctx.out_dir, "sbom"))),
         outputs=(str(out / FINDINGS_FILE), str(result_path(ctx.out_dir, "scan"))),

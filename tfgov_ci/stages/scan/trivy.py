@@ -38,6 +38,7 @@ _TYPES |= {"python-pkg": "pypi", "uv": "pypi"}
 
 class TrivyScanner(ScanBackend):
     name = "trivy"
+    tools = ("trivy",)
 
     imports_reports: ClassVar[bool] = True
 

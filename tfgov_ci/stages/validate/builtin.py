@@ -43,6 +43,7 @@ CHECKS = (
 class BuiltinValidator:
     stage: ClassVar[str] = "validate"
     name: ClassVar[str] = "builtin"
+    tools: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
