@@ -11,8 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tfgov_ci.stages.build import base_factory  # noqa: E402
 from tfgov_ci.oci.registry import push_layout  # noqa: E402
+from tfgov_ci.stages.build import base_factory  # noqa: E402
 from tfgov_ci.testing.registry import LocalRegistry  # noqa: E402
 
 SHARED_CACHE = ROOT / ".cache" / "test-cache"  # layers, debs and wheels by hash: safe to share

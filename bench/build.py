@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tfgov_ci.stages.build import base_factory  # noqa: E402
 from tfgov_ci.oci.registry import push_layout  # noqa: E402
+from tfgov_ci.stages.build import base_factory  # noqa: E402
 from tfgov_ci.testing.dockerd import LocalDockerd  # noqa: E402
 from tfgov_ci.testing.registry import LocalRegistry, free_port  # noqa: E402
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -435,6 +436,32 @@ def test_pip_tools_locks_what_uv_locks_with_the_base_as_constraint_and_builds(
     (tmp_path / "pip-tools" / "requirements.txt").write_text("six>=1.18\n")
     refused = cli("lock", cwd=tmp_path / "pip-tools")
     assert refused.code == 2 and "the base pins six 1.17.0; requirements.txt asks for >=1.18" in refused.err
+
+
+def test_two_pipelines_of_one_commit_build_one_digest_and_both_publish(
+    model: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retried GitLab pipeline: another pipeline id, the same commit. The pipeline id is in the
+    build record, not in the image, so the digest is the same and the second publish finds the
+    commit's tags already naming it (no --force-retag)."""
+    monkeypatch.setenv("GITLAB_CI", "true")
+    digests, records = [], []
+    for pipeline_id in ("1001", "1002"):
+        monkeypatch.setenv("CI_PIPELINE_ID", pipeline_id)
+        monkeypatch.setenv(
+            "CI_PIPELINE_URL", f"https://gitlab.example.com/ml/hello/-/pipelines/{pipeline_id}"
+        )
+        shutil.rmtree(model / ".tfgov" / "out", ignore_errors=True)
+        digests.append(build(cli, model)["data"]["digest"])  # type: ignore[index]
+        govern(cli, model)
+        published = cli("run", "publish", cwd=model)
+        assert published.code == 0, published.err
+        records.append(json.loads((model / ".tfgov/out/record.json").read_text()))
+    assert digests[0] == digests[1]
+    assert [r["ci"]["pipeline_id"] for r in records] == ["1001", "1002"]
+    publish = json.loads((model / ".tfgov/out/publish/result.json").read_text())
+    sha = git(model, "rev-parse", "HEAD")
+    assert sorted(publish["data"]["already_there"]) == sorted([sha, sha[:8], "main"])
 
 
 def test_a_later_stage_reads_the_build_from_where_the_out_directory_is_now(

@@ -58,9 +58,8 @@ def labels(ctx: Context, base: Reference, lock: str | None) -> dict[str, str]:
         "io.tfgov.tensorflow.version": cfg.runtime.tensorflow,
         "io.tfgov.python.version": cfg.runtime.python,
         "io.tfgov.lock.digest": lock or "",
-        # The one label that differs between two CI pipelines of the same commit: a rebuild that
-        # must match bit for bit runs with the same pipeline id (CI_PIPELINE_ID, BUILD_TAG).
-        "io.tfgov.pipeline.id": ctx.ci.pipeline_id or "local",
+        # Nothing that differs between two CI pipelines of one commit (pipeline and job ids and
+        # URLs, times) goes into the image: one commit, one digest. Those live in the build record.
     }
     if ctx.git.dirty:
         out["io.tfgov.dirty"] = "true"
