@@ -55,4 +55,27 @@ if [[ ! -f $tf_dir/.complete ]]; then
   touch "$tf_dir/.complete"
 fi
 
-echo "setup: done: $(.venv/bin/tfgov-ci --version) in .venv"
+# cosign 3 signs and verifies (the sign stage, `tfgov-ci verify`). It is not in bookworm; Debian sid's
+# package is a static Go binary that runs here. Fetched with a private sources list (the machine's
+# apt sources are not changed) and unpacked beside tfgov-ci's Python, where tfgov-ci looks for tools.
+cosign_version=3.1.1
+# (Debian's build reports "GitVersion: devel", so the stamp .venv/.cosign-version says which it is.)
+if [[ ! -x .venv/bin/cosign || $(cat .venv/.cosign-version 2>/dev/null) != "$cosign_version" ]]; then
+  sid=$(mktemp -d)
+  trap 'rm -rf "$sid"' EXIT
+  # the machine's own Debian mirror (a missing sources file is no error)
+  mirror=$(sed -n 's|^URIs: *\(http[^ ]*\).*|\1|p; s|^deb \(\[[^]]*\] \)\{0,1\}\(http[^ ]*\).*|\2|p' \
+    /etc/apt/sources.list.d/* /etc/apt/sources.list 2>/dev/null | awk 'NR == 1') || true
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror:-http://deb.debian.org/debian} sid main" \
+    >"$sid/sources.list"
+  mkdir -p "$sid/lists/partial" "$sid/cache/archives/partial"
+  apt_sid=(-o "Dir::Etc::sourcelist=$sid/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$sid/lists"
+    -o "Dir::Cache=$sid/cache" -o APT::Sandbox::User=root)
+  apt-get -qq "${apt_sid[@]}" update
+  (cd "$sid" && apt-get -qq "${apt_sid[@]}" download "cosign=$cosign_version-*")
+  dpkg-deb -x "$sid"/cosign_*.deb "$sid/root"
+  install -m 0755 "$sid/root/usr/bin/cosign" .venv/bin/cosign
+  echo "$cosign_version" >.venv/.cosign-version
+fi
+
+echo "setup: done: $(.venv/bin/tfgov-ci --version) in .venv, cosign $cosign_version"

