@@ -4,9 +4,11 @@
 2. build the central base (examples/tf-base: distroless Python 3.11 + TensorFlow, locked) and push it;
 3. clone the example as a model team would have it, pin the base by the digest just pushed, scan
    offline against the PyPA advisory database (the test fixture; no network), commit;
-4. `tfgov-ci plan`, then `tfgov-ci run`, which prints the summary and writes the build record;
-5. when the run got past the policy gate, push the image and its SBOMs (`tfgov-ci run publish`) and
-   fetch the SBOM back from the registry by the image's tag.
+4. a signing key pair, outside the repository (as a CI secret would be): the private key in
+   COSIGN_PRIVATE_KEY, its password in COSIGN_PASSWORD;
+5. `tfgov-ci plan`, then `tfgov-ci run`, which signs and attests the image by digest, publishes it
+   under the commit's tags with its SBOMs, prints the summary and writes the build record;
+6. cosign's own verify on what was pushed, by tag, and the SBOM fetched back by tag.
 Exits with `tfgov-ci run`'s code.
 """
 
@@ -96,6 +98,15 @@ def main() -> int:
         git(clone, "add", "requirements.lock", "requirements.lock.tree.json")
         git(clone, "commit", "-q", "-m", "lock")
 
+        print("\n== the signing key (a CI secret in real life; never in the repository)")
+        keys = work / "keys"
+        keys.mkdir()
+        os.environ["COSIGN_PASSWORD"] = "demo-only-password"
+        cosign = shutil.which("cosign") or str(Path(sys.executable).parent / "cosign")
+        subprocess.run([cosign, "generate-key-pair"], cwd=keys, check=True, capture_output=True)
+        os.environ["COSIGN_PRIVATE_KEY"] = (keys / "cosign.key").read_text()
+        print(f"public key: {keys / 'cosign.pub'}")
+
         print("\n== tfgov-ci plan (the dry run)")
         sh("tfgov-ci", "plan", cwd=clone)
         print("== tfgov-ci run")
@@ -103,19 +114,13 @@ def main() -> int:
         if status == 3:
             print("\ndemo: the pipeline stopped at a stage this version of tfgov-ci does not implement yet")
             print("      (exit 3, see CHANGELOG.md); every stage before it ran for real.")
-        policy = clone / ".tfgov" / "out" / "policy" / "result.json"
-        if policy.is_file() and '"status": "passed"' in policy.read_text():
-            print("\n== the policy gate allowed the image: publish it with its SBOMs (not signed yet)")
-            sh("tfgov-ci", "run", "publish", cwd=clone)
-            sh(
-                "tfgov-ci",
-                "sbom",
-                "fetch",
-                f"{registry.host}/ml/tf-mnist:main",
-                "--output",
-                "fetched.spdx.json",
-                cwd=work,
-            )
+        publish = clone / ".tfgov" / "out" / "publish" / "result.json"
+        if publish.is_file() and '"status": "passed"' in publish.read_text():
+            image = f"{registry.host}/ml/tf-mnist:main"
+            print(f"\n== what a cluster would check: the signature of {image} (cosign, offline)")
+            sh(cosign, "verify", "--key", str(keys / "cosign.pub"), "--insecure-ignore-tlog",
+               "--allow-insecure-registry", "--output", "text", image, cwd=work)  # fmt: skip
+            sh("tfgov-ci", "sbom", "fetch", image, "--output", "fetched.spdx.json", cwd=work)
         return status
 
 

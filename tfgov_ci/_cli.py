@@ -31,6 +31,7 @@ from tfgov_ci.commands import (
     sbom,
     scan,
     validate,
+    verify,
 )
 from tfgov_ci.errors import EXIT_INTERRUPTED, EXIT_TOOL, EXIT_USAGE, TfgovError
 
@@ -51,6 +52,7 @@ COMMANDS: tuple[Command, ...] = (
     scan,
     exceptions,
     policy,
+    verify,
     base,
 )
 

@@ -162,13 +162,19 @@ def run(
 
 @functools.cache
 def version(tool: str) -> str | None:
-    """The first line ``tool --version`` prints, or None when the tool is not installed."""
+    """The first line ``tool --version`` prints, or None when the tool is not installed.
+
+    A version probe changes nothing and is not a stage's work: it is not recorded (the versions
+    themselves go into the build record and the provenance)."""
     try:
         tool = which(tool)
     except ToolError:
         return None
+    token = _ran.set(None)
     try:
         first = run([tool, "--version"], timeout=30).stdout.strip().splitlines()
     except ToolError:
         return None
+    finally:
+        _ran.reset(token)
     return first[0] if first else None

@@ -11,8 +11,8 @@ from pathlib import Path
 from tests.helpers import ROOT, require_tool
 
 
-def test_demo_runs_the_example_through_the_gate_stops_honestly_at_sign_and_publishes() -> None:
-    for tool in ("git", "docker-registry", "skopeo", "apt-get", "dpkg-deb"):
+def test_demo_signs_and_publishes_the_example_and_stops_honestly_at_record() -> None:
+    for tool in ("git", "docker-registry", "skopeo", "apt-get", "dpkg-deb", "cosign"):
         require_tool(tool)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "COLUMNS": "120"}
     done = subprocess.run(
@@ -23,18 +23,20 @@ def test_demo_runs_the_example_through_the_gate_stops_honestly_at_sign_and_publi
         timeout=900,
         check=False,
     )
-    # Until the sign stage lands, the pipeline stops there: exit 3, said plainly; the policy gate
-    # having allowed the image, the demo then publishes it and fetches its SBOM back.
+    # Until the record stage lands, the pipeline stops there: exit 3, said plainly; the image is
+    # signed, attested and published by then, and the demo verifies it and fetches its SBOM back.
     assert done.returncode == 3, done.stderr[-3000:]
     assert "pushed  127.0.0.1:" in done.stdout  # the central base, into the demo's own registry
     assert "== tfgov-ci plan" in done.stdout
     assert re.search(r"image:   127\.0\.0\.1:[0-9]+/ml/tf-mnist:[0-9a-f]{40}", done.stdout)
-    assert "9 stages, 7 available in this version; nothing was run" in done.stdout
+    assert "9 stages, 8 available in this version; nothing was run" in done.stdout
     assert "tfgov-ci run: error" in done.stdout  # the summary table's title
     assert "record: .tfgov/out/record.json" in done.stdout
-    for stage in ("validate", "lock", "build", "sbom", "scan", "policy", "publish"):
+    for stage in ("validate", "lock", "build", "sbom", "scan", "policy", "sign", "publish"):
         assert f"✔ {stage} passed" in done.stderr
-    assert "error: stage 'sign' (backend cosign) is not available yet" in done.stderr
+    assert "error: stage 'record' (backend builtin) is not available yet" in done.stderr
+    assert "The signatures were verified against the specified public key" in done.stderr
+    assert "demo-only-password" not in done.stdout + done.stderr
     assert re.search(r"wrote fetched\.spdx\.json \([0-9]+ bytes, spdx\)", done.stderr)
     assert "Traceback" not in done.stderr
 

@@ -42,3 +42,12 @@ def test_version_reads_the_first_line_or_none() -> None:
     require_tool("git")
     assert (tools.version("git") or "").startswith("git version")
     assert tools.version("definitely-not-a-tfgov-tool") is None
+
+
+def test_a_stage_records_the_commands_it_runs_but_not_version_probes() -> None:
+    tools.version.cache_clear()
+    with tools.recording() as ran:
+        tools.run(["echo", "hi"])
+        assert tools.version("git") is not None
+    assert [c.argv for c in ran] == [("echo", "hi")]
+    assert ran[0].returncode == 0 and ran[0].executable.endswith("/echo")

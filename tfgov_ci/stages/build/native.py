@@ -180,6 +180,8 @@ class NativeBuilder:
             layout.tag(written.manifest, ctx.images().tags[:1])
             data = finish(ctx, staging, image_labels, base, lock_digest(lock_path))
         data["installed"] = [f"{r.name}=={r.version}" for r in install]
+        # the sha256 of each wheel installed (its cache folder is named by it), for the provenance
+        data["wheels"] = {r.name: wheels[r.name].parent.name for r in install}
         data["provided_by_base"] = sorted(f"{n}=={v}" for n, v in base.provided().items())
         data["layers"] = [
             {

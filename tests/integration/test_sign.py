@@ -1,0 +1,261 @@
+"""The sign stage with the real cosign 3, against the real local registry, offline (no Rekor, no
+Fulcio): signed by digest, attested, and accepted by cosign's own verify commands."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import CliResult, git, plan_is_what_ran, require_tool
+from tests.integration.test_native_build import build, govern, model  # noqa: F401 (model: a fixture)
+from tfgov_ci.oci import reference
+from tfgov_ci.oci.registry import Access, push_layout, remote_digest
+from tfgov_ci.stages.sign.interface import POLICY_PREDICATE, SBOM_PREDICATE, SCAN_PREDICATE, SLSA_PROVENANCE
+from tfgov_ci.testing.registry import LocalRegistry
+
+PASSWORD = "s3cret-key-password"
+
+
+@pytest.fixture
+def key_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A cosign key pair, outside the repository; its password in COSIGN_PASSWORD, as CI sets it."""
+    cosign = require_tool("cosign")
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    env = {**os.environ, "COSIGN_PASSWORD": PASSWORD}
+    subprocess.run([cosign, "generate-key-pair"], cwd=folder, env=env, capture_output=True, check=True)
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    return folder / "cosign.key", folder / "cosign.pub"
+
+
+def cosign_verify(command: str, public: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """cosign's own verify or verify-attestation, offline: the key alone, no transparency log."""
+    return subprocess.run(
+        [
+            require_tool("cosign"),
+            command,
+            "--key",
+            str(public),
+            "--insecure-ignore-tlog",
+            "--allow-insecure-registry",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_sign_signs_by_digest_attests_the_evidence_and_cosign_itself_accepts_it(
+    model: Path,  # noqa: F811
+    key_pair: tuple[Path, Path],
+    session_registry: LocalRegistry,
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    private, public = key_pair
+    monkeypatch.setenv("COSIGN_PRIVATE_KEY", private.read_text())  # the default key: env://COSIGN_PRIVATE_KEY
+    # A repository of its own: other tests publish this very commit of the model under ml/hello.
+    config = model / "tfgov.yaml"
+    config.write_text(config.read_text().replace("repository: ml/hello", "repository: ml/signed"))
+    git(model, "commit", "-qam", "its own repository")
+    digest = str(build(cli, model)["data"]["digest"])  # type: ignore[index]
+    govern(cli, model)
+    signed = cli("run", "sign", cwd=model)
+    assert signed.code == 0, signed.err
+    assert PASSWORD not in signed.out + signed.err
+    repository = f"{session_registry.host}/ml/signed"
+    ref = f"{repository}@{digest}"
+    result = json.loads((model / ".tfgov/out/sign/result.json").read_text())
+    assert result["data"]["reference"] == ref and result["data"]["transparency_log"] == "none"
+    assert [a["predicate_type"] for a in result["data"]["attestations"]] == [
+        SLSA_PROVENANCE,
+        SBOM_PREDICATE,
+        SCAN_PREDICATE,
+        POLICY_PREDICATE,
+    ]
+    assert PASSWORD not in (model / ".tfgov/out/sign/result.json").read_text()
+    # By digest, and no tag yet: publish points the tags at it once the evidence is there.
+    sha = git(model, "rev-parse", "HEAD")
+    access = Access(session_registry.host, False, None, None)
+    assert all(remote_digest(repository, tag, access) is None for tag in (sha, sha[:8], "main"))
+    ran = plan_is_what_ran(model, ["sign"])
+    assert [c[1] for c in ran["sign"]] == [
+        "copy",
+        "signing-config",
+        "sign",
+        "attest",
+        "attest",
+        "attest",
+        "attest",
+    ]
+    assert all("--key" in c and "env://COSIGN_PRIVATE_KEY" in c for c in ran["sign"][2:])
+
+    # An independent check of the format: cosign's own verify accepts the signature and each
+    # attestation, offline, with the public key.
+    verified = cosign_verify("verify", public, ref)
+    assert verified.returncode == 0, verified.stderr
+    for kind in (SLSA_PROVENANCE, SBOM_PREDICATE, SCAN_PREDICATE, POLICY_PREDICATE):
+        done = cosign_verify("verify-attestation", public, "--type", kind, ref)
+        assert done.returncode == 0, (kind, done.stderr)
+        statements = [
+            json.loads(base64.b64decode(json.loads(line)["payload"]))
+            for line in done.stdout.splitlines()
+            if line.strip()
+        ]
+        assert statements and all(s["predicateType"] == kind for s in statements)
+        assert statements[0]["subject"][0]["digest"] == {"sha256": digest.removeprefix("sha256:")}
+        if kind == SLSA_PROVENANCE:
+            provenance = statements[0]["predicate"]
+            external = provenance["buildDefinition"]["externalParameters"]
+            assert external["commit"] == sha and external["config"]["path"] == "tfgov.yaml"
+            assert external["pipeline"] == "tf-image"
+            deps = provenance["buildDefinition"]["resolvedDependencies"]
+            assert deps[0]["digest"] == {"gitCommit": sha}
+            assert any(d.get("name") == "pyyaml" and "sha256" in d.get("digest", {}) for d in deps)
+        if kind == SBOM_PREDICATE:
+            cyclonedx = model / ".tfgov/out/sbom/sbom.cdx.json"
+            assert statements[0]["predicate"]["digest"].removeprefix("sha256:") == _sha256(cyclonedx)
+
+    # Then publish tags what is signed; the tag now names the signed digest.
+    assert cli("run", "publish", cwd=model).code == 0
+    assert remote_digest(repository, sha, access) == digest
+    other = cosign_verify("verify", public, f"{repository}:{sha}")
+    assert other.returncode == 0, other.stderr
+
+
+def test_a_wrong_key_password_or_no_key_is_a_clear_error_without_the_password(
+    model: Path,  # noqa: F811
+    key_pair: tuple[Path, Path],
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    private, _ = key_pair
+    build(cli, model)
+    govern(cli, model)
+    missing = cli("run", "sign", cwd=model)
+    assert missing.code == 2
+    assert "no signing key: COSIGN_PRIVATE_KEY is not set" in missing.err
+    monkeypatch.setenv("COSIGN_PRIVATE_KEY", private.read_text())
+    monkeypatch.setenv("COSIGN_PASSWORD", "not-the-password")
+    wrong = cli("run", "sign", cwd=model)
+    assert wrong.code == 2, wrong.err
+    assert "could not open the signing key (wrong password?)" in wrong.err
+    assert "not-the-password" not in wrong.out + wrong.err
+    assert "not-the-password" not in (model / ".tfgov/out/sign/result.json").read_text()
+    assert "not-the-password" not in (model / ".tfgov/out/record.json").read_text()
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def signed(
+    model: Path,  # noqa: F811
+    key_pair: tuple[Path, Path],
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Path, str, str]:
+    """The model built, governed, signed and published as ml/verified (a repository of its own: these
+    tests tamper with it), with the default key: (repo, sha, digest)."""
+    monkeypatch.setenv("COSIGN_PRIVATE_KEY", key_pair[0].read_text())
+    config = model / "tfgov.yaml"
+    config.write_text(config.read_text().replace("repository: ml/hello", "repository: ml/verified"))
+    git(model, "commit", "-qam", "its own repository")
+    digest = str(build(cli, model)["data"]["digest"])  # type: ignore[index]
+    govern(cli, model)
+    for stage in ("sign", "publish"):
+        result = cli("run", stage, cwd=model)
+        assert result.code == 0, result.err
+    return model, git(model, "rev-parse", "HEAD"), digest
+
+
+def test_verify_allows_the_signed_image_by_tag_and_names_every_check(
+    signed: tuple[Path, str, str],
+    key_pair: tuple[Path, Path],
+    session_registry: LocalRegistry,
+    cli: Callable[..., CliResult],
+) -> None:
+    repo, sha, digest = signed
+    image = f"{session_registry.host}/ml/verified:{sha}"
+    local = "https://tfgov-ci.dev/builders/local"  # a laptop's run: trusted only when said so
+    args = ("verify", image, "--key", str(key_pair[1]), "--trusted-builder", local)
+    done = cli(*args, "--commit", sha, "--branch", "main", "--config-path", "tfgov.yaml", cwd=repo)
+    assert done.code == 0, done.out + done.err
+    assert done.out.splitlines()[-1] == f"allowed: {image} ({digest})"
+    for name in (
+        "signature",
+        "attestation provenance",
+        "attestation sbom",
+        "builder",
+        "commit",
+        "sbom",
+        "policy",
+    ):
+        assert f"ok   {name}:" in done.out, name
+    verdict = json.loads(cli(*args, "--format", "json", cwd=repo).out)
+    assert verdict["allowed"] is True and verdict["digest"] == digest
+    assert verdict["signature_layout"] == "bundles"  # cosign 3 bundles, through the referrers tag fallback
+    # The default builders are tfgov-ci on GitLab and Jenkins: a laptop's build is not trusted.
+    untrusted = cli("verify", image, "--key", str(key_pair[1]), cwd=repo)
+    assert untrusted.code == 1
+    assert f"FAIL builder: {local} is not a trusted builder" in untrusted.out
+
+
+def test_verify_says_no_with_the_reason_for_each_kind_of_tampering(
+    signed: tuple[Path, str, str],
+    key_pair: tuple[Path, Path],
+    session_registry: LocalRegistry,
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+) -> None:
+    from tfgov_ci.oci import referrers
+    from tfgov_ci.oci.layout import Descriptor
+
+    repo, sha, digest = signed
+    host = session_registry.host
+    image = f"{host}/ml/verified:{sha}"
+    base = ("--key", str(key_pair[1]), "--trusted-builder", "https://tfgov-ci.dev/builders/local")
+
+    def no(*args: str) -> str:
+        done = cli("verify", *args, cwd=repo)
+        assert done.code == 1, done.out + done.err
+        assert done.out.splitlines()[-1].startswith("denied:")
+        return done.out
+
+    assert f"FAIL commit: '{sha}', expected '{'0' * 40}'" in no(image, *base, "--commit", "0" * 40)
+    assert "FAIL repository:" in no(image, *base, "--repo", "https://gitlab.example.com/other/repo.git")
+    other = tmp_path / "other"
+    other.mkdir()
+    env = {**os.environ, "COSIGN_PASSWORD": "x"}
+    subprocess.run(
+        [require_tool("cosign"), "generate-key-pair"], cwd=other, env=env, capture_output=True, check=True
+    )
+    wrong_key = no(image, "--key", str(other / "cosign.pub"))
+    assert "FAIL signature: no signature verifies with this key" in wrong_key
+    # A tag moved to an image nobody signed (the base, pushed under the model's name).
+    from tests.services import BuiltBase  # noqa: F401
+
+    layout = repo / ".tfgov/out/build/oci"
+    unsigned_ref = f"{host}/ml/unsigned"
+    push_layout(layout, sha, digest, unsigned_ref, ("v1",), {}, env={})
+    assert "FAIL signature: never signed: no signature in the registry" in no(f"{unsigned_ref}:v1", *base)
+    # The SBOM stored beside the image replaced by another one (attached later, so the newest).
+    fake = tmp_path / "sbom.cdx.json"
+    fake.write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}))
+    manifest = json.loads((layout / "index.json").read_text())["manifests"][0]
+    subject = Descriptor(manifest["mediaType"], manifest["digest"], manifest["size"])
+    target = reference.parse(f"{host}/ml/verified")
+    referrers.attach(target, subject, {"cyclonedx": fake}, "2099-01-01T00:00:00Z", {}, env={})
+    assert "FAIL sbom: the stored SBOM is sha256:" in no(image, *base)
+    missing = cli("verify", f"{host}/ml/verified@sha256:{'1' * 64}", *base, cwd=repo)
+    assert missing.code == 1 and "FAIL image: no image" in missing.out

@@ -1,0 +1,1 @@
+"""The sign stage: the image signed by digest, and its evidence attested beside it."""

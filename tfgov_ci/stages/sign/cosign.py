@@ -1,0 +1,245 @@
+"""Sign and attest with cosign 3, by digest, after pushing the image by digest (no tag yet).
+
+Order (no tag ever names an unsigned image): the image goes to the registry by digest only; cosign
+signs that digest and attests the evidence (provenance, SBOM, scan, policy decision); ``publish``
+then points the commit's tags at it. cosign writes bundles as OCI 1.1 referrers, or through the
+referrers tag fallback (``sha256-<hex>``) on a registry without the referrers API.
+
+Options (``stages.sign.options``):
+
+- ``key``: any key reference cosign accepts: a file (relative to tfgov.yaml), ``env://VAR``, or a
+  KMS URI (``awskms://``, ``gcpkms://``, ``azurekms://``, ``hashivault://``, ``k8s://``), passed
+  through. Default ``env://COSIGN_PRIVATE_KEY``. A key's password comes from ``COSIGN_PASSWORD``
+  in the environment, never from tfgov.yaml or a command line.
+- ``keyless: true``: no key; cosign signs with the CI's OIDC token (``SIGSTORE_ID_TOKEN``, GitLab
+  ``id_tokens``) through the Fulcio and Rekor that ``signing_config`` names.
+- ``signing_config``: a cosign signing config (a private Rekor, Fulcio, timestamp authority).
+  Without one, tfgov-ci writes an empty one: no transparency log, no Fulcio, nothing sent anywhere
+  but the registry. The public Rekor is never used by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tfgov_ci import tools
+from tfgov_ci.context import Context
+from tfgov_ci.oci.reference import Reference
+from tfgov_ci.oci.registry import Registry, layout_transport
+from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
+from tfgov_ci.stages.handoff import BuiltImage
+from tfgov_ci.stages.sign.interface import (
+    POLICY_PREDICATE,
+    SBOM_PREDICATE,
+    SCAN_PREDICATE,
+    SLSA_PROVENANCE,
+    SignError,
+    SigningKeyError,
+    evidence,
+    predicate_file,
+    write_predicates,
+)
+
+DEFAULT_KEY = "env://COSIGN_PRIVATE_KEY"
+ATTESTED = (SLSA_PROVENANCE, SBOM_PREDICATE, SCAN_PREDICATE, POLICY_PREDICATE)
+_KEY_SCHEMES = ("env://", "awskms://", "gcpkms://", "azurekms://", "hashivault://", "k8s://", "pkcs11:")
+
+
+class CosignSigner:
+    stage: ClassVar[str] = "sign"
+    name: ClassVar[str] = "cosign"
+    tools: ClassVar[tuple[str, ...]] = ("skopeo", "cosign")
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = options
+
+    # -- what runs ---------------------------------------------------------------------------------
+
+    def _key(self, ctx: Context) -> str | None:
+        """The key reference cosign gets; None when keyless."""
+        if self.options.get("keyless"):
+            return None
+        key = str(self.options.get("key", DEFAULT_KEY))
+        if key.startswith(_KEY_SCHEMES):
+            return key
+        return str((ctx.config.project_dir / key).resolve())
+
+    def _signing_args(self, ctx: Context, config: str) -> list[str]:
+        key = self._key(ctx)
+        args = ["--yes", *(["--key", key] if key else []), "--signing-config", config]
+        if not Registry.of(self._target(ctx), ctx.config.registries).access.tls_verify:
+            args.append("--allow-insecure-registry")  # loopback, or registries.HOST.insecure: true
+        return args
+
+    def _commands(
+        self, ctx: Context, work: str, digest: str, predicates: Mapping[str, str]
+    ) -> dict[str, list[str]]:
+        """Every cosign command, built once for the plan (placeholders) and the run."""
+        target = self._target(ctx)
+        ref = f"{target.registry}/{target.repository}@{digest}"
+        config = self._config(ctx, work)
+        args = self._signing_args(ctx, config)
+        out = {}
+        if "signing_config" not in self.options:
+            out["signing-config"] = ["cosign", "signing-config", "create", "--out", config]
+        out["sign"] = ["cosign", "sign", *args, ref]
+        for kind in ATTESTED:
+            out[kind] = ["cosign", "attest", *args, "--type", kind, "--predicate", predicates[kind], ref]
+        return out
+
+    def _config(self, ctx: Context, work: str) -> str:
+        given = self.options.get("signing_config")
+        return (
+            str((ctx.config.project_dir / str(given)).resolve()) if given else f"{work}/signing-config.json"
+        )
+
+    @staticmethod
+    def _target(ctx: Context) -> Reference:
+        remote = ctx.images().remote
+        if remote is None:
+            raise SigningKeyError(
+                "signing needs the image in a registry: tfgov.yaml sets no image.registry",
+                "set image.registry (cosign signs an image in a registry, by digest)",
+            )
+        return remote
+
+    # -- plan and run --------------------------------------------------------------------------------
+
+    def plan(self, ctx: Context) -> StagePlan:
+        if ctx.images().remote is None:  # planned all the same: the run says what to do
+            return StagePlan(
+                stage=self.stage,
+                backend=self.name,
+                available=True,
+                summary=STAGES[self.stage].summary,
+                tools=self.tools,
+                steps=(Step("nothing to sign: no image.registry (the run stops here, exit 2)"),),
+                notes=("cosign signs an image in a registry: set image.registry",),
+            )
+        target = self._target(ctx)
+        registry = Registry.of(target, ctx.config.registries)
+        layout = BuiltImage.layout_path(ctx)
+        with registry.access.skopeo_args("dest", planned=True) as dest:
+            push = registry.copy_argv(
+                layout_transport(layout, ctx.images().tags[0]),
+                f"docker://{target.registry}/{target.repository}@<build digest>",
+                dest,
+            )
+        predicates = {kind: f"<temporary dir>/{predicate_file(i, kind)}" for i, kind in enumerate(ATTESTED)}
+        commands = self._commands(ctx, "<temporary dir>", "<build digest>", predicates)
+        what = {
+            "signing-config": "an empty signing config: no transparency log, no Fulcio (air-gapped)",
+            "sign": "sign the image by digest",
+            SLSA_PROVENANCE: "attest the SLSA v1 provenance",
+            SBOM_PREDICATE: "attest the SBOM (its digest: the document travels beside the image)",
+            SCAN_PREDICATE: "attest the scan result",
+            POLICY_PREDICATE: "attest the policy decision",
+        }
+        return StagePlan(
+            stage=self.stage,
+            backend=self.name,
+            available=True,
+            summary=STAGES[self.stage].summary,
+            tools=self.tools,
+            steps=(
+                Step(
+                    "push the image by digest, no tag yet (no tag names an unsigned image)",
+                    (*push,),
+                    "skopeo",
+                ),
+                Step("the provenance, SBOM, scan and policy predicates, from the earlier stages' results"),
+                *(Step(what[name], (*argv,), "cosign") for name, argv in commands.items()),
+            ),
+            inputs=tuple(str(result_path(ctx.out_dir, s)) for s in ("build", "sbom", "scan", "policy")),
+            outputs=(str(result_path(ctx.out_dir, self.stage)),),
+        )
+
+    def run(self, ctx: Context, plan: StagePlan) -> StageResult:
+        clock = Clock.start()
+        image = BuiltImage.read(ctx)
+        read_result(ctx, "policy")  # passed, for this very commit and configuration, or nothing is signed
+        target = self._target(ctx)
+        registry = Registry.of(target, ctx.config.registries)
+        key = self._key(ctx)
+        if key is not None and not key.startswith(_KEY_SCHEMES) and not Path(key).is_file():
+            raise SigningKeyError(
+                f"no signing key at {key}",
+                "set stages.sign.options.key to a cosign key file, env://VAR or a KMS URI "
+                "(`cosign generate-key-pair` makes one)",
+            )
+        if key is not None and key.startswith("env://") and not os.environ.get(key.removeprefix("env://")):
+            raise SigningKeyError(
+                f"no signing key: {key.removeprefix('env://')} is not set",
+                "put the private key in that variable (a masked CI variable or Jenkins credential), "
+                "or set stages.sign.options.key",
+            )
+        registry.push(layout_transport(image.layout, ctx.images().tags[0]), _at(target, image.digest))
+        password = os.environ.get("COSIGN_PASSWORD", "")
+        secrets = (*registry.access.secrets, password)
+        with tempfile.TemporaryDirectory(prefix="tfgov-sign.") as tmp, registry.access.docker_config() as env:
+            predicates = write_predicates(Path(tmp), evidence(ctx, image, plan_pipeline(ctx)))
+            commands = self._commands(ctx, tmp, image.digest, {k: str(v) for k, v in predicates.items()})
+            environment = {**os.environ, **env}
+            for name, argv in commands.items():
+                done = tools.run(argv, env=environment, secrets=secrets, check=False, timeout=600)
+                if done.returncode != 0:
+                    raise _failure(done, name, registry.host)
+        attested = [{"predicate_type": kind, "predicate": predicates[kind].name} for kind in ATTESTED]
+        reference = f"{target.registry}/{target.repository}@{image.digest}"
+        warnings = (
+            []
+            if "signing_config" in self.options
+            else [
+                "no transparency log: the signatures are verified with the key alone (air-gapped; "
+                "set stages.sign.options.signing_config for a private Rekor)"
+            ]
+        )
+        return passed(
+            ctx,
+            self.stage,
+            self.name,
+            clock,
+            f"{reference} signed, {len(attested)} attestations",
+            data={
+                "reference": reference,
+                "digest": image.digest,
+                "key": key if key is None or key.startswith(_KEY_SCHEMES) else Path(key).name,
+                "keyless": key is None,
+                "transparency_log": "configured" if "signing_config" in self.options else "none",
+                "attestations": attested,
+                "tags_pushed": [],
+            },
+            warnings=(*registry.warnings, *warnings),
+        )
+
+
+def plan_pipeline(ctx: Context) -> str:
+    """The pipeline's name, as the provenance's external parameter."""
+    from tfgov_ci.pipeline import load_pipeline
+
+    return load_pipeline(ctx.config.pipeline, ctx.config.project_dir).name
+
+
+def _at(target: Reference, digest: str) -> Reference:
+    return Reference(target.registry, target.repository, None, digest)
+
+
+def _failure(done: tools.Completed, step: str, host: str) -> SignError:
+    text = done.stderr.lower()
+    if "decrypt" in text or "password" in text or "incorrect passphrase" in text:
+        return SigningKeyError(
+            "cosign could not open the signing key (wrong password?)",
+            "COSIGN_PASSWORD must be the key's password; it is read from the environment only",
+        )
+    if "denied" in text or "unauthorized" in text or "403" in text or "forbidden" in text:
+        return SignError.of_run(
+            done,
+            f"{host} refused the signature or attestation ({step})",
+            "the robot account needs push rights on the repository; a tag immutability rule must not "
+            "cover sha256-* tags (cosign keeps its referrers tag fallback there)",
+        )
+    return SignError.of_run(done, f"cosign failed ({step})", "see cosign's output below")
