@@ -2,7 +2,7 @@
 the same stages run by `tfgov-ci run STAGE` one after another, on the same model, in the same run.
 
 The model is the tests' small one (PyYAML on a small Debian base, offline osv scan); stages
-validate, lock, build, sbom, scan, policy, publish (sign and record are not in this version). Both
+validate, lock, build, sbom, scan, policy, sign, publish (record is not in this version). Both
 sides start from an empty out directory with warm caches (layers, the base's SBOM), and push to
 the same local registry. What the difference measures: gitlab-ci-local's plumbing (a copy of the
 repository per job, artifacts in and out, job start-up), the cost a GitLab runner's would resemble.
@@ -26,7 +26,7 @@ from _common import ROOT, SHARED_CACHE, git, pushed_base, small_model
 from tfgov_ci.testing.registry import LocalRegistry
 
 RUNS = 3
-STAGES = ("validate", "lock", "build", "sbom", "scan", "policy", "publish")
+STAGES = ("validate", "lock", "build", "sbom", "scan", "policy", "sign", "publish")
 CI = f"""include:
   - local: templates/gitlab/tfgov.yml
     inputs:
@@ -61,6 +61,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tfgov-bench-ci.") as tmpdir, LocalRegistry() as registry:
         tmp = Path(tmpdir)
         print("bench: setup (not timed)", file=sys.stderr)
+        # the sign stage's key, as masked CI variables (both sides read them from the environment)
+        env["COSIGN_PASSWORD"] = "bench-only"
+        cosign = shutil.which("cosign") or str(Path(sys.executable).parent / "cosign")
+        subprocess.run([cosign, "generate-key-pair"], cwd=tmp, env=env, check=True, capture_output=True)
+        env["COSIGN_PRIVATE_KEY"] = (tmp / "cosign.key").read_text()
         base_ref = pushed_base(tmp / "base", registry)
         files = {
             "requirements.txt": "PyYAML==6.0.2\n",

@@ -27,6 +27,40 @@ def _shared_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TFGOV_CACHE_DIR", str(SHARED_CACHE))
 
 
+SIGNING_PASSWORD = "session-key-password"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    private: str  # the PEM, as a CI secret holds it (COSIGN_PRIVATE_KEY)
+    public: Path
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
+    """One cosign key pair for the session, made by the real cosign."""
+    require_tools("cosign")
+    import os
+    import subprocess
+
+    from tfgov_ci import tools
+
+    folder = tmp_path_factory.mktemp("signing-key")
+    env = {**os.environ, "COSIGN_PASSWORD": SIGNING_PASSWORD}
+    subprocess.run(
+        [tools.which("cosign"), "generate-key-pair"], cwd=folder, env=env, capture_output=True, check=True
+    )
+    return SigningKey((folder / "cosign.key").read_text(), folder / "cosign.pub")
+
+
+@pytest.fixture
+def can_sign(signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> SigningKey:
+    """The sign stage's default key in the environment, as a CI job has it (a masked variable)."""
+    monkeypatch.setenv("COSIGN_PRIVATE_KEY", signing_key.private)
+    monkeypatch.setenv("COSIGN_PASSWORD", SIGNING_PASSWORD)
+    return signing_key
+
+
 @pytest.fixture
 def registry() -> Iterator[LocalRegistry]:
     require_tools("docker-registry", "skopeo")

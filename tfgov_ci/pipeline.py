@@ -224,6 +224,10 @@ class StageSpec:
     reports: Mapping[str, str] = field(default_factory=dict)
     # It reads or writes the registry: CI hands its job the registry's credentials.
     uses_registry: bool = False
+    # Secrets the stage reads from its environment: variable -> what it is. GitLab hands them over
+    # as masked project variables; the Jenkins library binds each from a secret-text credential
+    # named by a setting `<variable in camelCase>CredentialsId`.
+    secrets: Mapping[str, str] = field(default_factory=dict)
     # CI may let the pipeline go on when this stage fails, and why that is safe (an input of the
     # GitLab template, `<stage>-allow-failure`, and a setting of the Jenkins library,
     # `allow<Stage>Failure`); None: a failure always stops the pipeline.
@@ -288,12 +292,17 @@ STAGES: dict[str, StageSpec] = {
             ("cosign",),
             ("build", "policy"),
             uses_registry=True,
+            secrets={
+                "COSIGN_PRIVATE_KEY": "the signing key: its PEM, or (a file variable) its path",
+                "COSIGN_PASSWORD": "the key's password",
+            },
         ),
         StageSpec(
             "publish",
             "push by digest, then tags; attach the SBOM",
             ("skopeo",),
-            ("build", "policy"),  # nothing is pushed without a passing policy decision
+            # nothing is tagged without a passing policy decision, nor before it is signed
+            ("build", "policy", "sign"),
             makes_image=True,
             reports={"dotenv": "publish/tfgov.env"},  # TFGOV_IMAGE, TFGOV_IMAGE_DIGEST for deploy jobs
             uses_registry=True,

@@ -21,7 +21,7 @@ from tests.integration.test_native_build import APP, UNRELATED_ADVISORY, model_c
 from tests.services import SHARED_CACHE, BuiltBase
 from tfgov_ci.testing.registry import LocalRegistry
 
-STAGES = "validate lock build sbom scan policy publish"  # sign and record: not in this version
+STAGES = "validate lock build sbom scan policy sign publish"  # record: not in this version
 CI = f"""include:
   - local: templates/gitlab/tfgov.yml
     inputs:
@@ -56,7 +56,11 @@ def gitlab_ci_local(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def ci_repo(
-    tmp_path: Path, small_base: BuiltBase, session_registry: LocalRegistry, cli: Callable[..., CliResult]
+    tmp_path: Path,
+    small_base: BuiltBase,
+    session_registry: LocalRegistry,
+    can_sign: object,  # the key as masked variables: COSIGN_PRIVATE_KEY, COSIGN_PASSWORD
+    cli: Callable[..., CliResult],
 ) -> Path:
     require_tools("gitlab-ci-local", "rsync")
     repo = make_repo(

@@ -15,7 +15,7 @@ from tests.integration.test_native_build import UNRELATED_ADVISORY
 from tests.services import SMALL_BASE
 from tfgov_ci.testing.registry import LocalRegistry
 
-STAGES = ("validate", "build", "sbom", "scan", "policy", "publish")
+STAGES = ("validate", "build", "sbom", "scan", "policy", "sign", "publish")
 
 
 def base_config(registry: str) -> str:
@@ -56,7 +56,10 @@ def base_repo(
 
 
 def test_the_base_pipeline_builds_the_same_digest_and_governs_and_publishes_it(
-    base_repo: tuple[Path, str], session_registry: LocalRegistry, cli: Callable[..., CliResult]
+    base_repo: tuple[Path, str],
+    session_registry: LocalRegistry,
+    can_sign: object,
+    cli: Callable[..., CliResult],
 ) -> None:
     from tfgov_ci.oci.registry import Access, remote_digest
 

@@ -88,7 +88,8 @@ def test_the_expanded_template_is_valid_for_gitlab(tmp_path: Path, inputs: str) 
         "tfgov-sbom",
         "tfgov-scan",
         "tfgov-policy",
-    ]  # not sign: publish does not read its result
+        "tfgov-sign",
+    ]  # no tag before the signature: publish reads sign's result
     if inputs:
         assert expanded["tfgov-build"]["parallel"]["matrix"] == [
             {"TFGOV_CONFIG": ["tfgov-cpu.yaml", "tfgov-gpu.yaml"]}

@@ -142,3 +142,23 @@ def test_the_harness_flags_a_jenkinsfile_that_interpolates_a_secret(tmp_path: Pa
         "passwordVariable: 'P')]) {\n  sh \"skopeo login -u ${U} -p ${P} harbor.example.com\"\n}\n",
     )
     assert result["violations"] == ["sh: the secret of credential 'harbor' is in the sh string itself"]
+
+
+def test_the_sign_stage_gets_its_key_and_password_from_secret_text_credentials(tmp_path: Path) -> None:
+    key = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"
+    result = harness(
+        tmp_path,
+        "node {\n  tfgovStage('sign', cosignPrivateKeyCredentialsId: 'cosign-key',\n"
+        "             cosignPasswordCredentialsId: 'cosign-password')\n  tfgovStage('scan')\n}\n",
+        "--secret",
+        f"cosign-key=unused:{key}",
+        "--secret",
+        "cosign-password=unused:pw-for-the-key",
+    )
+    assert result["error"] is None and result["violations"] == []
+    sign, scan = calls(result, "sh")
+    assert sign["expanded"].endswith('run "sign"') and scan["expanded"].endswith('run "scan"')
+    assert sign["env"]["COSIGN_PRIVATE_KEY"] == key and sign["env"]["COSIGN_PASSWORD"] == "pw-for-the-key"
+    assert "COSIGN_PASSWORD" not in scan["env"]  # only the stage that reads it
+    assert "pw-for-the-key" not in sign["script"] and key not in sign["script"]  # never in the sh string
+    assert calls(result, "withCredentials")[0]["ids"] == ["cosign-key", "cosign-password"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import CliResult, extract_image, git, make_repo, plan_is_what_ran, run_in_rootfs
-from tests.services import BuiltBase
+from tests.services import BuiltBase, SigningKey
 from tfgov_ci.oci.registry import push_layout
 from tfgov_ci.testing.registry import LocalRegistry
 from tfgov_ci.wheels import Target, manylinux_platforms
@@ -58,9 +58,14 @@ stages:
 
 @pytest.fixture
 def model(
-    tmp_path: Path, small_base: BuiltBase, session_registry: LocalRegistry, cli: Callable[..., CliResult]
+    tmp_path: Path,
+    small_base: BuiltBase,
+    session_registry: LocalRegistry,
+    can_sign: SigningKey,
+    cli: Callable[..., CliResult],
 ) -> Path:
-    """A model repository on the small base, locked (requirements: PyYAML) and committed."""
+    """A model repository on the small base, locked (requirements: PyYAML) and committed; the
+    session's signing key in the environment, as a CI job has it."""
     repo = make_repo(
         tmp_path / "hello",
         {
@@ -91,10 +96,17 @@ def build(cli: Callable[..., CliResult], repo: Path) -> dict[str, object]:
 
 
 def govern(cli: Callable[..., CliResult], repo: Path) -> None:
-    """The evidence stages between build and publish: sbom, scan (offline), policy."""
+    """The evidence stages between build and sign: sbom, scan (offline), policy."""
     for stage in ("sbom", "scan", "policy"):
         result = cli("run", stage, cwd=repo)
         assert result.code == 0, f"{stage}: {result.err}"
+
+
+def publish(cli: Callable[..., CliResult], repo: Path) -> CliResult:
+    """sign (the image by digest, its evidence attested), then publish (the tags): its result."""
+    signed = cli("run", "sign", cwd=repo)
+    assert signed.code == 0, signed.err
+    return cli("run", "publish", cwd=repo)
 
 
 def test_the_lock_has_exact_versions_and_hashes_for_the_base_python(model: Path) -> None:
@@ -239,7 +251,7 @@ def test_run_publish_pushes_by_digest_the_branch_tag_moves_and_commit_tags_do_no
     refused = cli("run", "publish", cwd=model)
     assert refused.code == 2 and "no result of stage 'policy'" in refused.err  # nothing unchecked is pushed
     govern(cli, model)
-    published = cli("run", "publish", cwd=model)
+    published = publish(cli, model)
     assert published.code == 0, published.err
     access = Access(session_registry.host, False, None, None)
     repository = f"{session_registry.host}/ml/hello"
@@ -251,7 +263,7 @@ def test_run_publish_pushes_by_digest_the_branch_tag_moves_and_commit_tags_do_no
     git(model, "commit", "-qam", "v2")
     second = build(cli, model)["data"]
     govern(cli, model)
-    assert cli("run", "publish", cwd=model).code == 0
+    assert publish(cli, model).code == 0
     assert remote_digest(repository, "main", access) == second["digest"]  # type: ignore[index]
     assert remote_digest(repository, sha, access) == first["digest"]  # type: ignore[index]
     record = json.loads((model / ".tfgov/out/record.json").read_text())
@@ -259,7 +271,7 @@ def test_run_publish_pushes_by_digest_the_branch_tag_moves_and_commit_tags_do_no
         "passed",
         "passed",
     ]
-    ran = plan_is_what_ran(model, ["validate", "lock", "build", "sbom", "scan", "policy", "publish"])
+    ran = plan_is_what_ran(model, ["validate", "lock", "build", "sbom", "scan", "policy", "sign", "publish"])
     assert ran["validate"] == []  # in-process
     assert [c[:3] for c in ran["lock"]] == [["skopeo", "inspect", "--config"], ["uv", "pip", "compile"]]
     assert ran["build"][0] == ["git", "status", "--porcelain", "--", str(model / "requirements.lock")]
@@ -278,7 +290,7 @@ def test_without_a_registry_publish_fills_the_local_oci_layout(
     git(model, "commit", "-qam", "no registry")
     data = build(cli, model)["data"]
     govern(cli, model)
-    result = cli("run", "publish", cwd=model)
+    result = publish(cli, model)
     assert result.code == 0, result.err
     index = json.loads((model / ".tfgov/oci/index.json").read_text())
     names = {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"] for m in index["manifests"]}
@@ -454,14 +466,14 @@ def test_two_pipelines_of_one_commit_build_one_digest_and_both_publish(
         shutil.rmtree(model / ".tfgov" / "out", ignore_errors=True)
         digests.append(build(cli, model)["data"]["digest"])  # type: ignore[index]
         govern(cli, model)
-        published = cli("run", "publish", cwd=model)
+        published = publish(cli, model)
         assert published.code == 0, published.err
         records.append(json.loads((model / ".tfgov/out/record.json").read_text()))
     assert digests[0] == digests[1]
     assert [r["ci"]["pipeline_id"] for r in records] == ["1001", "1002"]
-    publish = json.loads((model / ".tfgov/out/publish/result.json").read_text())
+    second = json.loads((model / ".tfgov/out/publish/result.json").read_text())
     sha = git(model, "rev-parse", "HEAD")
-    assert sorted(publish["data"]["already_there"]) == sorted([sha, sha[:8], "main"])
+    assert sorted(second["data"]["already_there"]) == sorted([sha, sha[:8], "main"])
 
 
 def test_a_later_stage_reads_the_build_from_where_the_out_directory_is_now(
@@ -485,7 +497,7 @@ def test_publish_attaches_the_sboms_and_sbom_fetch_finds_them_again_by_digest(
 ) -> None:
     data = build(cli, model)["data"]
     govern(cli, model)
-    published = cli("run", "publish", cwd=model)
+    published = publish(cli, model)
     assert published.code == 0, published.err
     result = json.loads((model / ".tfgov/out/publish/result.json").read_text())
     assert [s["format"] for s in result["data"]["sboms"]] == ["cyclonedx", "spdx"]
@@ -501,7 +513,7 @@ def test_publish_attaches_the_sboms_and_sbom_fetch_finds_them_again_by_digest(
     assert json.loads(by_digest.out)["bomFormat"] == "CycloneDX"
     # a second publish of the same image keeps one index, listing the newer SBOMs too
     govern(cli, model)
-    assert cli("run", "publish", cwd=model).code == 0
+    assert publish(cli, model).code == 0
     missing = cli("sbom", "fetch", f"{session_registry.host}/ml/none:main", cwd=tmp_path)
     assert missing.code == 3 and "no image" in missing.err
 

@@ -139,6 +139,7 @@ def test_a_wrong_key_password_or_no_key_is_a_clear_error_without_the_password(
     private, _ = key_pair
     build(cli, model)
     govern(cli, model)
+    monkeypatch.delenv("COSIGN_PRIVATE_KEY")  # the model fixture's key: none here
     missing = cli("run", "sign", cwd=model)
     assert missing.code == 2
     assert "no signing key: COSIGN_PRIVATE_KEY is not set" in missing.err
@@ -242,9 +243,7 @@ def test_verify_says_no_with_the_reason_for_each_kind_of_tampering(
     )
     wrong_key = no(image, "--key", str(other / "cosign.pub"))
     assert "FAIL signature: no signature verifies with this key" in wrong_key
-    # A tag moved to an image nobody signed (the base, pushed under the model's name).
-    from tests.services import BuiltBase  # noqa: F401
-
+    # An image nobody signed: the same layout, pushed to another repository without the stage.
     layout = repo / ".tfgov/out/build/oci"
     unsigned_ref = f"{host}/ml/unsigned"
     push_layout(layout, sha, digest, unsigned_ref, ("v1",), {}, env={})

@@ -91,6 +91,8 @@ abstract class PipelineScript extends Script {
                 return withVars(vars, a[1] as Closure)
             case 'usernamePassword':
                 return [kind: 'usernamePassword'] + (a[0] as Map)
+            case 'string':
+                return [kind: 'string'] + (a[0] as Map)
             case 'withCredentials':
                 Map vars = [:]
                 (a[0] as List).each { Map b ->
@@ -98,8 +100,12 @@ abstract class PipelineScript extends Script {
                     if (pair == null) {
                         throw new HarnessError("no credential '${b.credentialsId}'")
                     }
-                    vars[b.usernameVariable] = pair[0]
-                    vars[b.passwordVariable] = pair[1]
+                    if (b.kind == 'string') {
+                        vars[b.variable] = pair[-1]  // a secret-text credential: its one value
+                    } else {
+                        vars[b.usernameVariable] = pair[0]
+                        vars[b.passwordVariable] = pair[1]
+                    }
                 }
                 r.calls << [step: 'withCredentials', ids: (a[0] as List).collect { it.credentialsId }, variables: vars.keySet() as List]
                 return withVars(vars, a[1] as Closure)

@@ -134,7 +134,15 @@ def render(pipeline_def: PipelineDef) -> dict[str, str]:
             "#",
             "# Registry credentials: CI_REGISTRY_USER / CI_REGISTRY_PASSWORD for GitLab's registry, or",
             "# TFGOV_REGISTRY_USER / TFGOV_REGISTRY_PASSWORD (masked project variables) for another;",
-            "# tfgov-ci reads them from the environment, never from this file. TFGOV_DISABLED=true",
+            "# tfgov-ci reads them from the environment, never from this file. The stages' secrets, as",
+            "# protected project variables (masked where single-line):",
+            *(
+                f"#   {variable} (tfgov-{name}): {what}"
+                for name, spec in STAGES.items()
+                for variable, what in spec.secrets.items()
+                if name in pipeline_def.stages
+            ),
+            "# TFGOV_DISABLED=true",
             "# leaves every tfgov job out. Deploy jobs read TFGOV_IMAGE and TFGOV_IMAGE_DIGEST from the",
             "# publish job's dotenv report (needs: [tfgov-publish]).",
             "",

@@ -16,6 +16,13 @@ from tfgov_ci.emit import HEADER, HEADER2, closure
 from tfgov_ci.pipeline import STAGES, PipelineDef
 
 
+def secret_setting(variable: str) -> str:
+    """The setting naming the secret-text credential of a stage's secret: COSIGN_PASSWORD ->
+    cosignPasswordCredentialsId."""
+    head, *rest = variable.lower().split("_")
+    return head + "".join(part.capitalize() for part in rest) + "CredentialsId"
+
+
 def soft_failure_setting(stage: str) -> str:
     """The setting that lets a stage fail softly (the stage table's ``soft_failure``)."""
     return f"allow{stage.capitalize()}Failure"
@@ -27,6 +34,11 @@ DEFAULTS = {
     "stages": (None, "the stages to run, in pipeline order (default: all of the pipeline's)"),
     "command": ("tfgov-ci", "the tfgov-ci command on the agent"),
     "registryCredentialsId": (None, "a username/password credential for the registry (publish, sbom)"),
+    **{
+        secret_setting(variable): (None, f"a secret-text credential for {variable} ({name} stage: {what})")
+        for name, spec in STAGES.items()
+        for variable, what in spec.secrets.items()
+    },
     **{
         soft_failure_setting(name): (
             False,
@@ -70,6 +82,12 @@ def _stage_script(pipeline_def: PipelineDef) -> str:
     reports = {stage: dict(STAGES[stage].reports) for stage in pipeline_def.stages if STAGES[stage].reports}
     # stage -> the setting that lets it fail softly
     soft = {stage: soft_failure_setting(stage) for stage in pipeline_def.stages if STAGES[stage].soft_failure}
+    # stage -> {variable: the setting naming its credential}
+    secrets = {
+        stage: {variable: secret_setting(variable) for variable in STAGES[stage].secrets}
+        for stage in pipeline_def.stages
+        if STAGES[stage].secrets
+    }
     return (
         _header(pipeline_def)
         + f"""import groovy.transform.Field
@@ -81,6 +99,7 @@ def _stage_script(pipeline_def: PipelineDef) -> str:
 @Field static final Map DEFAULTS = {groovy(defaults)}
 @Field static final List REGISTRY_STAGES = {groovy([s for s in REGISTRY_STAGES if s in pipeline_def.stages])}
 @Field static final Map SOFT_FAILURE = {groovy(soft)}
+@Field static final Map SECRETS = {groovy(secrets)}
 // The one shell line: a constant; the values come from the environment.
 @Field static final String COMMAND = {groovy(COMMAND)}
 
@@ -107,9 +126,18 @@ def call(Map args, String name) {{
     // Values reach the shell as environment variables: the sh string below is a constant.
     withEnv(["TFGOV_CONFIG=${{cfg.config}}", "TFGOV_OUT=${{cfg.out}}", "TFGOV_COMMAND=${{cfg.command}}",
              "TFGOV_STAGE=${{name}}", 'SYFT_CHECK_FOR_APP_UPDATE=false']) {{
+        List bindings = []
         if (cfg.registryCredentialsId && name in REGISTRY_STAGES) {{
-            withCredentials([usernamePassword(credentialsId: cfg.registryCredentialsId,
-                    usernameVariable: 'TFGOV_REGISTRY_USER', passwordVariable: 'TFGOV_REGISTRY_PASSWORD')]) {{
+            bindings << usernamePassword(credentialsId: cfg.registryCredentialsId,
+                    usernameVariable: 'TFGOV_REGISTRY_USER', passwordVariable: 'TFGOV_REGISTRY_PASSWORD')
+        }}
+        (SECRETS[name] ?: [:]).each {{ String variable, String setting ->
+            if (cfg[setting]) {{
+                bindings << string(credentialsId: cfg[setting], variable: variable)
+            }}
+        }}
+        if (bindings) {{
+            withCredentials(bindings) {{
                 sh(script: COMMAND, label: "tfgov ${{name}}")
             }}
         }} else {{

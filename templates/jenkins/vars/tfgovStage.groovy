@@ -4,11 +4,12 @@ import groovy.transform.Field
 
 @Field static final String VERSION = '0.1.0'
 @Field static final List STAGES = ['validate', 'lock', 'build', 'sbom', 'scan', 'policy', 'sign', 'publish', 'record']
-@Field static final Map NEEDS = ['validate': [], 'lock': ['validate'], 'build': ['validate', 'lock'], 'sbom': ['validate', 'lock', 'build'], 'scan': ['validate', 'lock', 'build', 'sbom'], 'policy': ['validate', 'lock', 'build', 'sbom', 'scan'], 'sign': ['validate', 'lock', 'build', 'sbom', 'scan', 'policy'], 'publish': ['validate', 'lock', 'build', 'sbom', 'scan', 'policy'], 'record': ['validate', 'lock', 'build']]
+@Field static final Map NEEDS = ['validate': [], 'lock': ['validate'], 'build': ['validate', 'lock'], 'sbom': ['validate', 'lock', 'build'], 'scan': ['validate', 'lock', 'build', 'sbom'], 'policy': ['validate', 'lock', 'build', 'sbom', 'scan'], 'sign': ['validate', 'lock', 'build', 'sbom', 'scan', 'policy'], 'publish': ['validate', 'lock', 'build', 'sbom', 'scan', 'policy', 'sign'], 'record': ['validate', 'lock', 'build']]
 @Field static final Map REPORTS = ['sbom': ['cyclonedx': 'sbom/sbom.cdx.json'], 'policy': ['junit': 'policy/junit.xml', 'container_scanning': 'policy/gl-container-scanning-report.json'], 'publish': ['dotenv': 'publish/tfgov.env']]
-@Field static final Map DEFAULTS = ['config': 'tfgov.yaml', 'out': '.tfgov/out', 'stages': ['validate', 'lock', 'build', 'sbom', 'scan', 'policy', 'sign', 'publish', 'record'], 'command': 'tfgov-ci', 'registryCredentialsId': null, 'allowScanFailure': false]
+@Field static final Map DEFAULTS = ['config': 'tfgov.yaml', 'out': '.tfgov/out', 'stages': ['validate', 'lock', 'build', 'sbom', 'scan', 'policy', 'sign', 'publish', 'record'], 'command': 'tfgov-ci', 'registryCredentialsId': null, 'cosignPrivateKeyCredentialsId': null, 'cosignPasswordCredentialsId': null, 'allowScanFailure': false]
 @Field static final List REGISTRY_STAGES = ['lock', 'build', 'sbom', 'sign', 'publish']
 @Field static final Map SOFT_FAILURE = ['scan': 'allowScanFailure']
+@Field static final Map SECRETS = ['sign': ['COSIGN_PRIVATE_KEY': 'cosignPrivateKeyCredentialsId', 'COSIGN_PASSWORD': 'cosignPasswordCredentialsId']]
 // The one shell line: a constant; the values come from the environment.
 @Field static final String COMMAND = '"$TFGOV_COMMAND" --config "$TFGOV_CONFIG" --out "$TFGOV_OUT" run "$TFGOV_STAGE"'
 
@@ -35,9 +36,18 @@ def call(Map args, String name) {
     // Values reach the shell as environment variables: the sh string below is a constant.
     withEnv(["TFGOV_CONFIG=${cfg.config}", "TFGOV_OUT=${cfg.out}", "TFGOV_COMMAND=${cfg.command}",
              "TFGOV_STAGE=${name}", 'SYFT_CHECK_FOR_APP_UPDATE=false']) {
+        List bindings = []
         if (cfg.registryCredentialsId && name in REGISTRY_STAGES) {
-            withCredentials([usernamePassword(credentialsId: cfg.registryCredentialsId,
-                    usernameVariable: 'TFGOV_REGISTRY_USER', passwordVariable: 'TFGOV_REGISTRY_PASSWORD')]) {
+            bindings << usernamePassword(credentialsId: cfg.registryCredentialsId,
+                    usernameVariable: 'TFGOV_REGISTRY_USER', passwordVariable: 'TFGOV_REGISTRY_PASSWORD')
+        }
+        (SECRETS[name] ?: [:]).each { String variable, String setting ->
+            if (cfg[setting]) {
+                bindings << string(credentialsId: cfg[setting], variable: variable)
+            }
+        }
+        if (bindings) {
+            withCredentials(bindings) {
                 sh(script: COMMAND, label: "tfgov ${name}")
             }
         } else {

@@ -70,6 +70,7 @@ class SkopeoPublisher:
             inputs=(
                 str(result_path(ctx.out_dir, "build")),
                 str(result_path(ctx.out_dir, "policy")),
+                str(result_path(ctx.out_dir, "sign")),
                 str(build_layout),
             ),
             outputs=(

@@ -64,6 +64,11 @@ class CosignSigner:
         if self.options.get("keyless"):
             return None
         key = str(self.options.get("key", DEFAULT_KEY))
+        if key.startswith("env://"):
+            # A GitLab file variable holds the path of a file with the key, not the key itself.
+            value = os.environ.get(key.removeprefix("env://"), "")
+            if value and "\n" not in value and Path(value).is_file():
+                return value
         if key.startswith(_KEY_SCHEMES):
             return key
         return str((ctx.config.project_dir / key).resolve())
@@ -110,14 +115,16 @@ class CosignSigner:
     # -- plan and run --------------------------------------------------------------------------------
 
     def plan(self, ctx: Context) -> StagePlan:
-        if ctx.images().remote is None:  # planned all the same: the run says what to do
+        if ctx.images().remote is None:
             return StagePlan(
                 stage=self.stage,
                 backend=self.name,
                 available=True,
                 summary=STAGES[self.stage].summary,
                 tools=self.tools,
-                steps=(Step("nothing to sign: no image.registry (the run stops here, exit 2)"),),
+                steps=(
+                    Step("nothing to sign: no image.registry, the image stays in a local layout, UNSIGNED"),
+                ),
                 notes=("cosign signs an image in a registry: set image.registry",),
             )
         target = self._target(ctx)
@@ -162,6 +169,16 @@ class CosignSigner:
         clock = Clock.start()
         image = BuiltImage.read(ctx)
         read_result(ctx, "policy")  # passed, for this very commit and configuration, or nothing is signed
+        if ctx.images().remote is None:  # a laptop's local layout: nothing to sign, and said every time
+            return passed(
+                ctx,
+                self.stage,
+                self.name,
+                clock,
+                "UNSIGNED: no image.registry",
+                data={"signed": False, "digest": image.digest},
+                warnings=("UNSIGNED: the image stays in a local OCI layout; set image.registry to sign it",),
+            )
         target = self._target(ctx)
         registry = Registry.of(target, ctx.config.registries)
         key = self._key(ctx)
@@ -205,6 +222,7 @@ class CosignSigner:
             clock,
             f"{reference} signed, {len(attested)} attestations",
             data={
+                "signed": True,
                 "reference": reference,
                 "digest": image.digest,
                 "key": key if key is None or key.startswith(_KEY_SCHEMES) else Path(key).name,
