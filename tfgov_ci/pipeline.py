@@ -238,6 +238,11 @@ class StageSpec:
         return self.backends[0]
 
 
+SIGNING_SECRETS = {
+    "COSIGN_PRIVATE_KEY": "the signing key: its PEM, or (a file variable) its path",
+    "COSIGN_PASSWORD": "the key's password",
+}
+
 STAGES: dict[str, StageSpec] = {
     spec.name: spec
     for spec in (
@@ -292,10 +297,7 @@ STAGES: dict[str, StageSpec] = {
             ("cosign",),
             ("build", "policy"),
             uses_registry=True,
-            secrets={
-                "COSIGN_PRIVATE_KEY": "the signing key: its PEM, or (a file variable) its path",
-                "COSIGN_PASSWORD": "the key's password",
-            },
+            secrets=SIGNING_SECRETS,
         ),
         StageSpec(
             "publish",
@@ -307,7 +309,14 @@ STAGES: dict[str, StageSpec] = {
             reports={"dotenv": "publish/tfgov.env"},  # TFGOV_IMAGE, TFGOV_IMAGE_DIGEST for deploy jobs
             uses_registry=True,
         ),
-        StageSpec("record", "build record, inventory row, provenance", ("builtin",), ("build",)),
+        StageSpec(
+            "record",
+            "build record, written whole and attested beside the image",
+            ("builtin",),
+            ("build",),
+            uses_registry=True,
+            secrets=SIGNING_SECRETS,  # it attests the record with the sign stage's key
+        ),
     )
 }
 

@@ -16,6 +16,7 @@ from tests.helpers import CliResult, git, plan_is_what_ran, require_tool
 from tests.integration.test_native_build import build, govern, model  # noqa: F401 (model: a fixture)
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.registry import Access, push_layout, remote_digest
+from tfgov_ci.stages.record.builtin import RECORD_PREDICATE
 from tfgov_ci.stages.sign.interface import POLICY_PREDICATE, SBOM_PREDICATE, SCAN_PREDICATE, SLSA_PROVENANCE
 from tfgov_ci.testing.registry import LocalRegistry
 
@@ -128,6 +129,19 @@ def test_sign_signs_by_digest_attests_the_evidence_and_cosign_itself_accepts_it(
     assert remote_digest(repository, sha, access) == digest
     other = cosign_verify("verify", public, f"{repository}:{sha}")
     assert other.returncode == 0, other.stderr
+    # And the record stage attests the build record: a registry alone says where it came from.
+    recorded = cli("run", "record", cwd=model)
+    assert recorded.code == 0, recorded.err
+    done = cosign_verify("verify-attestation", public, "--type", RECORD_PREDICATE, ref)
+    assert done.returncode == 0, done.stderr
+    statement = json.loads(base64.b64decode(json.loads(done.stdout.splitlines()[0])["payload"]))
+    record = statement["predicate"]
+    assert record["commit"]["sha"] == sha and record["image"]["digest"] == digest
+    assert record["evidence"]["signed"] is True and len(record["evidence"]["attestations"]) == 4
+    signing = next(s for s in record["stages"] if s["stage"] == "sign")
+    assert [c["argv"][1] for c in signing["commands"]] == ["copy", "signing-config", "sign", *["attest"] * 4]
+    assert PASSWORD not in json.dumps(record)
+    assert plan_is_what_ran(model, ["record"])["record"][-1][1] == "attest"
 
 
 def test_a_wrong_key_password_or_no_key_is_a_clear_error_without_the_password(

@@ -243,7 +243,7 @@ def test_plan_json_is_the_same_plan_as_data(example_repo: Path, cli: Callable[..
         ("regopy", True),
         ("cosign", True),
         ("skopeo", True),
-        ("builtin", False),  # record: planned, not available yet
+        ("builtin", True),  # record
     ]
 
 

@@ -55,8 +55,9 @@ def add(commands: Commands, common: Common) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from tfgov_ci import pipeline, record
+    from tfgov_ci import pipeline
     from tfgov_ci.console import RichReporter
+    from tfgov_ci.stages.record import document as record
 
     opened = project(args)
     ctx = opened.context

@@ -23,6 +23,15 @@ FILES = ("tfgov.yml", "template.yml")
 OUT = ".tfgov/out/$TFGOV_CONFIG"  # one out directory per configuration (matrix) file
 
 
+def _secrets(pipeline_def: PipelineDef) -> dict[str, tuple[str, list[str]]]:
+    """Each secret the pipeline's stages read: variable -> (what it is, the jobs that read it)."""
+    out: dict[str, tuple[str, list[str]]] = {}
+    for name in pipeline_def.stages:
+        for variable, what in STAGES[name].secrets.items():
+            out.setdefault(variable, (what, []))[1].append(job(name))
+    return out
+
+
 def soft_failure_input(stage: str) -> str:
     """The input that lets a stage's job fail softly (the stage table's ``soft_failure``)."""
     return f"{stage}-allow-failure"
@@ -137,10 +146,8 @@ def render(pipeline_def: PipelineDef) -> dict[str, str]:
             "# tfgov-ci reads them from the environment, never from this file. The stages' secrets, as",
             "# protected project variables (masked where single-line):",
             *(
-                f"#   {variable} (tfgov-{name}): {what}"
-                for name, spec in STAGES.items()
-                for variable, what in spec.secrets.items()
-                if name in pipeline_def.stages
+                f"#   {variable} ({', '.join(jobs)}): {what}"
+                for variable, (what, jobs) in _secrets(pipeline_def).items()
             ),
             "# TFGOV_DISABLED=true",
             "# leaves every tfgov job out. Deploy jobs read TFGOV_IMAGE and TFGOV_IMAGE_DIGEST from the",

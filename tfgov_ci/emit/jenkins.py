@@ -35,8 +35,12 @@ DEFAULTS = {
     "command": ("tfgov-ci", "the tfgov-ci command on the agent"),
     "registryCredentialsId": (None, "a username/password credential for the registry (publish, sbom)"),
     **{
-        secret_setting(variable): (None, f"a secret-text credential for {variable} ({name} stage: {what})")
-        for name, spec in STAGES.items()
+        secret_setting(variable): (
+            None,
+            f"a secret-text credential for {variable}, {what} "
+            f"({', '.join(n for n, s in STAGES.items() if variable in s.secrets)} stages)",
+        )
+        for spec in STAGES.values()
         for variable, what in spec.secrets.items()
     },
     **{

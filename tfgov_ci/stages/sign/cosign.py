@@ -84,17 +84,37 @@ class CosignSigner:
         self, ctx: Context, work: str, digest: str, predicates: Mapping[str, str]
     ) -> dict[str, list[str]]:
         """Every cosign command, built once for the plan (placeholders) and the run."""
+        attest = self.attest_commands(ctx, work, digest, predicates)
+        config = attest.pop("signing-config", None)
         target = self._target(ctx)
-        ref = f"{target.registry}/{target.repository}@{digest}"
+        sign = ["cosign", "sign", *self._signing_args(ctx, self._config(ctx, work)), f"{target}@{digest}"]
+        return {**({"signing-config": config} if config else {}), "sign": sign, **attest}
+
+    def attest_commands(
+        self, ctx: Context, work: str, digest: str, predicates: Mapping[str, str]
+    ) -> dict[str, list[str]]:
+        """The commands that attest each predicate (type -> file) about ``digest``, after the signing
+        config they need; the record stage attests the build record through this too."""
+        target = self._target(ctx)
         config = self._config(ctx, work)
         args = self._signing_args(ctx, config)
         out = {}
         if "signing_config" not in self.options:
             out["signing-config"] = ["cosign", "signing-config", "create", "--out", config]
-        out["sign"] = ["cosign", "sign", *args, ref]
-        for kind in ATTESTED:
-            out[kind] = ["cosign", "attest", *args, "--type", kind, "--predicate", predicates[kind], ref]
+        for kind, path in predicates.items():
+            out[kind] = ["cosign", "attest", *args, "--type", kind, "--predicate", path, f"{target}@{digest}"]
         return out
+
+    def execute(self, ctx: Context, commands: Mapping[str, list[str]]) -> None:
+        """Run cosign commands with the registry's credentials and CA, the key's password redacted."""
+        registry = Registry.of(self._target(ctx), ctx.config.registries)
+        secrets = (*registry.access.secrets, os.environ.get("COSIGN_PASSWORD", ""))
+        with registry.access.docker_config() as env:
+            environment = {**os.environ, **env}
+            for name, argv in commands.items():
+                done = tools.run(argv, env=environment, secrets=secrets, check=False, timeout=600)
+                if done.returncode != 0:
+                    raise _failure(done, name, registry.host)
 
     def _config(self, ctx: Context, work: str) -> str:
         given = self.options.get("signing_config")
@@ -195,16 +215,11 @@ class CosignSigner:
                 "or set stages.sign.options.key",
             )
         registry.push(layout_transport(image.layout, ctx.images().tags[0]), _at(target, image.digest))
-        password = os.environ.get("COSIGN_PASSWORD", "")
-        secrets = (*registry.access.secrets, password)
-        with tempfile.TemporaryDirectory(prefix="tfgov-sign.") as tmp, registry.access.docker_config() as env:
+        with tempfile.TemporaryDirectory(prefix="tfgov-sign.") as tmp:
             predicates = write_predicates(Path(tmp), evidence(ctx, image, plan_pipeline(ctx)))
-            commands = self._commands(ctx, tmp, image.digest, {k: str(v) for k, v in predicates.items()})
-            environment = {**os.environ, **env}
-            for name, argv in commands.items():
-                done = tools.run(argv, env=environment, secrets=secrets, check=False, timeout=600)
-                if done.returncode != 0:
-                    raise _failure(done, name, registry.host)
+            self.execute(
+                ctx, self._commands(ctx, tmp, image.digest, {k: str(v) for k, v in predicates.items()})
+            )
         attested = [{"predicate_type": kind, "predicate": predicates[kind].name} for kind in ATTESTED]
         reference = f"{target.registry}/{target.repository}@{image.digest}"
         warnings = (

@@ -47,6 +47,8 @@ def build(ctx: Context, pipeline: PipelineDef) -> dict[str, Any]:
         image: dict[str, Any] = {"repository": images.repository, "tags": list(images.tags)}
     except ContextError:  # dirty tree without --allow-dirty: no commit tags to record
         image = {"repository": None, "tags": []}
+    image["digest"] = _data(ctx, "build").get("digest")
+    signed = _data(ctx, "sign")
     described = describe(ctx)
     return {
         "schema_version": 1,
@@ -78,8 +80,25 @@ def build(ctx: Context, pipeline: PipelineDef) -> dict[str, Any]:
             "org_file": str(ctx.config.org_file) if ctx.config.org_file else None,
         },
         "image": image,
+        **(
+            {"evidence": {k: signed[k] for k in ("signed", "reference", "attestations") if k in signed}}
+            if signed
+            else {}
+        ),
         "stages": stages,
     }
+
+
+def _data(ctx: Context, stage: str) -> dict[str, Any]:
+    """A passed result's data for this commit and configuration; {} when there is none."""
+    path = result_path(ctx.out_dir, stage)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    same = data.get("commit") == ctx.git.sha and data.get("config_digest") == ctx.config.digest
+    found: dict[str, Any] = data.get("data", {}) if same and data.get("status") == "passed" else {}
+    return found
 
 
 def _stage_entry(ctx: Context, stage: str) -> dict[str, Any] | None:

@@ -1,0 +1,1 @@
+"""The record stage: the build record, whole, and attested beside the image."""

@@ -1,0 +1,110 @@
+"""The record stage: the final build record, written whole, and attested beside the image.
+
+The record (``<out>/record.json``, schemas/build-record.schema.json) says which commit, pipeline,
+runner and tools made the image, its digest and tags, what was signed and attested, and every
+stage's status and the commands it ran. With a registry and a signed image, the stage attests it
+(predicate type ``https://tfgov-ci.dev/attestations/record/v1``) with the sign stage's own signer
+and key, so that a registry alone can answer "where did this come from". ``tfgov-ci run`` writes
+the record again when it ends, with this stage's own entry; the attested copy is
+``<out>/record/record.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from tfgov_ci import pipeline
+from tfgov_ci.context import Context
+from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, result_path
+from tfgov_ci.stages.handoff import BuiltImage
+from tfgov_ci.stages.record import document
+
+RECORD_PREDICATE = "https://tfgov-ci.dev/attestations/record/v1"
+ATTESTED_COPY = "record.json"  # <out>/record/record.json: the bytes attested
+
+
+class RecordWriter:
+    stage: ClassVar[str] = "record"
+    name: ClassVar[str] = "builtin"
+    tools: ClassVar[tuple[str, ...]] = ("cosign",)
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = options
+
+    def _signer(self, ctx: Context) -> Any | None:
+        """The sign stage's backend when it can attest (it signs this image in a registry), else None."""
+        if ctx.images().remote is None:
+            return None
+        definition = pipeline.load_pipeline(ctx.config.pipeline, ctx.config.project_dir)
+        if "sign" not in definition.stages:
+            return None
+        signer = pipeline.instantiate(ctx, "sign", pipeline.chosen_backend(ctx, definition, "sign"))
+        return signer if hasattr(signer, "attest_commands") else None
+
+    def plan(self, ctx: Context) -> StagePlan:
+        out = result_path(ctx.out_dir, self.stage).parent
+        signer = self._signer(ctx)
+        attest = (
+            signer.attest_commands(
+                ctx, "<temporary dir>", "<build digest>", {RECORD_PREDICATE: f"{out}/{ATTESTED_COPY}"}
+            )
+            if signer
+            else {}
+        )
+        return StagePlan(
+            stage=self.stage,
+            backend=self.name,
+            available=True,
+            summary=STAGES[self.stage].summary,
+            tools=self.tools,
+            steps=(
+                Step(f"write the build record {ctx.out_dir / document.RECORD_FILE}, whole or not at all"),
+                *(
+                    Step(f"attest the build record ({name})", (*argv,), "cosign")
+                    for name, argv in attest.items()
+                ),
+            ),
+            inputs=tuple(str(result_path(ctx.out_dir, s)) for s in STAGES if s != self.stage),
+            outputs=(str(ctx.out_dir / document.RECORD_FILE), str(out / ATTESTED_COPY)),
+        )
+
+    def run(self, ctx: Context, plan: StagePlan) -> StageResult:
+        clock = Clock.start()
+        image = BuiltImage.read(ctx)
+        definition = pipeline.load_pipeline(ctx.config.pipeline, ctx.config.project_dir)
+        record = document.build(ctx, definition)
+        path = document.write(ctx, record)
+        out = result_path(ctx.out_dir, self.stage).parent
+        out.mkdir(parents=True, exist_ok=True)
+        copy = out / ATTESTED_COPY
+        shutil.copyfile(path, copy)
+        signer = self._signer(ctx)
+        signed = bool(record.get("evidence", {}).get("signed"))
+        warnings: list[str] = []
+        if signer is not None and signed:
+            with tempfile.TemporaryDirectory(prefix="tfgov-record.") as tmp:
+                signer.execute(
+                    ctx, signer.attest_commands(ctx, tmp, image.digest, {RECORD_PREDICATE: str(copy)})
+                )
+        else:
+            warnings.append("the build record is not attested: the image is not signed in a registry")
+        digest = "sha256:" + hashlib.sha256(copy.read_bytes()).hexdigest()
+        return passed(
+            ctx,
+            self.stage,
+            self.name,
+            clock,
+            f"{path.name}{', attested' if not warnings else ''} ({len(record['stages'])} stages)",
+            outputs={"record": str(path), "attested": str(copy)},
+            data={
+                "attested": not warnings,
+                "predicate_type": RECORD_PREDICATE,
+                "digest": digest,
+                "status_so_far": record["status"],
+            },
+            warnings=tuple(warnings),
+        )
