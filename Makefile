@@ -44,6 +44,7 @@ bench: $(STAMP) ## benchmarks, each beside its competitor, printed as tables (bu
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/sbom.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/osv.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/policy.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/sign.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/ci_overhead.py
 
 clean:
