@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from _common import ROOT, SHARED_CACHE, git, pushed_base
-from sbom import BASE
+from sbom import BASE, run
 
 from tfgov_ci.testing.registry import LocalRegistry
 
@@ -35,14 +35,6 @@ affected:
     events: [{introduced: "0"}, {fixed: "1.0"}]
 """
 LOCAL = "https://tfgov-ci.dev/builders/local"
-
-
-def run(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(argv[:3])} failed: {done.stderr[-2000:]}")
-    return time.perf_counter() - start
 
 
 def main() -> int:
