@@ -16,6 +16,9 @@ Options (``stages.sign.options``):
 - ``signing_config``: a cosign signing config (a private Rekor, Fulcio, timestamp authority).
   Without one, tfgov-ci writes an empty one: no transparency log, no Fulcio, nothing sent anywhere
   but the registry. The public Rekor is never used by accident.
+- ``format``: ``bundle`` (default: cosign 3 bundles, as OCI 1.1 referrers or through the referrers
+  tag fallback) or ``legacy`` (the ``sha256-<hex>.sig`` and ``.att`` tags that older admission
+  controllers and registries read; no transparency log, so no ``signing_config``).
 """
 
 from __future__ import annotations
@@ -73,9 +76,28 @@ class CosignSigner:
             return key
         return str((ctx.config.project_dir / key).resolve())
 
+    @property
+    def legacy(self) -> bool:
+        legacy = str(self.options.get("format", "bundle")) == "legacy"
+        if self.options.get("format", "bundle") not in ("bundle", "legacy"):
+            raise SigningKeyError(
+                f"stages.sign.options.format: {self.options['format']!r} is not a signature format",
+                "use bundle (cosign 3, the default) or legacy (.sig/.att tags)",
+            )
+        if legacy and "signing_config" in self.options:
+            raise SigningKeyError(
+                "stages.sign.options: format legacy takes no signing_config",
+                "legacy signatures are stored without a transparency log; drop one of the two",
+            )
+        return legacy
+
     def _signing_args(self, ctx: Context, config: str) -> list[str]:
         key = self._key(ctx)
-        args = ["--yes", *(["--key", key] if key else []), "--signing-config", config]
+        args = ["--yes", *(["--key", key] if key else [])]
+        if self.legacy:
+            args += ["--tlog-upload=false", "--use-signing-config=false", "--new-bundle-format=false"]
+        else:
+            args += ["--signing-config", config]
         if not Registry.of(self._target(ctx), ctx.config.registries).access.tls_verify:
             args.append("--allow-insecure-registry")  # loopback, or registries.HOST.insecure: true
         return args
@@ -99,7 +121,7 @@ class CosignSigner:
         config = self._config(ctx, work)
         args = self._signing_args(ctx, config)
         out = {}
-        if "signing_config" not in self.options:
+        if "signing_config" not in self.options and not self.legacy:
             out["signing-config"] = ["cosign", "signing-config", "create", "--out", config]
         for kind, path in predicates.items():
             out[kind] = ["cosign", "attest", *args, "--type", kind, "--predicate", path, f"{target}@{digest}"]
@@ -243,6 +265,7 @@ class CosignSigner:
                 "key": key if key is None or key.startswith(_KEY_SCHEMES) else Path(key).name,
                 "keyless": key is None,
                 "transparency_log": "configured" if "signing_config" in self.options else "none",
+                "format": "legacy" if self.legacy else "bundle",
                 "attestations": attested,
                 "tags_pushed": [],
             },
@@ -268,11 +291,21 @@ def _failure(done: tools.Completed, step: str, host: str) -> SignError:
             "cosign could not open the signing key (wrong password?)",
             "COSIGN_PASSWORD must be the key's password; it is read from the environment only",
         )
+    if "immutable" in text or "412" in text or "precondition" in text:
+        return SignError.of_run(
+            done,
+            f"{host} refused to update the image's referrers tag sha256-<digest> ({step}): "
+            "a tag immutability rule covers it",
+            "cosign adds each signature and attestation to that tag (the referrers tag fallback): "
+            "exclude sha256-* tags from the rule (Harbor: the project's Policy > Tag Immutability), "
+            "or use a registry with the OCI 1.1 referrers API; nothing was tagged, run sign again",
+        )
     if "denied" in text or "unauthorized" in text or "403" in text or "forbidden" in text:
         return SignError.of_run(
             done,
-            f"{host} refused the signature or attestation ({step})",
-            "the robot account needs push rights on the repository; a tag immutability rule must not "
-            "cover sha256-* tags (cosign keeps its referrers tag fallback there)",
+            f"{host} refused to store the signature or an attestation ({step}): access denied",
+            "the registry account (TFGOV_REGISTRY_USER, or the CI's) needs push rights on the "
+            "repository, signatures and sha256-* tags included (Harbor: a robot account with push on "
+            "the project); nothing was tagged, run sign again",
         )
     return SignError.of_run(done, f"cosign failed ({step})", "see cosign's output below")
