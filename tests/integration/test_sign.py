@@ -9,12 +9,14 @@ import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.helpers import CliResult, git, plan_is_what_ran, require_tool
 from tests.integration.test_native_build import build, govern, model  # noqa: F401 (model: a fixture)
 from tests.refusing_proxy import RefusingProxy
+from tests.services import BuiltBase
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.registry import Access, push_layout, remote_digest
 from tfgov_ci.stages.record.builtin import RECORD_PREDICATE
@@ -372,3 +374,102 @@ def test_verify_reads_the_legacy_sig_and_att_tags_as_older_admission_controllers
     assert verdict["allowed"] is True, verdict
     assert verdict["signature_layout"].startswith("legacy .sig and .att tags")
     assert {c["name"] for c in verdict["checks"]} >= {"attestation provenance", "sbom", "policy"}
+
+
+def test_verify_says_no_to_forged_evidence_a_copied_signature_and_a_moved_tag(
+    signed: tuple[Path, str, str],
+    key_pair: tuple[Path, Path],
+    session_registry: LocalRegistry,
+    small_base: BuiltBase,
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+) -> None:
+    """Evidence made by hand with bare cosign on copies of the signed image: attestations signed
+    with another key; with the right key, a provenance with an unknown external parameter, a policy
+    denial and no SBOM attestation; the genuine signature copied to another repository; the tag
+    moved to another image."""
+    repo, sha, digest = signed
+    private, public = key_pair
+    host = session_registry.host
+    cosign = require_tool("cosign")
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run([cosign, "generate-key-pair"], cwd=other, env={**os.environ, "COSIGN_PASSWORD": "x"},
+                   capture_output=True, check=True)  # fmt: skip
+    config = tmp_path / "sc.json"
+    subprocess.run(
+        [cosign, "signing-config", "create", "--out", str(config)], check=True, capture_output=True
+    )
+    genuine = {}
+    for kind in (SLSA_PROVENANCE, SBOM_PREDICATE, SCAN_PREDICATE, POLICY_PREDICATE):
+        done = cosign_verify("verify-attestation", public, "--type", kind, f"{host}/ml/verified@{digest}")
+        genuine[kind] = json.loads(base64.b64decode(json.loads(done.stdout.splitlines()[0])["payload"]))[
+            "predicate"
+        ]
+
+    def copy(name: str) -> str:
+        push_layout(repo / ".tfgov/out/build/oci", sha, digest, f"{host}/{name}", ("v1",), {}, env={})
+        return f"{host}/{name}@{digest}"
+
+    def by_hand(ref: str, key: Path, password: str, *, predicates: dict[str, Any] | None = None) -> None:
+        env = {**os.environ, "COSIGN_PASSWORD": password}
+        signing = ["--yes", "--key", str(key), "--signing-config", str(config), "--allow-insecure-registry"]
+        if predicates is None:
+            argvs = [[cosign, "sign", *signing, ref]]
+        else:
+            argvs = []
+            for index, (kind, predicate) in enumerate(predicates.items()):
+                path = tmp_path / f"{ref.split('/')[-1].split('@')[0]}-{index}.json"
+                path.write_text(json.dumps(predicate))
+                argvs.append([cosign, "attest", *signing, "--type", kind, "--predicate", str(path), ref])
+        for argv in argvs:
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+
+    base = ("--key", str(public), "--trusted-builder", "https://tfgov-ci.dev/builders/local")
+
+    def no(image: str, *args: str) -> str:
+        done = cli("verify", image, *base, *args, cwd=repo)
+        assert done.code == 1 and done.out.splitlines()[-1].startswith("denied:"), done.out + done.err
+        return done.out
+
+    other_key = copy("ml/other-key")
+    by_hand(other_key, private, PASSWORD)
+    by_hand(other_key, other / "cosign.key", "x", predicates=genuine)
+    out = no(other_key)
+    assert "ok   signature:" in out
+    for name in ("provenance", "sbom", "scan", "policy"):
+        assert f"FAIL attestation {name}: missing, or not signed by the key" in out, out
+
+    forged = copy("ml/forged")
+    by_hand(forged, private, PASSWORD)
+    provenance = json.loads(json.dumps(genuine[SLSA_PROVENANCE]))
+    provenance["buildDefinition"]["externalParameters"]["debug"] = "true"
+    by_hand(forged, private, PASSWORD, predicates={
+        SLSA_PROVENANCE: provenance,
+        SCAN_PREDICATE: genuine[SCAN_PREDICATE],
+        POLICY_PREDICATE: {**genuine[POLICY_PREDICATE], "allow": False},
+    })  # fmt: skip
+    out = no(forged)
+    assert "FAIL external parameters: unknown external parameter(s): debug" in out
+    assert "FAIL attestation sbom: missing" in out and "FAIL policy: the policy denied it" in out
+
+    # The image and its referrers tag (the bundles, the SBOMs) copied as they are to another
+    # repository: every signature still verifies with the key, but was made for ml/verified.
+    copied = copy("ml/copied")
+    fallback = f"sha256-{digest.removeprefix('sha256:')}"
+    subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false",
+                    "--dest-tls-verify=false", f"docker://{host}/ml/verified:{fallback}",
+                    f"docker://{host}/ml/copied:{fallback}"], capture_output=True, check=True)  # fmt: skip
+    assert f"FAIL signed for: the evidence was made for {host}/ml/verified, not {host}/ml/copied" in no(
+        copied
+    )
+    mirrored = cli("verify", copied, *base, "--mirror-of", f"{host}/ml/verified", cwd=repo)
+    assert f"ok   signed for: {host}/ml/verified" in mirrored.out
+
+    # The tag moved to another image: the tag is resolved once, and that image was never signed.
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+                    f"docker://{small_base.ref}", f"docker://{host}/ml/verified:{sha}"],
+                   capture_output=True, check=True)  # fmt: skip
+    moved = no(f"{host}/ml/verified:{sha}")
+    assert f"is {small_base.ref.split('@')[1]}" in moved and "FAIL signature: never signed" in moved

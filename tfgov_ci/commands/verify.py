@@ -63,6 +63,12 @@ def add(commands: Commands, common: Common) -> None:
         help="your own Rego v1 rules (package tfgov.rules.NAME, deny contains msg) over the attested "
         "documents: input.provenance, .sbom, .scan, .policy, .record, .image (repeatable; a folder too)",
     )
+    parser.add_argument(
+        "--mirror-of",
+        action="append",
+        metavar="REGISTRY/REPO",
+        help="IMAGE is a mirror of this repository: signatures made for it count (repeatable)",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     parser.set_defaults(handler=handle)
 
@@ -84,6 +90,7 @@ def handle(args: argparse.Namespace) -> int:
         config=args.expected_config,
         builders=tuple(args.trusted_builder or TRUSTED_BUILDERS),
         bases=tuple(args.allowed_base or ()),
+        mirror_of=tuple(args.mirror_of or ()),
     )
     key = args.key if args.key is None or "://" in args.key else str(Path(args.key).resolve())
     root = str(Path(args.trusted_root).resolve()) if args.trusted_root else None

@@ -104,6 +104,7 @@ class Expected:
     config: str | None = None
     builders: tuple[str, ...] = TRUSTED_BUILDERS
     bases: tuple[str, ...] = ()  # allowed base repositories (REGISTRY/REPO); empty: any
+    mirror_of: tuple[str, ...] = ()  # repositories (REGISTRY/REPO) this one mirrors: their signatures count
 
 
 @dataclass(frozen=True)
@@ -217,13 +218,18 @@ def verify(
             return Verdict(image, digest, layout.result(), tuple(checks))
         where = layout.result() if layout.result() != "none" else "bundles (OCI 1.1 referrers API)"
         checks.append(Check("signature", True, f"signed by {trust.who}, by digest ({where})"))
-        statements: dict[str, dict[str, Any]] = {}
+        statements: dict[str, dict[str, Any]] = {}  # predicate type -> the verified statement
         for kind in kinds:
-            check, predicate = _attestation(kind, attested[kind].result(), digest, trust)
-            if predicate is not None:
-                statements[kind] = predicate
+            check, statement = _attestation(kind, attested[kind].result(), digest, trust)
+            if statement is not None:
+                statements[kind] = statement
             if check is not None:
                 checks.append(check)
+        if statements:
+            checks.append(
+                _signed_for(list(statements.values()), f"{pinned.registry}/{pinned.repository}", expected)
+            )
+        statements = {kind: statement["predicate"] for kind, statement in statements.items()}
         if SLSA_PROVENANCE in statements:
             checks += provenance_checks(statements[SLSA_PROVENANCE], expected)
         if SBOM_PREDICATE in statements:
@@ -238,10 +244,37 @@ def verify(
         return Verdict(image, digest, where, tuple(checks), statements)
 
 
+def _signed_for(statements: Sequence[Mapping[str, Any]], repository: str, expected: Expected) -> Check:
+    """The repository the evidence was made for: each attestation's signed subject names it (a
+    cosign 3 bundle's signature does not, so its attestations say). Evidence copied from another
+    repository verifies with the key, but was not made for this one."""
+    names = {
+        _repository_of(subject.get("name", ""))
+        for statement in statements
+        for subject in statement.get("subject", [])
+    }
+    ours = {repository, *expected.mirror_of}
+    if names and names <= ours:
+        return Check("signed for", True, ", ".join(sorted(names)))
+    return Check(
+        "signed for",
+        False,
+        f"the evidence was made for {', '.join(sorted(names - ours)) or 'no repository'}, not {repository}"
+        " (a mirror? --mirror-of REGISTRY/REPO)",
+    )
+
+
+def _repository_of(name: str) -> str:
+    """``host:port/repo@sha256:...`` or ``host:port/repo:tag`` -> ``host:port/repo``."""
+    name = name.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else name
+
+
 def _attestation(
     kind: str, done: tools.Completed, digest: str, trust: Trust
 ) -> tuple[Check | None, dict[str, Any] | None]:
-    """One attestation's check and, when it holds, its predicate. The build record is optional:
+    """One attestation's check and, when it holds, its statement. The build record is optional:
     it is attached after the tags (the record stage records the publish), so an image whose record
     stage has not run yet may still be allowed."""
     name = f"attestation {kind.rsplit('/', 2)[-2]}"
@@ -253,7 +286,7 @@ def _attestation(
     subjects = [d.get("digest", {}).get("sha256") for d in found[-1].get("subject", [])]
     if digest.removeprefix("sha256:") not in subjects:
         return Check(name, False, f"its subject is not {digest}"), None
-    return Check(name, True, f"signed by {trust.who}; its subject is this digest"), found[-1]["predicate"]
+    return Check(name, True, f"signed by {trust.who}; its subject is this digest"), found[-1]
 
 
 def provenance_checks(predicate: Mapping[str, Any], expected: Expected) -> list[Check]:
