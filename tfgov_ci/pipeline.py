@@ -228,6 +228,10 @@ class StageSpec:
     # as masked project variables; the Jenkins library binds each from a secret-text credential
     # named by a setting `<variable in camelCase>CredentialsId`.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # Keyless signing: the variable the CI's OIDC token reaches the stage in (GitLab: the job's
+    # `id_tokens`, its audience an input; Jenkins: an OpenID Connect id-token credential, bound
+    # like a secret); None: the stage signs nothing.
+    id_token: str | None = None
     # CI may let the pipeline go on when this stage fails, and why that is safe (an input of the
     # GitLab template, `<stage>-allow-failure`, and a setting of the Jenkins library,
     # `allow<Stage>Failure`); None: a failure always stops the pipeline.
@@ -238,6 +242,7 @@ class StageSpec:
         return self.backends[0]
 
 
+SIGSTORE_ID_TOKEN = "SIGSTORE_ID_TOKEN"  # where cosign reads an OIDC token for keyless signing
 SIGNING_SECRETS = {
     "COSIGN_PRIVATE_KEY": "the signing key: its PEM, or (a file variable) its path",
     "COSIGN_PASSWORD": "the key's password",
@@ -298,6 +303,7 @@ STAGES: dict[str, StageSpec] = {
             ("build", "policy"),
             uses_registry=True,
             secrets=SIGNING_SECRETS,
+            id_token=SIGSTORE_ID_TOKEN,
         ),
         StageSpec(
             "publish",
@@ -316,6 +322,7 @@ STAGES: dict[str, StageSpec] = {
             ("build",),
             uses_registry=True,
             secrets=SIGNING_SECRETS,  # it attests the record with the sign stage's key
+            id_token=SIGSTORE_ID_TOKEN,
         ),
     )
 }

@@ -242,6 +242,14 @@ def test_verify_allows_the_signed_image_by_tag_and_names_every_check(
         'input.provenance.buildDefinition.externalParameters.ref != "refs/heads/main" }\n'
     )
     assert cli(*args, "--policy", str(rules), cwd=repo).code == 0
+    # The build record's attestation, once the record stage has run, is there for rules to read.
+    (rules / "recorded.rego").write_text(
+        "package tfgov.rules.recorded\nimport rego.v1\n"
+        'deny contains "no build record attested" if { not input.record.commit.sha }\n'
+    )
+    assert "FAIL rule recorded: no build record attested" in cli(*args, "--policy", str(rules), cwd=repo).out
+    assert cli("run", "record", cwd=repo).code == 0
+    assert cli(*args, "--policy", str(rules), cwd=repo).code == 0
     (rules / "no_findings.rego").write_text(
         "package tfgov.rules.no_findings\nimport rego.v1\n"
         'deny contains msg if { input.scan.total >= 0; msg := sprintf("%d findings", [input.scan.total]) }\n'

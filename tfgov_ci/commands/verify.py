@@ -94,7 +94,8 @@ def handle(args: argparse.Namespace) -> int:
     )
     key = args.key if args.key is None or "://" in args.key else str(Path(args.key).resolve())
     root = str(Path(args.trusted_root).resolve()) if args.trusted_root else None
-    verdict = verify(args.image, Trust(key, args.identity, args.issuer, root), expected, registries)
+    trust = Trust(key, args.identity, args.issuer, root)
+    verdict = verify(args.image, trust, expected, registries, with_record=bool(modules))
     if modules and verdict.documents:
         verdict = verdict.adding(team_checks(modules, verdict))
     if args.format == "json":

@@ -12,7 +12,8 @@ Options (``stages.sign.options``):
   through. Default ``env://COSIGN_PRIVATE_KEY``. A key's password comes from ``COSIGN_PASSWORD``
   in the environment, never from tfgov.yaml or a command line.
 - ``keyless: true``: no key; cosign signs with the CI's OIDC token (``SIGSTORE_ID_TOKEN``, GitLab
-  ``id_tokens``) through the Fulcio and Rekor that ``signing_config`` names.
+  ``id_tokens``) through the Fulcio and Rekor that ``signing_config`` names (required: the public
+  Sigstore too is used only when its signing config is named).
 - ``signing_config``: a cosign signing config (a private Rekor, Fulcio, timestamp authority).
   Without one, tfgov-ci writes an empty one: no transparency log, no Fulcio, nothing sent anywhere
   but the registry. The public Rekor is never used by accident.
@@ -33,7 +34,17 @@ from tfgov_ci import tools
 from tfgov_ci.context import Context
 from tfgov_ci.oci.reference import Reference
 from tfgov_ci.oci.registry import Registry, layout_transport
-from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
+from tfgov_ci.pipeline import (
+    SIGSTORE_ID_TOKEN,
+    STAGES,
+    Clock,
+    StagePlan,
+    StageResult,
+    Step,
+    passed,
+    read_result,
+    result_path,
+)
 from tfgov_ci.stages.handoff import BuiltImage
 from tfgov_ci.stages.sign.interface import (
     POLICY_PREDICATE,
@@ -49,6 +60,7 @@ from tfgov_ci.stages.sign.interface import (
 
 DEFAULT_KEY = "env://COSIGN_PRIVATE_KEY"
 ATTESTED = (SLSA_PROVENANCE, SBOM_PREDICATE, SCAN_PREDICATE, POLICY_PREDICATE)
+NO_SERVICES = ("--no-default-fulcio", "--no-default-rekor", "--no-default-tsa", "--no-default-oidc")
 _KEY_SCHEMES = ("env://", "awskms://", "gcpkms://", "azurekms://", "hashivault://", "k8s://", "pkcs11:")
 
 
@@ -83,6 +95,12 @@ class CosignSigner:
             raise SigningKeyError(
                 f"stages.sign.options.format: {self.options['format']!r} is not a signature format",
                 "use bundle (cosign 3, the default) or legacy (.sig/.att tags)",
+            )
+        if self.options.get("keyless") and "signing_config" not in self.options:
+            raise SigningKeyError(
+                "stages.sign.options: keyless signing needs a signing_config naming its Fulcio and Rekor",
+                "tfgov-ci never reaches the public Sigstore by accident: for it, write its signing "
+                "config (`cosign signing-config create --with-default-services`) and name that file",
             )
         if legacy and "signing_config" in self.options:
             raise SigningKeyError(
@@ -122,13 +140,40 @@ class CosignSigner:
         args = self._signing_args(ctx, config)
         out = {}
         if "signing_config" not in self.options and not self.legacy:
-            out["signing-config"] = ["cosign", "signing-config", "create", "--out", config]
+            # No service at all, said explicitly: the public Sigstore only ever when its config is named.
+            out["signing-config"] = ["cosign", "signing-config", "create", *NO_SERVICES, "--out", config]
         for kind, path in predicates.items():
             out[kind] = ["cosign", "attest", *args, "--type", kind, "--predicate", path, f"{target}@{digest}"]
         return out
 
+    def usable_key(self, ctx: Context) -> str | None:
+        """The key reference (None: keyless) once it is known to be there: a missing key file or
+        variable, or keyless without the CI's token, is a clear error before cosign starts (which
+        would otherwise ask for a password or open a browser)."""
+        key = self._key(ctx)
+        if key is not None and not key.startswith(_KEY_SCHEMES) and not Path(key).is_file():
+            raise SigningKeyError(
+                f"no signing key at {key}",
+                "set stages.sign.options.key to a cosign key file, env://VAR or a KMS URI "
+                "(`cosign generate-key-pair` makes one)",
+            )
+        if key is None and not os.environ.get(SIGSTORE_ID_TOKEN):
+            raise SigningKeyError(
+                f"keyless signing needs the CI's OIDC token in {SIGSTORE_ID_TOKEN}",
+                "GitLab: the template's sign and record jobs get it (id_tokens; input sigstore-audience); "
+                "Jenkins: set sigstoreIdTokenCredentialsId to an OpenID Connect id-token credential",
+            )
+        if key is not None and key.startswith("env://") and not os.environ.get(key.removeprefix("env://")):
+            raise SigningKeyError(
+                f"no signing key: {key.removeprefix('env://')} is not set",
+                "put the private key in that variable (a masked CI variable or Jenkins credential), "
+                "or set stages.sign.options.key",
+            )
+        return key
+
     def execute(self, ctx: Context, commands: Mapping[str, list[str]]) -> None:
         """Run cosign commands with the registry's credentials and CA, the key's password redacted."""
+        self.usable_key(ctx)
         registry = Registry.of(self._target(ctx), ctx.config.registries)
         secrets = (*registry.access.secrets, os.environ.get("COSIGN_PASSWORD", ""))
         with registry.access.docker_config() as env:
@@ -223,19 +268,7 @@ class CosignSigner:
             )
         target = self._target(ctx)
         registry = Registry.of(target, ctx.config.registries)
-        key = self._key(ctx)
-        if key is not None and not key.startswith(_KEY_SCHEMES) and not Path(key).is_file():
-            raise SigningKeyError(
-                f"no signing key at {key}",
-                "set stages.sign.options.key to a cosign key file, env://VAR or a KMS URI "
-                "(`cosign generate-key-pair` makes one)",
-            )
-        if key is not None and key.startswith("env://") and not os.environ.get(key.removeprefix("env://")):
-            raise SigningKeyError(
-                f"no signing key: {key.removeprefix('env://')} is not set",
-                "put the private key in that variable (a masked CI variable or Jenkins credential), "
-                "or set stages.sign.options.key",
-            )
+        key = self.usable_key(ctx)
         registry.push(layout_transport(image.layout, ctx.images().tags[0]), _at(target, image.digest))
         with tempfile.TemporaryDirectory(prefix="tfgov-sign.") as tmp:
             predicates = write_predicates(Path(tmp), evidence(ctx, image, plan_pipeline(ctx)))

@@ -181,8 +181,11 @@ def verify(
     expected: Expected,
     registries: Mapping[str, Mapping[str, Any]],
     env: Mapping[str, str] | None = None,
+    *,
+    with_record: bool = False,
 ) -> Verdict:
-    """Every check, against one digest."""
+    """Every check, against one digest; ``with_record``: the build record's attestation read too
+    (optional: for rules that read it), one more cosign call."""
     given = reference.parse(image)
     registry = Registry.of(given, registries, env)
     try:
@@ -196,7 +199,7 @@ def verify(
     digest = str(pinned.digest)
     by_digest = f"{pinned.registry}/{pinned.repository}@{digest}"
     tls = registry.access.tls_verify
-    kinds = (*REQUIRED, RECORD_PREDICATE)
+    kinds = (*REQUIRED, RECORD_PREDICATE) if with_record else REQUIRED
     with registry.access.docker_config() as cosign_env, ThreadPoolExecutor(max_workers=4) as pool:
 
         def cosign(command: str, *extra: str) -> Future[tools.Completed]:
