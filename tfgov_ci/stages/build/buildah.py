@@ -16,7 +16,9 @@ from typing import Any, ClassVar
 
 from tfgov_ci import tools
 from tfgov_ci._files import cache_dir
+from tfgov_ci.config import Config
 from tfgov_ci.context import Context
+from tfgov_ci.errors import Problem
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.registry import layout_transport
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, result_path
@@ -34,7 +36,15 @@ from tfgov_ci.stages.build.interface import (
     replace_layout,
     staging_path,
 )
+from tfgov_ci.stages.build.preflight import Builder, preflight
 from tfgov_ci.tools import Completed
+
+BUILDER = Builder(
+    "buildah",
+    pins_every_from=False,  # --from replaces the first FROM only
+    heredocs="buildah before 1.33 (Debian 12 has 1.28) reads a heredoc's lines as instructions",
+    run_flags=True,
+)
 
 
 class BuildahBuilder:
@@ -44,6 +54,10 @@ class BuildahBuilder:
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
+
+    def preflight(self, config: Config) -> tuple[tuple[Problem, ...], tuple[str, ...]]:
+        """What in the Dockerfile cannot work on the pinned base (run by ``validate``)."""
+        return preflight(config, self.options, BUILDER)
 
     def _storage(self, runroot: str) -> list[str]:
         root = cache_dir() / "buildah"
