@@ -22,6 +22,7 @@ from tfgov_ci.errors import Problem
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.registry import layout_transport
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, result_path
+from tfgov_ci.stages.build.failure import explain
 from tfgov_ci.stages.build.interface import (
     BuildError,
     base_pull_step,
@@ -158,23 +159,21 @@ class BuildahBuilder:
             if copied.returncode != 0:
                 raise BuildError.of_run(copied, "could not load the base into buildah's storage")
             Path(tmp, "tfgov.Dockerfile").write_text(f"USER {cfg.app.user}\n")  # appended: the user wins
-            self._buildah(commands["bud"][1:])
+            self._buildah(commands["bud"][1:], dockerfile=dockerfile_inputs(ctx, self.options)[0])
             self._buildah(commands["push"][1:])
             self._buildah(commands["rmi"][1:], check=False)
             data = finish(ctx, staging, image_labels, base, lock)
         return built(ctx, self.stage, self.name, clock, data)
 
     @staticmethod
-    def _buildah(args: list[str], *, check: bool = True) -> Completed:
+    def _buildah(args: list[str], *, check: bool = True, dockerfile: Path | None = None) -> Completed:
         done = tools.run(["buildah", *args], check=False, timeout=3600)
         if check and done.returncode != 0:
             tail = "\n".join(done.stderr.strip().splitlines()[-8:])
             verb = next((a for a in args if a in ("bud", "push", "rmi")), "")
-            raise BuildError(
-                f"buildah {verb} failed",
-                "see buildah's output below",
-                argv=done.argv,
-                returncode=done.returncode,
-                stderr_tail=tail,
-            )
+            message, hint = f"buildah {verb} failed", "see buildah's output below"
+            if dockerfile is not None:  # a Dockerfile step: which one, its line, the likely cause
+                explained = explain(dockerfile, f"{done.stdout}\n{done.stderr}", "buildah")
+                message, hint = explained.message, explained.hint
+            raise BuildError(message, hint, argv=done.argv, returncode=done.returncode, stderr_tail=tail)
         return done

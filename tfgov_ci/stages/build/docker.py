@@ -26,6 +26,7 @@ from tfgov_ci.errors import Problem
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.registry import layout_transport
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, result_path
+from tfgov_ci.stages.build.failure import explain
 from tfgov_ci.stages.build.interface import (
     BuildError,
     base_pull_step,
@@ -187,10 +188,10 @@ class DockerBuilder:
                 lines: list[str] = []
                 for chunk in log:
                     if "error" in chunk:
+                        lines.append(chunk["error"].strip())
+                        explained = explain(dockerfile, "\n".join(lines), "docker")
                         raise BuildError(
-                            f"docker build failed: {chunk['error'].strip()}",
-                            "see the build output",
-                            stderr_tail="\n".join(lines[-10:]),
+                            explained.message, explained.hint, stderr_tail="\n".join(lines[-10:])
                         )
                     lines.append(str(chunk.get("stream", "")).rstrip())
         except docker.errors.DockerException as exc:
