@@ -167,6 +167,9 @@ def _walk(
             _walk(item, child, lines, problems, shown)
 
 
+TOOL_VERSIONS = "tool-versions.json"  # in cache_dir(): what each installed tool said its version is
+
+
 def cache_dir() -> Path:
     """Where wheels, .debs, base images and dependency layers are cached: ``$TFGOV_CACHE_DIR``,
     else ``$XDG_CACHE_HOME/tfgov-ci`` (``~/.cache/tfgov-ci``). Safe to delete at any time."""

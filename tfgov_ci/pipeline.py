@@ -45,6 +45,7 @@ class PlanMismatch(TfgovError):
 
 
 ENTRY_POINT_GROUP = "tfgov_ci.backends"
+PREFLIGHT_GROUP = "tfgov_ci.preflight"  # the backends among them that check their inputs in validate
 RESULT_FILE = "result.json"
 RESULT_SCHEMA_VERSION = 1
 
@@ -351,6 +352,13 @@ def registered_backends() -> dict[str, dict[str, EntryPoint]]:
         if stage in table and backend:
             table[stage][backend] = ep
     return table
+
+
+@cache
+def preflighted_backends() -> dict[str, EntryPoint]:
+    """``stage.backend`` -> the backends that check their own inputs (:class:`Preflighted`), from
+    their own entry-point group: validate loads none of the others."""
+    return {ep.name: ep for ep in entry_points(group=PREFLIGHT_GROUP)}
 
 
 def backend_tools(stage: str, backend: str) -> tuple[str, ...]:

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,8 +200,50 @@ def version(tool: str) -> str | None:
     finally:
         _ran.reset(token)
     if Path(tool).name == "cosign":
-        import json
-
         return f"cosign {json.loads(out).get('gitVersion', 'unknown')}"
     first = out.splitlines()
     return first[0] if first else None
+
+
+def versions(names: Iterable[str], cache: Path | None = None) -> dict[str, str | None]:
+    """Each tool's :func:`version`, by name. ``cache``: a JSON file keeping what each installed
+    binary said (keyed by its path, size and modification time, so an upgrade is asked again),
+    so that every stage does not start every tool again only to ask its version."""
+    found: dict[str, str | None] = {}
+    keys: dict[str, str] = {}
+    for name in names:
+        try:
+            path = which(name)
+        except ToolError:
+            found[name] = None
+            continue
+        stat = Path(path).stat()
+        keys[name] = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    known = _read_cache(cache)
+    missing = [name for name in keys if keys[name] not in known]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # each probe waits on its own process
+        for name, said in zip(missing, pool.map(version, missing), strict=True):
+            known[keys[name]] = said
+    if missing and cache is not None:
+        _write_cache(cache, known)
+    return {name: found[name] if name in found else known[keys[name]] for name in names}
+
+
+def _read_cache(cache: Path | None) -> dict[str, str | None]:
+    try:
+        data = json.loads(cache.read_text()) if cache is not None else {}
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: ask again
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(cache: Path, known: dict[str, str | None]) -> None:
+    """Whole or not at all: a temporary file renamed over the old one (two writers: the last wins)."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".tool-versions.")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(known, handle, sort_keys=True)
+        Path(tmp).replace(cache)
+    except OSError:
+        pass  # a cache that cannot be written costs time, not correctness

@@ -342,3 +342,18 @@ def test_a_write_killed_midway_leaves_the_old_file_whole(
         _files.atomic_write_json(target, {"new": True})
     assert json.loads(target.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_every_backend_that_checks_its_inputs_is_registered_for_validate_to_find() -> None:
+    """validate loads only the tfgov_ci.preflight entry points: a backend with a preflight missing
+    there would never be asked."""
+    from tfgov_ci.pipeline import Preflighted, preflighted_backends, registered_backends
+
+    with_preflight = {
+        f"{stage}.{name}"
+        for stage, backends in registered_backends().items()
+        for name, ep in backends.items()
+        if callable(getattr(ep.load(), "preflight", None))
+    }
+    assert with_preflight == set(preflighted_backends()) == {"build.buildah", "build.docker"}
+    assert all(isinstance(ep.load()({}), Preflighted) for ep in preflighted_backends().values())

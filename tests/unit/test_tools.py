@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.helpers import require_tool
@@ -51,3 +55,30 @@ def test_a_stage_records_the_commands_it_runs_but_not_version_probes() -> None:
         assert tools.version("git") is not None
     assert [c.argv for c in ran] == [("echo", "hi")]
     assert ran[0].returncode == 0 and ran[0].executable.endswith("/echo")
+
+
+def test_tool_versions_are_asked_once_per_installed_binary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What each binary said is kept in the cache file; a binary that changes is asked again."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "fake-tool"
+    tool.write_text("#!/bin/sh\necho 'fake-tool 1.0'\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    cache = tmp_path / "cache" / "tool-versions.json"
+    tools.version.cache_clear()
+    assert tools.versions(["fake-tool", "no-such-tool"], cache) == {
+        "fake-tool": "fake-tool 1.0",
+        "no-such-tool": None,
+    }
+    (key,) = json.loads(cache.read_text())
+    cache.write_text(json.dumps({key: "fake-tool 1.0 (from the cache)"}))
+    assert tools.versions(["fake-tool"], cache) == {"fake-tool": "fake-tool 1.0 (from the cache)"}
+    tool.write_text("#!/bin/sh\necho 'fake-tool 2.0, upgraded'\n")  # another size: asked again
+    tools.version.cache_clear()
+    assert tools.versions(["fake-tool"], cache) == {"fake-tool": "fake-tool 2.0, upgraded"}
+    cache.write_text("{not json")  # unreadable: asked again, and written whole
+    assert tools.versions(["fake-tool"], cache)["fake-tool"] == "fake-tool 2.0, upgraded"
+    assert len(json.loads(cache.read_text())) == 1

@@ -28,6 +28,7 @@ SPDX_JSON = "application/spdx+json"
 CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
 # kind -> (artifact type, layer media type)
 KINDS = {"spdx": (HARBOR_SBOM, SPDX_JSON), "cyclonedx": (CYCLONEDX_JSON, CYCLONEDX_JSON)}
+FORMAT_ANNOTATION = "io.tfgov.sbom.format"  # on each SBOM artifact and its index entry: which kind
 
 
 class ReferrerError(RegistryError):
@@ -130,7 +131,7 @@ def attach(
                 "config": empty.to_json(),
                 "layers": [layer.to_json()],
                 "subject": subject.to_json(),
-                "annotations": {"org.opencontainers.image.created": created, "io.tfgov.sbom.format": kind},
+                "annotations": {"org.opencontainers.image.created": created, FORMAT_ANNOTATION: kind},
             }
             descriptor = layout.put_json(manifest, MEDIA_MANIFEST)
             layout.tag(descriptor, (kind,))
@@ -164,17 +165,24 @@ def fetch(
     ref = reference.parse(image)
     registry = Registry.of(ref, registries, env)
     pinned = resolve(ref, registry)
+    return fetch_listed(
+        registry, pinned, registry.manifest(_at(ref, tag=fallback_tag(str(pinned.digest)))), kind
+    )
+
+
+def fetch_listed(registry: Registry, pinned: Reference, index: bytes | None, kind: str) -> bytes:
+    """The newest ``kind`` SBOM that ``index``, the image's referrers tag fallback as read already
+    (None: there is none), lists for the image ``pinned`` (by digest)."""
+    ref = pinned
     digest = str(pinned.digest)
     repository = f"{ref.registry}/{ref.repository}"
-    index = registry.manifest(_at(ref, tag=fallback_tag(digest)))
     artifact_type = KINDS[kind][0]
     # skopeo re-encodes the fallback index and may drop descriptors' artifactType (containers/image
     # predates it): the io.tfgov.sbom.format annotation, which it keeps, says what each entry is.
     candidates = [
         m
         for m in (json.loads(index)["manifests"] if index else [])
-        if m.get("artifactType") == artifact_type
-        or m.get("annotations", {}).get("io.tfgov.sbom.format") == kind
+        if m.get("artifactType") == artifact_type or m.get("annotations", {}).get(FORMAT_ANNOTATION) == kind
     ]
     if not candidates:
         raise ReferrerError(

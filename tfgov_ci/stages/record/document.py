@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 
 from tfgov_ci import __version__, _resources, tools
-from tfgov_ci._files import atomic_write_json
+from tfgov_ci._files import TOOL_VERSIONS, atomic_write_json, cache_dir
 from tfgov_ci.context import Context
 from tfgov_ci.errors import ContextError
 from tfgov_ci.pipeline import PipelineDef, backend_tools, chosen_backend, describe, now, result_path
@@ -73,7 +73,7 @@ def build(ctx: Context, pipeline: PipelineDef) -> dict[str, Any]:
             "platform": f"{platform.system()}-{platform.machine()}",
             "python": sys.version.split()[0],
         },
-        "tools": {name: tools.version(name) for name in sorted(tool_names)},
+        "tools": tools.versions(sorted(tool_names), cache_dir() / TOOL_VERSIONS),
         "config": {
             "file": str(ctx.config.file),
             "digest": ctx.config.digest,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tfgov_ci import __version__, tools
+from tfgov_ci._files import TOOL_VERSIONS, cache_dir
 from tfgov_ci.context import Context
 from tfgov_ci.errors import ToolError
 from tfgov_ci.pipeline import describe, read_result, result_path
@@ -99,7 +100,7 @@ def provenance(ctx: Context, image: BuiltImage, pipeline: str) -> dict[str, Any]
                 "pipeline": pipeline,
             },
             "internalParameters": {
-                "tools": {name: tools.version(name) for name in sorted(ran | {"git"})},
+                "tools": tools.versions(sorted(ran | {"git"}), cache_dir() / TOOL_VERSIONS),
                 "tfgov_ci": __version__,
                 "source_date_epoch": ctx.source_date_epoch,
             },

@@ -149,8 +149,8 @@ def _statements(done: tools.Completed) -> list[dict[str, Any]]:
     return out
 
 
-def signature_layout(registry: Registry, ref: Reference) -> str:
-    """Which layouts hold signatures: cosign 3 bundles in the referrers tag fallback
+def signature_layout(registry: Registry, ref: Reference, index: bytes | None) -> str:
+    """Which layouts hold signatures: cosign 3 bundles in the referrers tag fallback ``index``
     (``sha256-<hex>``), the legacy ``sha256-<hex>.sig`` / ``.att`` tags, or none of these (bundles
     behind an OCI 1.1 referrers API, which skopeo cannot list, show as none here)."""
     tag = str(ref.digest).replace(":", "-")
@@ -159,9 +159,10 @@ def signature_layout(registry: Registry, ref: Reference) -> str:
         return registry.manifest(Reference(ref.registry, ref.repository, name)) is not None
 
     legacy = [suffix for suffix in (".sig", ".att") if there(tag + suffix)]
-    index = registry.manifest(Reference(ref.registry, ref.repository, tag))
     bundles = False
     for entry in json.loads(index).get("manifests", []) if index else []:
+        if entry.get("annotations", {}).get(referrers.FORMAT_ANNOTATION):
+            continue  # an SBOM tfgov-ci attached
         kind = entry.get("artifactType")
         if kind is None:  # an index re-encoded without artifactType: the manifest says
             manifest = registry.manifest(Reference(ref.registry, ref.repository, None, entry["digest"]))
@@ -188,28 +189,32 @@ def verify(
     (optional: for rules that read it), one more cosign call."""
     given = reference.parse(image)
     registry = Registry.of(given, registries, env)
+    missing = Verdict(image, "", "none", (Check("image", False, f"no image {given} in the registry"),))
     try:
-        pinned = resolve(given, registry)
-        if given.digest and registry.manifest(pinned) is None:
-            raise RegistryError(f"no image {given}")
+        pinned = resolve(given, registry)  # a tag: resolved once, here
     except RegistryError as exc:
         if not exc.message.startswith("no image"):
             raise  # the registry could not be read: a tool error, not a "no"
-        return Verdict(image, "", "none", (Check("image", False, f"no image {given} in the registry"),))
+        return missing
     digest = str(pinned.digest)
     by_digest = f"{pinned.registry}/{pinned.repository}@{digest}"
     tls = registry.access.tls_verify
     kinds = (*REQUIRED, RECORD_PREDICATE) if with_record else REQUIRED
+    fallback = Reference(pinned.registry, pinned.repository, referrers.fallback_tag(digest))
     with registry.access.docker_config() as cosign_env, ThreadPoolExecutor(max_workers=4) as pool:
 
         def cosign(command: str, *extra: str) -> Future[tools.Completed]:
             argv = cosign_argv(command, trust, by_digest, tls_verify=tls, extra=extra)
             return pool.submit(_cosign, argv, registry, cosign_env)
 
+        exists = pool.submit(registry.manifest, pinned) if given.digest else None
+        index = pool.submit(registry.manifest, fallback)  # read once: the layout and the SBOM
         signed = cosign("verify")
         attested = {kind: cosign("verify-attestation", "--type", kind) for kind in kinds}
-        layout = pool.submit(signature_layout, registry, pinned)
-        stored = pool.submit(_stored_sbom, by_digest, registries, env)
+        layout = pool.submit(lambda: signature_layout(registry, pinned, index.result()))
+        stored = pool.submit(lambda: _stored_sbom(registry, pinned, index.result()))
+        if exists is not None and exists.result() is None:
+            return missing
         checks = [Check("image", True, f"{image} is {digest}" if not given.digest else f"{digest}")]
         if signed.result().returncode != 0:
             reason = (
@@ -337,11 +342,9 @@ def provenance_checks(predicate: Mapping[str, Any], expected: Expected) -> list[
     return checks
 
 
-def _stored_sbom(
-    image: str, registries: Mapping[str, Mapping[str, Any]], env: Mapping[str, str] | None
-) -> bytes | RegistryError:
+def _stored_sbom(registry: Registry, pinned: Reference, index: bytes | None) -> bytes | RegistryError:
     try:
-        return referrers.fetch(image, "cyclonedx", registries, env)
+        return referrers.fetch_listed(registry, pinned, index, "cyclonedx")
     except RegistryError as exc:
         return exc
 

@@ -267,18 +267,19 @@ def _check_preflight(config: Config, warnings: list[str]) -> list[Problem]:
     Dockerfile backends: what cannot work on the pinned base). Validate asks the backend rather
     than knowing each builder: the stages stay independent, and a plug-in brings its own."""
     from tfgov_ci.errors import ConfigError
-    from tfgov_ci.pipeline import Preflighted, backend_class, configured_backend, load_pipeline
+    from tfgov_ci.pipeline import Preflighted, configured_backend, load_pipeline, preflighted_backends
 
     try:
         pipeline = load_pipeline(config.pipeline, config.project_dir)
     except ConfigError:
         return []  # reported on its own
     problems: list[Problem] = []
+    preflighted = preflighted_backends()
     for stage in pipeline.stages:
-        cls = backend_class(stage, configured_backend(config, pipeline, stage))
-        if cls is None or not callable(getattr(cls, "preflight", None)):
-            continue  # an unknown backend is _check_backends' to report
-        backend = cls(config.stage(stage).options)
+        ep = preflighted.get(f"{stage}.{configured_backend(config, pipeline, stage)}")
+        if ep is None:
+            continue  # no preflight (an unknown backend is _check_backends' to report)
+        backend = ep.load()(config.stage(stage).options)
         if isinstance(backend, Preflighted):
             found, warned = backend.preflight(config)
             problems += found
