@@ -23,6 +23,7 @@ from tfgov_ci.commands import (
     exceptions,
     gitlab,
     init,
+    inventory,
     jenkins,
     lock,
     plan,
@@ -53,13 +54,15 @@ COMMANDS: tuple[Command, ...] = (
     exceptions,
     policy,
     verify,
+    inventory,
     base,
 )
 
 EPILOG = """\
 exit codes: 0 passed, 1 a gate failed, 2 usage or configuration error,
             3 a tool or internal error, 130 interrupted
-environment: TFGOV_ORG_CONFIG (organisation file), SOURCE_DATE_EPOCH (overrides the commit time)
+environment: TFGOV_ORG_CONFIG (organisation file), SOURCE_DATE_EPOCH (overrides the commit time),
+             TFGOV_INVENTORY_URL (the inventory database)
 """
 
 
