@@ -269,3 +269,45 @@ def test_two_processes_recording_into_postgres_at_once_lose_and_duplicate_nothin
         )
         assert scalar("SELECT count(*) FROM image_tags") == 12 * 3
     engine.dispose()
+
+
+def test_the_record_stage_writes_the_build_into_the_inventory_its_variable_names_as_the_plan_says(
+    recorded_build: RecordedBuild,
+    fresh_postgres: str,
+    tmp_path: Path,
+    can_sign: object,  # the signing key in the environment: the record stage attests again
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlalchemy import create_engine
+
+    repo = tmp_path / "hello"
+    shutil.copytree(recorded_build.repo, repo, symlinks=True)  # the repository and its out directory
+    monkeypatch.setenv("TFGOV_INVENTORY_URL", fresh_postgres)  # as CI hands over the masked variable
+    plan = cli("plan", "record", cwd=repo)
+    assert plan.code == 0, plan.err
+    assert "record the build in the inventory postgresql://***@127.0.0.1:" in plan.out
+    ran = cli("run", "record", cwd=repo)
+    assert ran.code == 0, ran.err
+    assert "in the inventory" in ran.out
+    out = repo / ".tfgov" / "out"
+    result = (out / "record" / "result.json").read_text()
+    for text in (plan.out, plan.err, ran.out, ran.err, result, (out / "record.json").read_text()):
+        assert PASSWORD not in text
+    assert json.loads(result)["data"]["inventory"].startswith("postgresql://***@127.0.0.1:")
+    engine = create_engine(fresh_postgres.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT digest, commit_sha, decision FROM images").fetchall()
+        assert [tuple(r) for r in rows] == [(recorded_build.digest, recorded_build.sha, "allow")]
+        attested = conn.exec_driver_sql(
+            "SELECT document_digest FROM attestations WHERE predicate_type LIKE '%%/record/v1'"
+        ).scalar()
+        assert attested == json.loads(result)["data"]["digest"]  # the bytes the stage attested
+        assert conn.exec_driver_sql("SELECT count(*) FROM image_packages").scalar() > 30
+    engine.dispose()
+    # An unreachable inventory fails the stage (exit 3) with the URL masked: a fleet that silently
+    # misses builds would be worse than a red job.
+    monkeypatch.setenv("TFGOV_INVENTORY_URL", f"postgresql://fleet:{PASSWORD}@127.0.0.1:1/inventory")
+    broken = cli("run", "record", cwd=repo)
+    assert broken.code == 3 and "postgresql://***@127.0.0.1:1/inventory" in broken.err
+    assert PASSWORD not in broken.out + broken.err + (out / "record" / "result.json").read_text()

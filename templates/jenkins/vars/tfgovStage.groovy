@@ -6,10 +6,10 @@ import groovy.transform.Field
 @Field static final List STAGES = ['validate', 'lock', 'build', 'sbom', 'scan', 'policy', 'sign', 'publish', 'record']
 @Field static final Map NEEDS = ['validate': [], 'lock': ['validate'], 'build': ['validate', 'lock'], 'sbom': ['validate', 'lock', 'build'], 'scan': ['validate', 'lock', 'build', 'sbom'], 'policy': ['validate', 'lock', 'build', 'sbom', 'scan'], 'sign': ['validate', 'lock', 'build', 'sbom', 'scan', 'policy'], 'publish': ['validate', 'lock', 'build', 'sbom', 'scan', 'policy', 'sign'], 'record': ['validate', 'lock', 'build']]
 @Field static final Map REPORTS = ['sbom': ['cyclonedx': 'sbom/sbom.cdx.json'], 'policy': ['junit': 'policy/junit.xml', 'container_scanning': 'policy/gl-container-scanning-report.json'], 'publish': ['dotenv': 'publish/tfgov.env']]
-@Field static final Map DEFAULTS = ['config': 'tfgov.yaml', 'out': '.tfgov/out', 'stages': ['validate', 'lock', 'build', 'sbom', 'scan', 'policy', 'sign', 'publish', 'record'], 'command': 'tfgov-ci', 'registryCredentialsId': null, 'cosignPrivateKeyCredentialsId': null, 'cosignPasswordCredentialsId': null, 'allowScanFailure': false]
+@Field static final Map DEFAULTS = ['config': 'tfgov.yaml', 'out': '.tfgov/out', 'stages': ['validate', 'lock', 'build', 'sbom', 'scan', 'policy', 'sign', 'publish', 'record'], 'command': 'tfgov-ci', 'registryCredentialsId': null, 'cosignPrivateKeyCredentialsId': null, 'cosignPasswordCredentialsId': null, 'tfgovInventoryUrlCredentialsId': null, 'allowScanFailure': false]
 @Field static final List REGISTRY_STAGES = ['lock', 'build', 'sbom', 'sign', 'publish', 'record']
 @Field static final Map SOFT_FAILURE = ['scan': 'allowScanFailure']
-@Field static final Map SECRETS = ['sign': ['COSIGN_PRIVATE_KEY': 'cosignPrivateKeyCredentialsId', 'COSIGN_PASSWORD': 'cosignPasswordCredentialsId'], 'record': ['COSIGN_PRIVATE_KEY': 'cosignPrivateKeyCredentialsId', 'COSIGN_PASSWORD': 'cosignPasswordCredentialsId']]
+@Field static final Map SECRETS = ['sign': ['COSIGN_PRIVATE_KEY': 'cosignPrivateKeyCredentialsId', 'COSIGN_PASSWORD': 'cosignPasswordCredentialsId'], 'record': ['COSIGN_PRIVATE_KEY': 'cosignPrivateKeyCredentialsId', 'COSIGN_PASSWORD': 'cosignPasswordCredentialsId', 'TFGOV_INVENTORY_URL': 'tfgovInventoryUrlCredentialsId']]
 // The one shell line: a constant; the values come from the environment.
 @Field static final String COMMAND = '"$TFGOV_COMMAND" --config "$TFGOV_CONFIG" --out "$TFGOV_OUT" run "$TFGOV_STAGE"'
 
