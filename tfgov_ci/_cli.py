@@ -31,8 +31,10 @@ from tfgov_ci.commands import (
     run,
     sbom,
     scan,
+    trace,
     validate,
     verify,
+    which,
 )
 from tfgov_ci.errors import EXIT_INTERRUPTED, EXIT_TOOL, EXIT_USAGE, TfgovError
 
@@ -55,6 +57,8 @@ COMMANDS: tuple[Command, ...] = (
     policy,
     verify,
     inventory,
+    trace,
+    which,
     base,
 )
 
