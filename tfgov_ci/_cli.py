@@ -28,6 +28,7 @@ from tfgov_ci.commands import (
     lock,
     plan,
     policy,
+    rescan,
     run,
     sbom,
     scan,
@@ -59,6 +60,7 @@ COMMANDS: tuple[Command, ...] = (
     inventory,
     trace,
     which,
+    rescan,
     base,
 )
 

@@ -1,7 +1,7 @@
 """The fleet questions on a real SQLite inventory: `trace`, `which`, `inventory mark-deployed` and
 `inventory list`, over the real pipeline run of the model plus two images made from copies of its
-out directory (test_inventory.py's `variant`): an older one with TensorFlow 2.11 and PyYAML 5.3.1
-that the policy denied, and one in another repository holding log4j-core (a Java package)."""
+out directory (test_inventory.py's `variant`): an older one (built in 2020) with TensorFlow 2.11 and
+PyYAML 5.3.1 that the policy denied, and one in another repository holding log4j-core (a Java package)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CliResult
+from tests.helpers import FIXTURES, CliResult
 from tests.integration.test_inventory import variant
-from tests.services import RecordedBuild
+from tests.services import PYYAML_ADVISORY, RecordedBuild
 from tfgov_ci._cli import main
 
 OLD = "sha256:" + f"{2:064x}"
@@ -47,6 +47,7 @@ def fleet(recorded_build: RecordedBuild, tmp_path_factory: pytest.TempPathFactor
 
     _edit(old / "build/result.json", older)
     _edit(old / "policy/decision.json", lambda doc: doc.update(allow=False))
+    _edit(old / "record.json", lambda doc: doc.update(created="2020-01-02T03:04:05.000Z"))  # built long ago
     java = variant(recorded_build, folder, 3)
     _add_component(java, "log4j-core", "2.14.1", "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1")
     _edit(
@@ -86,11 +87,11 @@ def test_trace_from_a_digest_alone_tells_commit_pipeline_base_lock_packages_find
     )
     assert as_json["image"]["commit_sha"] == recorded_build.sha and as_json["packages"]["deb"] == 32
     assert as_json["findings"]["MEDIUM"] == 1 and as_json["findings"]["CRITICAL"] == 0
-    # by REPO@DIGEST: the same; by a tag that moved (main, here on both ml/recorded images, built
-    # from one record): the image recorded last under it
+    # by REPO@DIGEST: the same; by a tag that moved (main, on both ml/recorded images): the image
+    # built last under it
     repository = as_json["image"]["repository"]
     by_tag = json.loads(cli("trace", f"{repository}:main", "--format", "json", "--inventory", str(fleet)).out)
-    assert by_tag["image"]["digest"] == OLD
+    assert by_tag["image"]["digest"] == recorded_build.digest
     assert cli("trace", f"{repository}@{recorded_build.digest}", "--inventory", str(fleet)).code == 0
 
 
@@ -231,3 +232,123 @@ def test_inventory_list_filters_by_repository_governed_base_tensorflow_and_decis
     assert listed("--decision", "allow", "--repository", "*/ml/java") == [JAVA]
     text = cli("inventory", "list", "--decision", "deny", "--inventory", str(fleet))
     assert text.out.startswith("1 image\n") and "tensorflow 2.11.0; decision deny" in text.out
+
+
+@pytest.fixture(scope="module")
+def pypa(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real PyPA advisory database (tests/fixtures/osv: a 2024 snapshot), unpacked."""
+    import tarfile
+
+    folder = tmp_path_factory.mktemp("pypa")
+    with tarfile.open(FIXTURES / "osv" / "pypa-advisory-database.tar.gz") as archive:
+        archive.extractall(folder, filter="data")
+    return folder / "pypa-advisory-database" / "vulns"
+
+
+NEW_HIGH = (
+    PYYAML_ADVISORY.replace("PYSEC-2099-7", "PYSEC-2099-9")
+    .replace("CVE-2099-7", "CVE-2099-9")
+    .replace("MODERATE", "HIGH")
+)
+
+
+def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        return [tuple(r) for r in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+def test_rescan_stores_what_is_newly_affected_with_the_database_digest_and_time_once(
+    fleet: Path, pypa: Path, recorded_build: RecordedBuild, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    import shutil
+
+    from tfgov_ci.inventory.rescan import folder_digest
+
+    db = tmp_path / "inventory.sqlite"
+    shutil.copyfile(fleet, db)
+    first = cli("rescan", "--advisories", str(pypa), "--inventory", str(db))
+    assert first.code == 0, first.err  # new, but the PyPA entry gives no severity: below the default HIGH
+    assert "rescanned 3 images (35 distinct PyPI and Debian package versions)" in first.out
+    assert f"(2661 advisories, {folder_digest(pypa)})" in first.out
+    # PyYAML 5.3.1's CVE-2020-14343 (PYSEC-2021-142), in the old image only
+    assert "1 new finding since the last rescan" in first.out
+    assert "UNKNOWN  PYSEC-2021-142 pypi/pyyaml 5.3.1 (fixed in 5.4) in " in first.out
+    assert first.out.rstrip().endswith(f"@{OLD}")
+    query = "SELECT i.digest, f.advisory, f.found, f.advisory_db, f.advisory_db_digest FROM findings f"
+    stored = _rows(db, f"{query} JOIN images i ON i.id = f.image_id WHERE origin = 'rescan'")
+    assert [row[:2] for row in stored] == [(OLD, "PYSEC-2021-142")] and str(stored[0][2]).startswith("20")
+    assert stored[0][3:] == (str(pypa), folder_digest(pypa))
+    assert _rows(db, "SELECT advisory_db_digest, advisory_files, new_findings FROM rescans") == [
+        (folder_digest(pypa), 2661, 1)
+    ]
+    # the same database again: nothing new, so exit 0 even when any severity would fail it
+    again = cli("rescan", "--advisories", str(pypa), "--fail-on", "UNKNOWN", "--inventory", str(db))
+    assert again.code == 0 and "0 new findings since the last rescan" in again.out
+    # what a pipeline's own scan found is not new: PYSEC-2099-7 is new only for the old image's
+    # PyYAML 5.3.1, not for the two images whose scans reported it on their PyYAML 6.0.2
+    mine = tmp_path / "advisories"
+    mine.mkdir()
+    (mine / "PYSEC-2099-7.yaml").write_text(PYYAML_ADVISORY)
+    known = cli("rescan", "--advisories", str(mine), "--format", "json", "--inventory", str(db))
+    assert known.code == 0  # MEDIUM: below the default HIGH
+    assert [(n["digest"], n["id"]) for n in json.loads(known.out)["new_findings"]] == [(OLD, "PYSEC-2099-7")]
+    # this morning's HIGH advisory is new in every image holding an affected PyYAML: exit 1
+    (mine / "PYSEC-2099-9.yaml").write_text(NEW_HIGH)
+    before = tmp_path / "before.sqlite"
+    shutil.copyfile(db, before)
+    failing = cli("rescan", "--advisories", str(mine), "--inventory", str(before))
+    assert failing.code == 1 and "3 new findings since the last rescan" in failing.out
+    critical_only = cli(
+        "rescan",
+        "--advisories",
+        str(mine),
+        "--fail-on",
+        "CRITICAL",
+        "--format",
+        "json",
+        "--inventory",
+        str(db),
+    )
+    assert critical_only.code == 0  # HIGH is below --fail-on CRITICAL: stored, not failing
+    new = json.loads(critical_only.out)["new_findings"]
+    assert sorted(n["digest"] for n in new) == sorted([recorded_build.digest, JAVA, OLD])
+    assert {(n["id"], n["severity"], n["governed"], tuple(n["fixed_versions"])) for n in new} == {
+        ("PYSEC-2099-9", "HIGH", True, ("6.0.3",))
+    }
+    assert "  HIGH     PYSEC-2099-9 pyyaml 6.0.2 -> 6.0.3" in cli("trace", JAVA, "--inventory", str(db)).out
+
+
+def test_rescan_with_a_window_skips_old_images_unless_they_are_deployed(
+    fleet: Path, pypa: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    import shutil
+
+    db = tmp_path / "inventory.sqlite"
+    shutil.copyfile(fleet, db)
+    argv = ("rescan", "--advisories", str(pypa), "--window", "30", "--fail-on", "UNKNOWN", "--format", "json")
+    recent = cli(*argv, "--inventory", str(db))
+    assert recent.code == 0 and json.loads(recent.out)["images"] == 2  # the 2020 image is outside
+    assert json.loads(recent.out)["new_findings"] == []
+    assert cli("inventory", "mark-deployed", OLD, "production", "--inventory", str(db)).code == 0
+    deployed = cli(*argv, "--inventory", str(db))
+    assert deployed.code == 1 and json.loads(deployed.out)["images"] == 3
+    assert {n["digest"] for n in json.loads(deployed.out)["new_findings"]} == {OLD}
+
+
+def test_rescan_refuses_a_missing_folder_and_a_negative_window_storing_nothing(
+    fleet: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    import shutil
+
+    db = tmp_path / "inventory.sqlite"
+    shutil.copyfile(fleet, db)
+    missing = cli("rescan", "--advisories", str(tmp_path / "nowhere"), "--inventory", str(db))
+    assert missing.code == 2 and "no such advisory folder" in missing.err
+    negative = cli("rescan", "--advisories", str(tmp_path), "--window", "-1", "--inventory", str(db))
+    assert negative.code == 2 and "--window -1" in negative.err
+    assert _rows(db, "SELECT count(*) FROM rescans") == [(0,)]

@@ -199,7 +199,8 @@ def test_a_database_made_by_the_first_schema_is_migrated_and_keeps_its_images(
     assert store.head() != "0001"
     repositories = sorted(r[0].rsplit("/", 2)[-2] for r in conn.execute("SELECT repository FROM images"))
     assert repositories == ["ml", "ml"]  # the old image kept beside the new one
-    assert conn.execute("SELECT count(*) FROM deployments").fetchone() == (0,)  # 0002's table is there
+    assert conn.execute("SELECT count(*) FROM deployments").fetchone() == (0,)  # 0002: deployments
+    assert conn.execute("SELECT count(*) FROM rescans").fetchone() == (0,)  # 0003: rescans
     conn.close()
     # and the migrated schema is the one the code declares
     engine = create_engine(f"sqlite:///{db}")

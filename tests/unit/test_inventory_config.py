@@ -97,3 +97,10 @@ def test_masking_hides_credentials_even_when_the_password_holds_url_characters()
     assert location.masked(f"postgresql://u:{SECRET}@h/db") == "postgresql://***@h/db"
     assert SECRET not in location.masked(f"postgresql://u:{SECRET}%40x@h/db")
     assert location.masked("sqlite:////tmp/inventory.sqlite") == "sqlite:////tmp/inventory.sqlite"
+
+
+def test_rescan_offers_the_findings_schemas_severities() -> None:
+    from tfgov_ci import findings
+    from tfgov_ci.commands import rescan
+
+    assert rescan.SEVERITIES == findings.SEVERITIES

@@ -150,3 +150,16 @@ deployments = Table(
     Column("ref", Text, nullable=False),  # as the deploy job named the image
     Column("deployed", String(32), nullable=False),
 )
+
+rescans = Table(
+    "rescans",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("started", String(32), nullable=False),
+    Column("advisory_db", Text, nullable=False),  # the folder
+    Column("advisory_db_digest", String(100), nullable=False),  # sha256 over its files' contents
+    Column("advisory_files", Integer, nullable=False),
+    Column("window_days", Integer),  # None: every image
+    Column("package_versions", Integer, nullable=False),  # distinct versions matched
+    Column("new_findings", Integer, nullable=False),
+)
