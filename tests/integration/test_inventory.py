@@ -233,6 +233,23 @@ def test_postgres_stores_the_same_image_once_and_its_schema_is_the_declared_one(
         assert conn.exec_driver_sql("SELECT count(*) FROM findings").scalar() == 1
         assert _schema_differences(conn) == []
     engine.dispose()
+    # the fleet questions ask PostgreSQL as they ask SQLite
+    traced = cli("trace", recorded_build.digest, "--format", "json", "--inventory", fresh_postgres)
+    assert traced.code == 0 and json.loads(traced.out)["image"]["commit_sha"] == recorded_build.sha
+    found = cli("which", "PyYAML>=6,<6.1", "--format", "json", "--inventory", fresh_postgres)
+    assert [m["digest"] for m in json.loads(found.out)["matches"]] == [recorded_build.digest]
+    assert (
+        cli("inventory", "mark-deployed", recorded_build.digest, "prod", "--inventory", fresh_postgres).code
+        == 0
+    )
+    listed = cli(
+        "inventory", "list", "--decision", "allow", "--format", "json", "--inventory", fresh_postgres
+    )
+    assert json.loads(listed.out)["images"][0]["deployments"] == ["prod"]
+    rescanned = cli(
+        "rescan", "--advisories", str(recorded_build.repo / "advisories"), "--inventory", fresh_postgres
+    )
+    assert rescanned.code == 0 and "0 new findings" in rescanned.out  # the scan found PYSEC-2099-7 already
 
 
 def test_two_processes_recording_into_postgres_at_once_lose_and_duplicate_nothing(
@@ -312,3 +329,96 @@ def test_the_record_stage_writes_the_build_into_the_inventory_its_variable_names
     broken = cli("run", "record", cwd=repo)
     assert broken.code == 3 and "postgresql://***@127.0.0.1:1/inventory" in broken.err
     assert PASSWORD not in broken.out + broken.err + (out / "record" / "result.json").read_text()
+
+
+def test_a_record_on_its_own_is_recorded_without_packages_and_says_so(
+    recorded_build: RecordedBuild, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    alone = tmp_path / "records" / "record.json"
+    alone.parent.mkdir()
+    shutil.copyfile(recorded_build.out / "record.json", alone)
+    db = tmp_path / "inventory.sqlite"
+    done = cli("inventory", "import", str(alone), "--inventory", str(db))
+    assert done.code == 0, done.err
+    assert f"warning: {alone}: no SBOM of this build beside it: its packages are not recorded" in done.err
+    row = (
+        sqlite3.connect(db).execute("SELECT digest, commit_sha, base_digest, decision FROM images").fetchone()
+    )
+    assert row == (recorded_build.digest, recorded_build.sha, None, None)  # what only the out directory says
+
+
+def test_a_broken_sbom_or_findings_file_beside_a_record_is_rejected_naming_it(
+    recorded_build: RecordedBuild, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    db = tmp_path / "inventory.sqlite"
+    out = variant(recorded_build, tmp_path, 5)
+    (out / "sbom/sbom.cdx.json").write_text('{"spdxVersion": "SPDX-2.3"}')
+    done = cli("inventory", "import", str(out), "--inventory", str(db))
+    assert done.code == 2 and f"{out / 'sbom/sbom.cdx.json'}: not a CycloneDX SBOM" in done.err
+    out = variant(recorded_build, tmp_path, 6)
+    (out / "scan/findings.json").write_text('{"schema_version": 1}')
+    done = cli("inventory", "import", str(out), "--inventory", str(db))
+    assert done.code == 2 and f"{out / 'scan/findings.json'}: not a tfgov-ci findings file" in done.err
+    assert counts(db)["images"] == 0
+
+
+def test_an_exception_the_policy_used_is_stored_and_marks_its_finding_excepted(
+    recorded_build: RecordedBuild, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """The decision of a run whose governed exception let PYSEC-2099-7 pass (written into a copy
+    of the real decision: the real run needs no exception for a MEDIUM finding)."""
+    out = variant(recorded_build, tmp_path, 7)
+    decision = json.loads((out / "policy/decision.json").read_text())
+    decision["exceptions"]["used"] = [
+        {"id": "CVE-2099-7", "package": "pyyaml", "scope": "*", "reason": "not reachable: no untrusted YAML",
+         "owner": "ml-platform", "approved_by": "security", "expires": "2099-01-01", "where": "x:1"}
+    ]  # fmt: skip
+    (out / "policy/decision.json").write_text(json.dumps(decision))
+    db = tmp_path / "inventory.sqlite"
+    assert cli("inventory", "import", str(out), "--inventory", str(db)).code == 0
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT advisory, excepted FROM findings").fetchall() == [("PYSEC-2099-7", 1)]
+    assert conn.execute("SELECT finding, package, owner, expires FROM exceptions_used").fetchall() == [
+        ("CVE-2099-7", "pyyaml", "ml-platform", "2099-01-01")
+    ]
+    conn.close()
+    traced = cli("trace", "sha256:" + f"{7:064x}", "--inventory", str(db))
+    assert "findings     0: none; 1 excepted" in traced.out
+    assert "exception    CVE-2099-7 pyyaml (owner ml-platform, expires 2099-01-01)" in traced.out
+
+
+def test_the_default_inventory_is_the_per_user_sqlite_file(
+    recorded_build: RecordedBuild,
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    done = cli("inventory", "import", str(recorded_build.out))
+    assert done.code == 0, done.err
+    default = tmp_path / "data" / "tfgov-ci" / "inventory.sqlite"
+    assert f"inventory: sqlite:///{default}" in done.out and counts(default)["images"] == 1
+    monkeypatch.setenv("TFGOV_INVENTORY_URL", str(tmp_path / "elsewhere.sqlite"))
+    assert cli("inventory", "import", str(recorded_build.out)).code == 0
+    assert counts(tmp_path / "elsewhere.sqlite")["images"] == 1
+
+
+def test_two_processes_recording_into_one_sqlite_file_at_once_lose_nothing(
+    recorded_build: RecordedBuild, tmp_path: Path
+) -> None:
+    outs = [variant(recorded_build, tmp_path, n) for n in range(30, 38)]
+    db = tmp_path / "inventory.sqlite"
+    argv = [sys.executable, "-m", "tfgov_ci", "inventory", "import", "--inventory", str(db)]
+    halves = ([str(o) for o in outs[:6]], [str(o) for o in outs[2:]])
+    procs = [subprocess.Popen([*argv, *paths], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for paths in halves]  # fmt: skip
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    found = counts(db)
+    assert found["images"] == 8 and found["image_packages"] == 8 * counts_per_image(recorded_build)
+
+
+def counts_per_image(build: RecordedBuild) -> int:
+    return sum(
+        1 for c in json.loads((build.out / "sbom/sbom.cdx.json").read_text())["components"] if c.get("purl")
+    )

@@ -161,12 +161,15 @@ def migrate(engine: Engine, target: str = "head") -> None:
     from alembic import command
     from alembic.config import Config
 
+    wanted = head() if target == "head" else target
+    with engine.connect().execution_options(**{_WRITE: False}) as conn, conn.begin():
+        if revision(conn) == wanted:
+            return  # the usual case: no lock taken, nothing written
     with engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-        wanted = head() if target == "head" else target
         if revision(conn) == wanted:
-            return
+            return  # another process migrated it while this one waited for the lock
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = conn
