@@ -99,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tfgov-ci`` command; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args_list or "--verbose" in args_list
+    if verbose:  # each command and its time on stderr (not imported otherwise: start-up time)
+        from tfgov_ci import tools
+
+        tools.trace(True)
     try:
         parser = build_parser()
         args = parser.parse_args(args_list)

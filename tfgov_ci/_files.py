@@ -48,6 +48,14 @@ def atomic_write_json(path: Path, data: Any, *, compact: bool = False) -> None:
     atomic_write_text(path, text + "\n")
 
 
+def display_path(path: Path) -> str:
+    """A path as the user gave it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def key_path(parts: tuple[str | int, ...] | list[str | int]) -> str:
     """``("app", "files", 2)`` -> ``"app.files[2]"``."""
     out = ""

@@ -22,7 +22,7 @@ from typing import Any
 import jsonschema
 
 from tfgov_ci import _resources
-from tfgov_ci._files import YamlDoc, key_path, load_yaml
+from tfgov_ci._files import YamlDoc, display_path, key_path, load_yaml
 from tfgov_ci.errors import ConfigError, Problem
 
 CONFIG_NAME = "tfgov.yaml"
@@ -126,15 +126,15 @@ def load(path: Path, org_path: Path | None = None) -> Config:
         raise ConfigError(
             [
                 Problem(
-                    _display(path),
+                    display_path(path),
                     "",
                     "file not found",
                     "run `tfgov-ci init` to write one, or pass --config FILE",
                 )
             ]
         )
-    project = load_yaml(path, _display(path))
-    org = load_yaml(org_path, _display(org_path)) if org_path else None
+    project = load_yaml(path, display_path(path))
+    org = load_yaml(org_path, display_path(org_path)) if org_path else None
 
     problems: list[Problem] = []
     defaults: dict[str, Any] = {}
@@ -167,14 +167,6 @@ def load(path: Path, org_path: Path | None = None) -> Config:
     if problems:
         raise ConfigError(problems)
     return _build(merged, path, org_path, locked, sources)
-
-
-def _display(path: Path) -> str:
-    """Show paths as the user gave them, relative to the working directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _merge(under: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast, runtime_checkable
 
 from tfgov_ci import _resources, tools
 from tfgov_ci._files import atomic_write_json, load_yaml, schema_problems
@@ -35,6 +35,9 @@ from tfgov_ci.errors import (
     StageInputError,
     TfgovError,
 )
+
+if TYPE_CHECKING:
+    from tfgov_ci.config import Config
 
 
 class PlanMismatch(TfgovError):
@@ -203,6 +206,17 @@ class Backend(Protocol):
     def run(self, ctx: Context, plan: StagePlan) -> StageResult: ...
 
 
+@runtime_checkable
+class Preflighted(Protocol):
+    """A backend that can check its own inputs before anything runs: ``validate`` calls
+    ``preflight`` on each configured backend that has it (the build backends read the Dockerfile),
+    so a backend's knowledge of what it can do stays in the backend, plug-ins included."""
+
+    def preflight(self, config: Config) -> tuple[tuple[Problem, ...], tuple[str, ...]]:
+        """Problems (they stop validate, exit 2) and warnings (printed and recorded)."""
+        ...
+
+
 # --- the stage table: one row a stage; the runner knows nothing else about them ---------------
 
 
@@ -228,6 +242,10 @@ class StageSpec:
     # as masked project variables; the Jenkins library binds each from a secret-text credential
     # named by a setting `<variable in camelCase>CredentialsId`.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # Keyless signing: the variable the CI's OIDC token reaches the stage in (GitLab: the job's
+    # `id_tokens`, its audience an input; Jenkins: an OpenID Connect id-token credential, bound
+    # like a secret); None: the stage signs nothing.
+    id_token: str | None = None
     # CI may let the pipeline go on when this stage fails, and why that is safe (an input of the
     # GitLab template, `<stage>-allow-failure`, and a setting of the Jenkins library,
     # `allow<Stage>Failure`); None: a failure always stops the pipeline.
@@ -238,6 +256,7 @@ class StageSpec:
         return self.backends[0]
 
 
+SIGSTORE_ID_TOKEN = "SIGSTORE_ID_TOKEN"  # where cosign reads an OIDC token for keyless signing
 SIGNING_SECRETS = {
     "COSIGN_PRIVATE_KEY": "the signing key: its PEM, or (a file variable) its path",
     "COSIGN_PASSWORD": "the key's password",
@@ -298,6 +317,7 @@ STAGES: dict[str, StageSpec] = {
             ("build", "policy"),
             uses_registry=True,
             secrets=SIGNING_SECRETS,
+            id_token=SIGSTORE_ID_TOKEN,
         ),
         StageSpec(
             "publish",
@@ -322,6 +342,7 @@ STAGES: dict[str, StageSpec] = {
                 "TFGOV_INVENTORY_URL": "the inventory's database URL, with its password (optional: "
                 "the build is recorded in the inventory when it is set)",
             },
+            id_token=SIGSTORE_ID_TOKEN,
         ),
     )
 }
@@ -419,7 +440,18 @@ def load_pipeline(name_or_path: str, relative_to: Path) -> PipelineDef:
 
 def chosen_backend(ctx: Context, pipeline: PipelineDef, stage: str) -> str:
     """tfgov.yaml's choice, else the pipeline's default, else the stage table's."""
-    return ctx.config.stage(stage).backend or pipeline.backends.get(stage) or STAGES[stage].default_backend
+    return configured_backend(ctx.config, pipeline, stage)
+
+
+def configured_backend(config: Config, pipeline: PipelineDef, stage: str) -> str:
+    """:func:`chosen_backend` from the configuration alone (validate has no context yet)."""
+    return config.stage(stage).backend or pipeline.backends.get(stage) or STAGES[stage].default_backend
+
+
+def backend_class(stage: str, backend: str) -> type[Backend] | None:
+    """A registered backend's class, or None (an unknown name is validate's to report)."""
+    ep = registered_backends()[stage].get(backend)
+    return None if ep is None else cast("type[Backend]", ep.load())
 
 
 # --- planning ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -91,6 +92,15 @@ class Ran:
 _ran: contextvars.ContextVar[list[Ran] | None] = contextvars.ContextVar("tfgov_ran", default=None)
 
 
+_trace = False  # --verbose: each command, redacted, and its time on stderr
+
+
+def trace(enabled: bool) -> None:
+    """Print every command :func:`run` finishes, redacted, with its time (``--verbose``)."""
+    global _trace
+    _trace = enabled
+
+
 def record(argv: Sequence[str], executable: str, returncode: int | None, seconds: float) -> None:
     """Note a command started without :func:`run` (one that runs in the background while tfgov-ci
     works, such as ``opa eval``), so that the stage's record lists it too."""
@@ -143,8 +153,11 @@ def run(
         if commands is not None:
             commands.append(Ran(shown, " ".join(located), None, round(time.monotonic() - started, 3)))
         raise ToolError(f"{argv[0]} did not finish within {timeout} s", argv=shown) from None
+    seconds = time.monotonic() - started
     if commands is not None:
-        commands.append(Ran(shown, " ".join(located), proc.returncode, round(time.monotonic() - started, 3)))
+        commands.append(Ran(shown, " ".join(located), proc.returncode, round(seconds, 3)))
+    if _trace:
+        print(f"tfgov-ci: {seconds:6.3f} s  exit {proc.returncode}  {shlex.join(shown)}", file=sys.stderr)
     result = Completed(
         shown, proc.returncode, redact(proc.stdout, secret_list), redact(proc.stderr, secret_list)
     )
@@ -160,9 +173,14 @@ def run(
     return result
 
 
+# Tools whose version is not what ``--version`` prints: the argv after the tool, and how to read it.
+_VERSION_ARGS: dict[str, tuple[str, ...]] = {"cosign": ("version", "--json")}
+
+
 @functools.cache
 def version(tool: str) -> str | None:
-    """The first line ``tool --version`` prints, or None when the tool is not installed.
+    """The first line ``tool --version`` prints (cosign: ``cosign version``), or None when the tool
+    is not installed; asked once a process.
 
     A version probe changes nothing and is not a stage's work: it is not recorded (the versions
     themselves go into the build record and the provenance)."""
@@ -172,9 +190,14 @@ def version(tool: str) -> str | None:
         return None
     token = _ran.set(None)
     try:
-        first = run([tool, "--version"], timeout=30).stdout.strip().splitlines()
+        out = run([tool, *_VERSION_ARGS.get(Path(tool).name, ("--version",))], timeout=30).stdout.strip()
     except ToolError:
         return None
     finally:
         _ran.reset(token)
+    if Path(tool).name == "cosign":
+        import json
+
+        return f"cosign {json.loads(out).get('gitVersion', 'unknown')}"
+    first = out.splitlines()
     return first[0] if first else None

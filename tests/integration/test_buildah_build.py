@@ -190,3 +190,76 @@ COPY app.py /app/
     assert ("unowned-file", "/etc/hosts") not in found  # a runtime-managed file, not drift
     assert not any(kind == "unlocked" and name in ("pip", "setuptools", "wheel") for kind, name in found)
     assert "drift: six 1.17.0 is in the image but not in the lock" in result.err  # said, every time
+
+
+SCRIPT_STEP = """FROM tensorflow/tensorflow:2.21.0
+WORKDIR /app
+COPY app.py setup.sh ./
+RUN ["/app/setup.sh"]
+CMD ["python3", "app.py"]
+"""
+SHELL_STEP = SCRIPT_STEP.replace('RUN ["/app/setup.sh"]', "RUN python3 -c 'print(1)'")
+
+
+def _with_dockerfile(repo: Path, text: str) -> None:
+    (repo / "Dockerfile").write_text(text)
+    (repo / "setup.sh").write_text("#!/bin/sh\necho set up\n")
+    (repo / "setup.sh").chmod(0o755)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a Dockerfile with a step the base cannot run")
+
+
+def test_a_failed_buildah_step_names_the_step_its_line_and_the_likely_cause(
+    docker_project: Path, cli: Callable[..., CliResult]
+) -> None:
+    """A script whose #! names a shell: preflight cannot see inside it, the real build fails."""
+    _with_dockerfile(docker_project, SCRIPT_STEP)
+    for stage in ("validate", "lock"):  # nothing preflight can see
+        assert cli("run", stage, cwd=docker_project).code == 0
+    result = cli("run", "build", cwd=docker_project)
+    assert result.code == 3, result.err
+    first = next(line for line in result.err.splitlines() if line.startswith("error: "))
+    assert first.startswith("error: buildah build failed at step `RUN /app/setup.sh` (Dockerfile:4): "), (
+        result.err
+    )
+    assert "/app/setup.sh is not in the pinned base, or it is a script whose #! line names" in first
+    assert "/usr/bin/python3 script.py" in first  # the hint
+    assert "  | " in result.err  # buildah's own words follow
+
+
+@pytest.mark.parametrize("backend", ["buildah", "docker"])
+def test_a_shell_form_step_that_reaches_the_builder_is_explained_with_its_line(
+    docker_project: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., CliResult],
+) -> None:
+    """Preflight refuses this Dockerfile, so the backend is called as a build whose validate was
+    skipped would call it (an older job, a plug-in's pipeline): the real builder's real words
+    (`exec: "/bin/sh": stat /bin/sh: no such file or directory`) are what gets explained."""
+    from tfgov_ci import config as config_mod
+    from tfgov_ci.context import discover
+    from tfgov_ci.pipeline import backend_class
+    from tfgov_ci.stages.build.interface import BuildError
+
+    if backend == "docker":
+        monkeypatch.setenv("DOCKER_HOST", request.getfixturevalue("docker_engine"))
+    text = (docker_project / "tfgov.yaml").read_text().replace("backend: buildah", f"backend: {backend}")
+    (docker_project / "tfgov.yaml").write_text(text)
+    _with_dockerfile(docker_project, SCRIPT_STEP)
+    for stage in ("validate", "lock"):  # for this commit; then the bad step
+        assert cli("run", stage, cwd=docker_project).code == 0
+    (docker_project / "Dockerfile").write_text(SHELL_STEP)
+    config = config_mod.load(docker_project / "tfgov.yaml")
+    ctx = discover(config, (docker_project / ".tfgov/out").resolve(), allow_dirty=True)
+    cls = backend_class("build", backend)
+    assert cls is not None
+    builder = cls(config.stage("build").options)
+    with pytest.raises(BuildError) as caught:
+        builder.run(ctx, builder.plan(ctx))
+    message = caught.value.message
+    assert "build failed at step `RUN python3 -c 'print(1)'` (Dockerfile:4): " in message, message
+    assert "/bin/sh is not in the pinned base (distroless: no shell, by design)" in message
+    assert "exec form" in (caught.value.hint or "")
+    assert "/bin/sh" in caught.value.stderr_tail  # the builder's own words are kept

@@ -9,11 +9,14 @@ import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.helpers import CliResult, git, plan_is_what_ran, require_tool
 from tests.integration.test_native_build import build, govern, model  # noqa: F401 (model: a fixture)
+from tests.refusing_proxy import RefusingProxy
+from tests.services import BuiltBase
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.registry import Access, push_layout, remote_digest
 from tfgov_ci.stages.record.builtin import RECORD_PREDICATE
@@ -183,15 +186,24 @@ def signed(
     """The model built, governed, signed and published as ml/verified (a repository of its own: these
     tests tamper with it), with the default key: (repo, sha, digest)."""
     monkeypatch.setenv("COSIGN_PRIVATE_KEY", key_pair[0].read_text())
-    config = model / "tfgov.yaml"
-    config.write_text(config.read_text().replace("repository: ml/hello", "repository: ml/verified"))
-    git(model, "commit", "-qam", "its own repository")
-    digest = str(build(cli, model)["data"]["digest"])  # type: ignore[index]
-    govern(cli, model)
-    for stage in ("sign", "publish"):
-        result = cli("run", stage, cwd=model)
-        assert result.code == 0, result.err
+    digest = signed_as(model, "ml/verified", cli)
     return model, git(model, "rev-parse", "HEAD"), digest
+
+
+def signed_as(repo: Path, repository: str, cli: Callable[..., CliResult], stages: str = "") -> str:
+    """The model under a repository of its own (``stages``: rows added under ``stages:``), built,
+    governed, signed and published: its digest."""
+    config = repo / "tfgov.yaml"
+    config.write_text(
+        config.read_text().replace("repository: ml/hello", f"repository: {repository}") + stages
+    )
+    git(repo, "commit", "-qam", "its own repository")
+    digest = str(build(cli, repo)["data"]["digest"])  # type: ignore[index]
+    govern(cli, repo)
+    for stage in ("sign", "publish"):
+        result = cli("run", stage, cwd=repo)
+        assert result.code == 0, result.err
+    return digest
 
 
 def test_verify_allows_the_signed_image_by_tag_and_names_every_check(
@@ -219,7 +231,32 @@ def test_verify_allows_the_signed_image_by_tag_and_names_every_check(
         assert f"ok   {name}:" in done.out, name
     verdict = json.loads(cli(*args, "--format", "json", cwd=repo).out)
     assert verdict["allowed"] is True and verdict["digest"] == digest
-    assert verdict["signature_layout"] == "bundles"  # cosign 3 bundles, through the referrers tag fallback
+    assert verdict["signature_layout"] == "bundles (referrers tag fallback)"  # the local registry: no API
+    assert RECORD_PREDICATE not in verdict["attested"]  # the record stage has not run: optional
+    # The team's own rules over the attested documents (--policy): one passes, one denies.
+    rules = repo.parent / "rules"
+    rules.mkdir()
+    (rules / "from_main.rego").write_text(
+        "package tfgov.rules.from_main\nimport rego.v1\n"
+        'deny contains "not built from main" if { '
+        'input.provenance.buildDefinition.externalParameters.ref != "refs/heads/main" }\n'
+    )
+    assert cli(*args, "--policy", str(rules), cwd=repo).code == 0
+    # The build record's attestation, once the record stage has run, is there for rules to read.
+    (rules / "recorded.rego").write_text(
+        "package tfgov.rules.recorded\nimport rego.v1\n"
+        'deny contains "no build record attested" if { not input.record.commit.sha }\n'
+    )
+    assert "FAIL rule recorded: no build record attested" in cli(*args, "--policy", str(rules), cwd=repo).out
+    assert cli("run", "record", cwd=repo).code == 0
+    assert cli(*args, "--policy", str(rules), cwd=repo).code == 0
+    (rules / "no_findings.rego").write_text(
+        "package tfgov.rules.no_findings\nimport rego.v1\n"
+        'deny contains msg if { input.scan.total >= 0; msg := sprintf("%d findings", [input.scan.total]) }\n'
+    )
+    team = cli(*args, "--policy", str(rules), cwd=repo)
+    assert team.code == 1 and "ok   rule from_main: passed" in team.out
+    assert "FAIL rule no_findings: 0 findings" in team.out
     # The default builders are tfgov-ci on GitLab and Jenkins: a laptop's build is not trusted.
     untrusted = cli("verify", image, "--key", str(key_pair[1]), cwd=repo)
     assert untrusted.code == 1
@@ -256,7 +293,7 @@ def test_verify_says_no_with_the_reason_for_each_kind_of_tampering(
         [require_tool("cosign"), "generate-key-pair"], cwd=other, env=env, capture_output=True, check=True
     )
     wrong_key = no(image, "--key", str(other / "cosign.pub"))
-    assert "FAIL signature: no signature verifies with this key" in wrong_key
+    assert "FAIL signature: no signature verifies with the key" in wrong_key
     # An image nobody signed: the same layout, pushed to another repository without the stage.
     layout = repo / ".tfgov/out/build/oci"
     unsigned_ref = f"{host}/ml/unsigned"
@@ -272,3 +309,175 @@ def test_verify_says_no_with_the_reason_for_each_kind_of_tampering(
     assert "FAIL sbom: the stored SBOM is sha256:" in no(image, *base)
     missing = cli("verify", f"{host}/ml/verified@sha256:{'1' * 64}", *base, cwd=repo)
     assert missing.code == 1 and "FAIL image: no image" in missing.out
+
+
+def test_a_registry_that_refuses_signature_writes_says_what_happened_and_what_to_configure(
+    model: Path,  # noqa: F811
+    registry: LocalRegistry,
+    session_registry: LocalRegistry,
+    cli: Callable[..., CliResult],
+) -> None:
+    """Harbor cannot run here: a proxy in front of the real registry answers as Harbor does to a
+    robot account without push rights (403) and under a tag immutability rule covering sha256-*
+    tags (412); every other request reaches the real registry."""
+    with RefusingProxy(registry.host) as proxy:
+        config = model / "tfgov.yaml"
+        config.write_text(
+            config.read_text().replace(f"registry: {session_registry.host}", f"registry: {proxy.host}")
+        )
+        git(model, "commit", "-qam", "behind a registry that refuses")
+        digest = str(build(cli, model)["data"]["digest"])  # type: ignore[index]
+        govern(cli, model)
+        sha = git(model, "rev-parse", "HEAD")
+        access = Access(registry.host, False, None, None)
+
+        proxy.rule = "forbid"
+        forbidden = cli("run", "sign", cwd=model)
+        assert forbidden.code == 3, forbidden.out + forbidden.err
+        assert (
+            f"{proxy.host} refused to store the signature or an attestation (sign): access denied"
+            in forbidden.err
+        )
+        assert "push rights" in forbidden.err and "Traceback" not in forbidden.err
+
+        proxy.rule = "immutable"
+        immutable = cli("run", "sign", cwd=model)
+        assert immutable.code == 3, immutable.out + immutable.err
+        assert "tag immutability rule" in immutable.err and "sha256-*" in immutable.err
+        assert proxy.refused >= 2
+        # Nothing lost, nothing wrong named: no tag points at the half-signed image, and once the
+        # registry lets the writes through, the same run signs it.
+        assert all(remote_digest(f"{registry.host}/ml/hello", t, access) is None for t in (sha, "main"))
+        proxy.rule = None
+        signed = cli("run", "sign", cwd=model)
+        assert signed.code == 0, signed.err
+        assert json.loads((model / ".tfgov/out/sign/result.json").read_text())["data"]["digest"] == digest
+
+
+def test_verify_reads_the_legacy_sig_and_att_tags_as_older_admission_controllers_write_them(
+    model: Path,  # noqa: F811
+    key_pair: tuple[Path, Path],
+    session_registry: LocalRegistry,
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    private, public = key_pair
+    monkeypatch.setenv("COSIGN_PRIVATE_KEY", private.read_text())
+    digest = signed_as(model, "ml/legacy", cli, "  sign:\n    options: {format: legacy}\n")
+    ran = plan_is_what_ran(model, ["sign"])["sign"]
+    assert [c[1] for c in ran] == ["copy", "sign", *["attest"] * 4]  # no signing config: no log at all
+    assert all("--new-bundle-format=false" in c and "--tlog-upload=false" in c for c in ran[1:])
+    ref = f"{session_registry.host}/ml/legacy@{digest}"
+    tags = json.loads(
+        subprocess.run(
+            ["skopeo", "list-tags", "--tls-verify=false", f"docker://{session_registry.host}/ml/legacy"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )["Tags"]  # fmt: skip
+    hex_ = digest.removeprefix("sha256:")
+    assert {f"sha256-{hex_}.sig", f"sha256-{hex_}.att"} <= set(tags)
+    assert cosign_verify("verify", public, ref).returncode == 0
+    args = ("verify", ref, "--key", str(public), "--trusted-builder", "https://tfgov-ci.dev/builders/local")
+    verdict = json.loads(cli(*args, "--format", "json", cwd=model).out)
+    assert verdict["allowed"] is True, verdict
+    assert verdict["signature_layout"].startswith("legacy .sig and .att tags")
+    assert {c["name"] for c in verdict["checks"]} >= {"attestation provenance", "sbom", "policy"}
+
+
+def test_verify_says_no_to_forged_evidence_a_copied_signature_and_a_moved_tag(
+    signed: tuple[Path, str, str],
+    key_pair: tuple[Path, Path],
+    session_registry: LocalRegistry,
+    small_base: BuiltBase,
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+) -> None:
+    """Evidence made by hand with bare cosign on copies of the signed image: attestations signed
+    with another key; with the right key, a provenance with an unknown external parameter, a policy
+    denial and no SBOM attestation; the genuine signature copied to another repository; the tag
+    moved to another image."""
+    repo, sha, digest = signed
+    private, public = key_pair
+    host = session_registry.host
+    cosign = require_tool("cosign")
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run([cosign, "generate-key-pair"], cwd=other, env={**os.environ, "COSIGN_PASSWORD": "x"},
+                   capture_output=True, check=True)  # fmt: skip
+    config = tmp_path / "sc.json"
+    subprocess.run(
+        [cosign, "signing-config", "create", "--out", str(config)], check=True, capture_output=True
+    )
+    genuine = {}
+    for kind in (SLSA_PROVENANCE, SBOM_PREDICATE, SCAN_PREDICATE, POLICY_PREDICATE):
+        done = cosign_verify("verify-attestation", public, "--type", kind, f"{host}/ml/verified@{digest}")
+        genuine[kind] = json.loads(base64.b64decode(json.loads(done.stdout.splitlines()[0])["payload"]))[
+            "predicate"
+        ]
+
+    def copy(name: str) -> str:
+        push_layout(repo / ".tfgov/out/build/oci", sha, digest, f"{host}/{name}", ("v1",), {}, env={})
+        return f"{host}/{name}@{digest}"
+
+    def by_hand(ref: str, key: Path, password: str, *, predicates: dict[str, Any] | None = None) -> None:
+        env = {**os.environ, "COSIGN_PASSWORD": password}
+        signing = ["--yes", "--key", str(key), "--signing-config", str(config), "--allow-insecure-registry"]
+        if predicates is None:
+            argvs = [[cosign, "sign", *signing, ref]]
+        else:
+            argvs = []
+            for index, (kind, predicate) in enumerate(predicates.items()):
+                path = tmp_path / f"{ref.split('/')[-1].split('@')[0]}-{index}.json"
+                path.write_text(json.dumps(predicate))
+                argvs.append([cosign, "attest", *signing, "--type", kind, "--predicate", str(path), ref])
+        for argv in argvs:
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+
+    base = ("--key", str(public), "--trusted-builder", "https://tfgov-ci.dev/builders/local")
+
+    def no(image: str, *args: str) -> str:
+        done = cli("verify", image, *base, *args, cwd=repo)
+        assert done.code == 1 and done.out.splitlines()[-1].startswith("denied:"), done.out + done.err
+        return done.out
+
+    other_key = copy("ml/other-key")
+    by_hand(other_key, private, PASSWORD)
+    by_hand(other_key, other / "cosign.key", "x", predicates=genuine)
+    out = no(other_key)
+    assert "ok   signature:" in out
+    for name in ("provenance", "sbom", "scan", "policy"):
+        assert f"FAIL attestation {name}: missing, or not signed by the key" in out, out
+
+    forged = copy("ml/forged")
+    by_hand(forged, private, PASSWORD)
+    provenance = json.loads(json.dumps(genuine[SLSA_PROVENANCE]))
+    provenance["buildDefinition"]["externalParameters"]["debug"] = "true"
+    by_hand(forged, private, PASSWORD, predicates={
+        SLSA_PROVENANCE: provenance,
+        SCAN_PREDICATE: genuine[SCAN_PREDICATE],
+        POLICY_PREDICATE: {**genuine[POLICY_PREDICATE], "allow": False},
+    })  # fmt: skip
+    out = no(forged)
+    assert "FAIL external parameters: unknown external parameter(s): debug" in out
+    assert "FAIL attestation sbom: missing" in out and "FAIL policy: the policy denied it" in out
+
+    # The image and its referrers tag (the bundles, the SBOMs) copied as they are to another
+    # repository: every signature still verifies with the key, but was made for ml/verified.
+    copied = copy("ml/copied")
+    fallback = f"sha256-{digest.removeprefix('sha256:')}"
+    subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false",
+                    "--dest-tls-verify=false", f"docker://{host}/ml/verified:{fallback}",
+                    f"docker://{host}/ml/copied:{fallback}"], capture_output=True, check=True)  # fmt: skip
+    assert f"FAIL signed for: the evidence was made for {host}/ml/verified, not {host}/ml/copied" in no(
+        copied
+    )
+    mirrored = cli("verify", copied, *base, "--mirror-of", f"{host}/ml/verified", cwd=repo)
+    assert f"ok   signed for: {host}/ml/verified" in mirrored.out
+
+    # The tag moved to another image: the tag is resolved once, and that image was never signed.
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+                    f"docker://{small_base.ref}", f"docker://{host}/ml/verified:{sha}"],
+                   capture_output=True, check=True)  # fmt: skip
+    moved = no(f"{host}/ml/verified:{sha}")
+    assert f"is {small_base.ref.split('@')[1]}" in moved and "FAIL signature: never signed" in moved

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -263,3 +264,32 @@ def test_base_build_pushes_the_layout_when_the_definition_names_a_registry(
     pinned = f"registry.example.com/platform/tf-base@{digest}"
     assert pushes == [(layout, tag, digest, Reference(registry, "platform/tf-base"), (tag,))]
     assert result.out.endswith(f"pushed  {pinned}\npin it in tfgov.yaml:  base.image: {pinned}\n")
+
+
+def test_keyless_signing_plans_no_key_needs_a_signing_config_and_the_ci_token(
+    example_repo: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Fulcio can run here: the keyless argv is checked, and the run's refusals before cosign."""
+    config = example_repo / "tfgov.yaml"
+    original = config.read_text()
+    config.write_text(original + "stages:\n  sign:\n    options: {keyless: true}\n")
+    missing = cli("plan", "sign", "--allow-dirty", cwd=example_repo)
+    assert missing.code == 2 and "keyless signing needs a signing_config" in missing.err
+    assert "--with-default-services" in missing.err  # how to name the public Sigstore on purpose
+    (example_repo / "sc.json").write_text("{}")
+    config.write_text(original + "stages:\n  sign:\n    options: {keyless: true, signing_config: sc.json}\n")
+    plan = json.loads(cli("plan", "sign", "--allow-dirty", "--format", "json", cwd=example_repo).out)
+    argvs = [step["argv"] for step in plan["stages"][0]["steps"] if step.get("argv")]
+    cosign = [argv for argv in argvs if argv[0] == "cosign"]
+    assert [argv[1] for argv in cosign] == ["sign", *["attest"] * 4]  # the team's config: none made
+    assert all("--key" not in argv and str(example_repo / "sc.json") in argv for argv in cosign)
+    from tfgov_ci.project import open_project
+    from tfgov_ci.stages.sign.cosign import CosignSigner
+    from tfgov_ci.stages.sign.interface import SigningKeyError
+
+    monkeypatch.delenv("SIGSTORE_ID_TOKEN", raising=False)
+    ctx = open_project(config).context
+    with pytest.raises(SigningKeyError, match="OIDC token in SIGSTORE_ID_TOKEN"):
+        CosignSigner({"keyless": True, "signing_config": "sc.json"}).usable_key(ctx)
+    monkeypatch.setenv("SIGSTORE_ID_TOKEN", "eyJ.token.from-gitlab-id-tokens")
+    assert CosignSigner({"keyless": True, "signing_config": "sc.json"}).usable_key(ctx) is None

@@ -68,7 +68,7 @@ def common_options(*, out_dir: bool = True) -> Parser:
         "--verbose",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="show tracebacks and more detail",
+        help="show each command run, with its time, and tracebacks",
     )
     return common
 

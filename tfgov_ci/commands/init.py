@@ -35,6 +35,13 @@ def add(commands: Commands, common: Common) -> None:
         help="central base image, pinned by digest (default: the organisation's)",
     )
     parser.add_argument("--registry", help="registry host[:port] to publish to")
+    parser.add_argument(
+        "--from-dockerfile",
+        type=Path,
+        metavar="DOCKERFILE",
+        help="take what tfgov.yaml says from this Dockerfile (its build context: DIR), and print "
+        "what could not be carried over and why",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing tfgov.yaml")
     parser.set_defaults(handler=handle)
 
@@ -42,6 +49,8 @@ def add(commands: Commands, common: Common) -> None:
 def handle(args: argparse.Namespace) -> int:
     from tfgov_ci.scaffold import init
 
+    if args.from_dockerfile is not None:
+        return _from_dockerfile(args)
     path = init(
         args.directory,
         name=args.name,
@@ -51,4 +60,33 @@ def handle(args: argparse.Namespace) -> int:
         force=args.force,
     )
     print(f"wrote {path}; next: `tfgov-ci validate`, then `tfgov-ci plan`")
+    return EXIT_OK
+
+
+def _from_dockerfile(args: argparse.Namespace) -> int:
+    from tfgov_ci.scaffold import init_from_dockerfile
+
+    path, migration = init_from_dockerfile(
+        args.directory,
+        args.from_dockerfile,
+        name=args.name,
+        base=args.base,
+        registry=args.registry,
+        org_path=getattr(args, "org_config", None),
+        force=args.force,
+    )
+    shown = args.from_dockerfile
+
+    def where(line: int | None) -> str:
+        return f"{shown}:{line}" if line is not None else f"{shown}"
+
+    print(f"wrote {path} from {shown} (built by the native builder: the Dockerfile is no longer needed)")
+    print("carried over:")
+    for note in migration.carried:
+        print(f"  {where(note.line)}: {note.text}")
+    if migration.left:
+        print(f"not carried over ({len(migration.left)}, each needs a person):")
+        for note in migration.left:
+            print(f"  {where(note.line)}: {note.text}")
+    print("next: `tfgov-ci validate`, then `tfgov-ci run lock` and `tfgov-ci plan`")
     return EXIT_OK

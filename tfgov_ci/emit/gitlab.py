@@ -75,6 +75,19 @@ def inputs(pipeline_def: PipelineDef) -> dict[str, Any]:
             for name, spec in STAGES.items()
             if spec.soft_failure and name in pipeline_def.stages
         },
+        **(
+            {
+                "sigstore-audience": {
+                    "type": "string",
+                    "default": "sigstore",
+                    "description": "The audience of the OIDC token the signing jobs get (id_tokens, "
+                    "SIGSTORE_ID_TOKEN) for keyless signing: sigstore for the public Fulcio, or your "
+                    "own Fulcio's. Unused when signing with a key.",
+                }
+            }
+            if any(STAGES[name].id_token for name in pipeline_def.stages)
+            else {}
+        ),
         "gitlab-stage": {
             "type": "string",
             "default": "build",
@@ -114,6 +127,8 @@ def jobs(pipeline_def: PipelineDef) -> dict[str, Any]:
                 "paths": [".tfgov/out/"],
                 "reports": {kind: f"{OUT}/{path}" for kind, path in spec.reports.items()},
             }
+        if spec.id_token:  # keyless signing: cosign reads the job's OIDC token there
+            hidden["id_tokens"] = {spec.id_token: {"aud": "$[[ inputs.sigstore-audience ]]"}}
         if spec.soft_failure:
             hidden["allow_failure"] = f"$[[ inputs.{soft_failure_input(stage)} ]]"
         out[f".{job(stage)}"] = hidden

@@ -13,7 +13,7 @@ import json
 
 from tfgov_ci import __version__
 from tfgov_ci.emit import HEADER, HEADER2, closure
-from tfgov_ci.pipeline import STAGES, PipelineDef
+from tfgov_ci.pipeline import STAGES, PipelineDef, StageSpec
 
 
 def secret_setting(variable: str) -> str:
@@ -21,6 +21,13 @@ def secret_setting(variable: str) -> str:
     cosignPasswordCredentialsId."""
     head, *rest = variable.lower().split("_")
     return head + "".join(part.capitalize() for part in rest) + "CredentialsId"
+
+
+def credentials(spec: StageSpec) -> dict[str, str]:
+    """The variables a stage's credentials fill: its secrets and, for keyless signing, the OIDC id
+    token (Jenkins' oidc-provider plugin makes one as a credential that binds as a string)."""
+    token = {spec.id_token: "the CI's OIDC id token, for keyless signing"} if spec.id_token else {}
+    return {**spec.secrets, **token}
 
 
 def soft_failure_setting(stage: str) -> str:
@@ -38,10 +45,10 @@ DEFAULTS = {
         secret_setting(variable): (
             None,
             f"a secret-text credential for {variable}, {what} "
-            f"({', '.join(n for n, s in STAGES.items() if variable in s.secrets)} stages)",
+            f"({', '.join(n for n, s in STAGES.items() if variable in credentials(s))} stages)",
         )
         for spec in STAGES.values()
-        for variable, what in spec.secrets.items()
+        for variable, what in credentials(spec).items()
     },
     **{
         soft_failure_setting(name): (
@@ -88,9 +95,9 @@ def _stage_script(pipeline_def: PipelineDef) -> str:
     soft = {stage: soft_failure_setting(stage) for stage in pipeline_def.stages if STAGES[stage].soft_failure}
     # stage -> {variable: the setting naming its credential}
     secrets = {
-        stage: {variable: secret_setting(variable) for variable in STAGES[stage].secrets}
+        stage: {variable: secret_setting(variable) for variable in credentials(STAGES[stage])}
         for stage in pipeline_def.stages
-        if STAGES[stage].secrets
+        if credentials(STAGES[stage])
     }
     return (
         _header(pipeline_def)

@@ -16,10 +16,13 @@ from typing import Any, ClassVar
 
 from tfgov_ci import tools
 from tfgov_ci._files import cache_dir
+from tfgov_ci.config import Config
 from tfgov_ci.context import Context
+from tfgov_ci.errors import Problem
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.registry import layout_transport
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, result_path
+from tfgov_ci.stages.build.failure import explain
 from tfgov_ci.stages.build.interface import (
     BuildError,
     base_pull_step,
@@ -34,7 +37,15 @@ from tfgov_ci.stages.build.interface import (
     replace_layout,
     staging_path,
 )
+from tfgov_ci.stages.build.preflight import Builder, preflight
 from tfgov_ci.tools import Completed
+
+BUILDER = Builder(
+    "buildah",
+    pins_every_from=False,  # --from replaces the first FROM only
+    heredocs="buildah before 1.33 (Debian 12 has 1.28) reads a heredoc's lines as instructions",
+    run_flags=True,
+)
 
 
 class BuildahBuilder:
@@ -44,6 +55,10 @@ class BuildahBuilder:
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
+
+    def preflight(self, config: Config) -> tuple[tuple[Problem, ...], tuple[str, ...]]:
+        """What in the Dockerfile cannot work on the pinned base (run by ``validate``)."""
+        return preflight(config, self.options, BUILDER)
 
     def _storage(self, runroot: str) -> list[str]:
         root = cache_dir() / "buildah"
@@ -144,23 +159,21 @@ class BuildahBuilder:
             if copied.returncode != 0:
                 raise BuildError.of_run(copied, "could not load the base into buildah's storage")
             Path(tmp, "tfgov.Dockerfile").write_text(f"USER {cfg.app.user}\n")  # appended: the user wins
-            self._buildah(commands["bud"][1:])
+            self._buildah(commands["bud"][1:], dockerfile=dockerfile_inputs(ctx, self.options)[0])
             self._buildah(commands["push"][1:])
             self._buildah(commands["rmi"][1:], check=False)
             data = finish(ctx, staging, image_labels, base, lock)
         return built(ctx, self.stage, self.name, clock, data)
 
     @staticmethod
-    def _buildah(args: list[str], *, check: bool = True) -> Completed:
+    def _buildah(args: list[str], *, check: bool = True, dockerfile: Path | None = None) -> Completed:
         done = tools.run(["buildah", *args], check=False, timeout=3600)
         if check and done.returncode != 0:
             tail = "\n".join(done.stderr.strip().splitlines()[-8:])
             verb = next((a for a in args if a in ("bud", "push", "rmi")), "")
-            raise BuildError(
-                f"buildah {verb} failed",
-                "see buildah's output below",
-                argv=done.argv,
-                returncode=done.returncode,
-                stderr_tail=tail,
-            )
+            message, hint = f"buildah {verb} failed", "see buildah's output below"
+            if dockerfile is not None:  # a Dockerfile step: which one, its line, the likely cause
+                explained = explain(dockerfile, f"{done.stdout}\n{done.stderr}", "buildah")
+                message, hint = explained.message, explained.hint
+            raise BuildError(message, hint, argv=done.argv, returncode=done.returncode, stderr_tail=tail)
         return done

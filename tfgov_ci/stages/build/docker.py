@@ -20,10 +20,13 @@ from typing import Any, ClassVar
 
 from tfgov_ci import tools
 from tfgov_ci._files import cache_dir
+from tfgov_ci.config import Config
 from tfgov_ci.context import Context
+from tfgov_ci.errors import Problem
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.registry import layout_transport
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, result_path
+from tfgov_ci.stages.build.failure import explain
 from tfgov_ci.stages.build.interface import (
     BuildError,
     base_pull_step,
@@ -38,7 +41,14 @@ from tfgov_ci.stages.build.interface import (
     replace_layout,
     staging_path,
 )
+from tfgov_ci.stages.build.preflight import Builder, preflight
 
+BUILDER = Builder(
+    "docker",
+    pins_every_from=True,
+    heredocs="the docker backend drives the Engine's classic builder (Docker SDK), which has no heredocs",
+    run_flags=False,
+)
 _FROM = re.compile(r"^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE)
 
 
@@ -77,6 +87,10 @@ class DockerBuilder:
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
+
+    def preflight(self, config: Config) -> tuple[tuple[Problem, ...], tuple[str, ...]]:
+        """What in the Dockerfile cannot work on the pinned base (run by ``validate``)."""
+        return preflight(config, self.options, BUILDER)
 
     @staticmethod
     def _load_argv(host: str, base_layout: str, name: str) -> list[str]:
@@ -174,10 +188,10 @@ class DockerBuilder:
                 lines: list[str] = []
                 for chunk in log:
                     if "error" in chunk:
+                        lines.append(chunk["error"].strip())
+                        explained = explain(dockerfile, "\n".join(lines), "docker")
                         raise BuildError(
-                            f"docker build failed: {chunk['error'].strip()}",
-                            "see the build output",
-                            stderr_tail="\n".join(lines[-10:]),
+                            explained.message, explained.hint, stderr_tail="\n".join(lines[-10:])
                         )
                     lines.append(str(chunk.get("stream", "")).rstrip())
         except docker.errors.DockerException as exc:

@@ -193,9 +193,16 @@ def load_modules(project_dir: Path | None, chosen: Settings) -> list[Module]:
     is missing, outside ``tfgov.rules``, or not Rego v1, with its line."""
     modules = [_module(path, builtin=True) for path in sorted(BUNDLE.glob("*.rego"))]
     modules = [m for m in modules if m.name not in chosen.disable]
+    roots = [(project_dir / entry) if project_dir else Path(entry) for entry in chosen.policies]
+    return modules + team_modules(roots)
+
+
+def team_modules(paths: Sequence[Path]) -> list[Module]:
+    """Rule files or folders given by hand (``verify --policy``), checked as the gate checks a
+    team's files; ConfigError naming each bad file and line."""
     problems: list[Problem] = []
-    for entry in chosen.policies:
-        root = (project_dir / entry) if project_dir else Path(entry)
+    modules = []
+    for root in paths:
         if not root.exists():
             problems.append(Problem(str(root), "", "no such policy file or folder"))
             continue

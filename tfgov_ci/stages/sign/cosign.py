@@ -12,10 +12,14 @@ Options (``stages.sign.options``):
   through. Default ``env://COSIGN_PRIVATE_KEY``. A key's password comes from ``COSIGN_PASSWORD``
   in the environment, never from tfgov.yaml or a command line.
 - ``keyless: true``: no key; cosign signs with the CI's OIDC token (``SIGSTORE_ID_TOKEN``, GitLab
-  ``id_tokens``) through the Fulcio and Rekor that ``signing_config`` names.
+  ``id_tokens``) through the Fulcio and Rekor that ``signing_config`` names (required: the public
+  Sigstore too is used only when its signing config is named).
 - ``signing_config``: a cosign signing config (a private Rekor, Fulcio, timestamp authority).
   Without one, tfgov-ci writes an empty one: no transparency log, no Fulcio, nothing sent anywhere
   but the registry. The public Rekor is never used by accident.
+- ``format``: ``bundle`` (default: cosign 3 bundles, as OCI 1.1 referrers or through the referrers
+  tag fallback) or ``legacy`` (the ``sha256-<hex>.sig`` and ``.att`` tags that older admission
+  controllers and registries read; no transparency log, so no ``signing_config``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,17 @@ from tfgov_ci import tools
 from tfgov_ci.context import Context
 from tfgov_ci.oci.reference import Reference
 from tfgov_ci.oci.registry import Registry, layout_transport
-from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
+from tfgov_ci.pipeline import (
+    SIGSTORE_ID_TOKEN,
+    STAGES,
+    Clock,
+    StagePlan,
+    StageResult,
+    Step,
+    passed,
+    read_result,
+    result_path,
+)
 from tfgov_ci.stages.handoff import BuiltImage
 from tfgov_ci.stages.sign.interface import (
     POLICY_PREDICATE,
@@ -46,6 +60,7 @@ from tfgov_ci.stages.sign.interface import (
 
 DEFAULT_KEY = "env://COSIGN_PRIVATE_KEY"
 ATTESTED = (SLSA_PROVENANCE, SBOM_PREDICATE, SCAN_PREDICATE, POLICY_PREDICATE)
+NO_SERVICES = ("--no-default-fulcio", "--no-default-rekor", "--no-default-tsa", "--no-default-oidc")
 _KEY_SCHEMES = ("env://", "awskms://", "gcpkms://", "azurekms://", "hashivault://", "k8s://", "pkcs11:")
 
 
@@ -73,9 +88,34 @@ class CosignSigner:
             return key
         return str((ctx.config.project_dir / key).resolve())
 
+    @property
+    def legacy(self) -> bool:
+        legacy = str(self.options.get("format", "bundle")) == "legacy"
+        if self.options.get("format", "bundle") not in ("bundle", "legacy"):
+            raise SigningKeyError(
+                f"stages.sign.options.format: {self.options['format']!r} is not a signature format",
+                "use bundle (cosign 3, the default) or legacy (.sig/.att tags)",
+            )
+        if self.options.get("keyless") and "signing_config" not in self.options:
+            raise SigningKeyError(
+                "stages.sign.options: keyless signing needs a signing_config naming its Fulcio and Rekor",
+                "tfgov-ci never reaches the public Sigstore by accident: for it, write its signing "
+                "config (`cosign signing-config create --with-default-services`) and name that file",
+            )
+        if legacy and "signing_config" in self.options:
+            raise SigningKeyError(
+                "stages.sign.options: format legacy takes no signing_config",
+                "legacy signatures are stored without a transparency log; drop one of the two",
+            )
+        return legacy
+
     def _signing_args(self, ctx: Context, config: str) -> list[str]:
         key = self._key(ctx)
-        args = ["--yes", *(["--key", key] if key else []), "--signing-config", config]
+        args = ["--yes", *(["--key", key] if key else [])]
+        if self.legacy:
+            args += ["--tlog-upload=false", "--use-signing-config=false", "--new-bundle-format=false"]
+        else:
+            args += ["--signing-config", config]
         if not Registry.of(self._target(ctx), ctx.config.registries).access.tls_verify:
             args.append("--allow-insecure-registry")  # loopback, or registries.HOST.insecure: true
         return args
@@ -99,14 +139,41 @@ class CosignSigner:
         config = self._config(ctx, work)
         args = self._signing_args(ctx, config)
         out = {}
-        if "signing_config" not in self.options:
-            out["signing-config"] = ["cosign", "signing-config", "create", "--out", config]
+        if "signing_config" not in self.options and not self.legacy:
+            # No service at all, said explicitly: the public Sigstore only ever when its config is named.
+            out["signing-config"] = ["cosign", "signing-config", "create", *NO_SERVICES, "--out", config]
         for kind, path in predicates.items():
             out[kind] = ["cosign", "attest", *args, "--type", kind, "--predicate", path, f"{target}@{digest}"]
         return out
 
+    def usable_key(self, ctx: Context) -> str | None:
+        """The key reference (None: keyless) once it is known to be there: a missing key file or
+        variable, or keyless without the CI's token, is a clear error before cosign starts (which
+        would otherwise ask for a password or open a browser)."""
+        key = self._key(ctx)
+        if key is not None and not key.startswith(_KEY_SCHEMES) and not Path(key).is_file():
+            raise SigningKeyError(
+                f"no signing key at {key}",
+                "set stages.sign.options.key to a cosign key file, env://VAR or a KMS URI "
+                "(`cosign generate-key-pair` makes one)",
+            )
+        if key is None and not os.environ.get(SIGSTORE_ID_TOKEN):
+            raise SigningKeyError(
+                f"keyless signing needs the CI's OIDC token in {SIGSTORE_ID_TOKEN}",
+                "GitLab: the template's sign and record jobs get it (id_tokens; input sigstore-audience); "
+                "Jenkins: set sigstoreIdTokenCredentialsId to an OpenID Connect id-token credential",
+            )
+        if key is not None and key.startswith("env://") and not os.environ.get(key.removeprefix("env://")):
+            raise SigningKeyError(
+                f"no signing key: {key.removeprefix('env://')} is not set",
+                "put the private key in that variable (a masked CI variable or Jenkins credential), "
+                "or set stages.sign.options.key",
+            )
+        return key
+
     def execute(self, ctx: Context, commands: Mapping[str, list[str]]) -> None:
         """Run cosign commands with the registry's credentials and CA, the key's password redacted."""
+        self.usable_key(ctx)
         registry = Registry.of(self._target(ctx), ctx.config.registries)
         secrets = (*registry.access.secrets, os.environ.get("COSIGN_PASSWORD", ""))
         with registry.access.docker_config() as env:
@@ -201,19 +268,7 @@ class CosignSigner:
             )
         target = self._target(ctx)
         registry = Registry.of(target, ctx.config.registries)
-        key = self._key(ctx)
-        if key is not None and not key.startswith(_KEY_SCHEMES) and not Path(key).is_file():
-            raise SigningKeyError(
-                f"no signing key at {key}",
-                "set stages.sign.options.key to a cosign key file, env://VAR or a KMS URI "
-                "(`cosign generate-key-pair` makes one)",
-            )
-        if key is not None and key.startswith("env://") and not os.environ.get(key.removeprefix("env://")):
-            raise SigningKeyError(
-                f"no signing key: {key.removeprefix('env://')} is not set",
-                "put the private key in that variable (a masked CI variable or Jenkins credential), "
-                "or set stages.sign.options.key",
-            )
+        key = self.usable_key(ctx)
         registry.push(layout_transport(image.layout, ctx.images().tags[0]), _at(target, image.digest))
         with tempfile.TemporaryDirectory(prefix="tfgov-sign.") as tmp:
             predicates = write_predicates(Path(tmp), evidence(ctx, image, plan_pipeline(ctx)))
@@ -243,6 +298,7 @@ class CosignSigner:
                 "key": key if key is None or key.startswith(_KEY_SCHEMES) else Path(key).name,
                 "keyless": key is None,
                 "transparency_log": "configured" if "signing_config" in self.options else "none",
+                "format": "legacy" if self.legacy else "bundle",
                 "attestations": attested,
                 "tags_pushed": [],
             },
@@ -268,11 +324,21 @@ def _failure(done: tools.Completed, step: str, host: str) -> SignError:
             "cosign could not open the signing key (wrong password?)",
             "COSIGN_PASSWORD must be the key's password; it is read from the environment only",
         )
+    if "immutable" in text or "412" in text or "precondition" in text:
+        return SignError.of_run(
+            done,
+            f"{host} refused to update the image's referrers tag sha256-<digest> ({step}): "
+            "a tag immutability rule covers it",
+            "cosign adds each signature and attestation to that tag (the referrers tag fallback): "
+            "exclude sha256-* tags from the rule (Harbor: the project's Policy > Tag Immutability), "
+            "or use a registry with the OCI 1.1 referrers API; nothing was tagged, run sign again",
+        )
     if "denied" in text or "unauthorized" in text or "403" in text or "forbidden" in text:
         return SignError.of_run(
             done,
-            f"{host} refused the signature or attestation ({step})",
-            "the robot account needs push rights on the repository; a tag immutability rule must not "
-            "cover sha256-* tags (cosign keeps its referrers tag fallback there)",
+            f"{host} refused to store the signature or an attestation ({step}): access denied",
+            "the registry account (TFGOV_REGISTRY_USER, or the CI's) needs push rights on the "
+            "repository, signatures and sha256-* tags included (Harbor: a robot account with push on "
+            "the project); nothing was tagged, run sign again",
         )
     return SignError.of_run(done, f"cosign failed ({step})", "see cosign's output below")

@@ -37,6 +37,7 @@ CHECKS = (
     "requirements file exists; lock and app paths stay inside the repository",
     "every stage backend is known",
     "policy options are known; every policy file is Rego v1 in a tfgov.rules package",
+    "each backend's own preflight (buildah, docker: the Dockerfile can build on the pinned base)",
 )
 
 
@@ -100,6 +101,7 @@ def check(config: Config, repo_root: Path | None) -> Findings:
     problems += _check_runtime(config, warnings)
     problems += _check_backends(config)
     problems += _check_policy(config)
+    problems += _check_preflight(config, warnings)
     if repo_root is not None:
         problems += _check_paths(config, repo_root)
     return Findings(tuple(problems), tuple(warnings))
@@ -258,6 +260,30 @@ def _check_policy(config: Config) -> list[Problem]:
         config.problem(tuple(p.key.split(".")), p.message, p.hint) if p.file == "tfgov.yaml" else p
         for p in found
     ]
+
+
+def _check_preflight(config: Config, warnings: list[str]) -> list[Problem]:
+    """Each configured backend's own check of its inputs, for the backends that have one (the
+    Dockerfile backends: what cannot work on the pinned base). Validate asks the backend rather
+    than knowing each builder: the stages stay independent, and a plug-in brings its own."""
+    from tfgov_ci.errors import ConfigError
+    from tfgov_ci.pipeline import Preflighted, backend_class, configured_backend, load_pipeline
+
+    try:
+        pipeline = load_pipeline(config.pipeline, config.project_dir)
+    except ConfigError:
+        return []  # reported on its own
+    problems: list[Problem] = []
+    for stage in pipeline.stages:
+        cls = backend_class(stage, configured_backend(config, pipeline, stage))
+        if cls is None or not callable(getattr(cls, "preflight", None)):
+            continue  # an unknown backend is _check_backends' to report
+        backend = cls(config.stage(stage).options)
+        if isinstance(backend, Preflighted):
+            found, warned = backend.preflight(config)
+            problems += found
+            warnings += warned
+    return problems
 
 
 def _locks(config: Config) -> bool:
