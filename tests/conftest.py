@@ -18,6 +18,7 @@ _CI_VARIABLES = (
     "BUILD_NUMBER",
     "TFGOV_ORG_CONFIG",
     "SOURCE_DATE_EPOCH",
+    "TFGOV_INVENTORY_URL",  # no test writes into the developer's own inventory
 )
 
 

@@ -165,3 +165,79 @@ def pip_base(session_registry: LocalRegistry, tmp_path_factory: pytest.TempPathF
     repository = f"{session_registry.host}/platform/pip-base"
     push_layout(built.layout, built.tag, built.digest, repository, (built.tag,), {}, env={})
     return f"{repository}@{built.digest}"
+
+
+# A MEDIUM advisory on the model's PyYAML 6.0.2: a finding the policy lets pass (it gates on HIGH).
+PYYAML_ADVISORY = """id: PYSEC-2099-7
+aliases: [CVE-2099-7]
+summary: a moderate flaw in PyYAML before 6.0.3
+database_specific: {severity: MODERATE}
+affected:
+- package: {name: PyYAML, ecosystem: PyPI}
+  ranges:
+  - type: ECOSYSTEM
+    events: [{introduced: "0"}, {fixed: "6.0.3"}]
+"""
+
+
+@dataclass(frozen=True)
+class RecordedBuild:
+    repo: Path
+    out: Path  # the run's out directory: record.json, the stages' results, the SBOM
+    sha: str
+    digest: str
+
+
+@pytest.fixture(scope="session")
+def recorded_build(
+    small_base: BuiltBase,
+    session_registry: LocalRegistry,
+    signing_key: SigningKey,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> RecordedBuild:
+    """The test model (PyYAML on the small base) through the whole pipeline once per session, for
+    real (`tfgov-ci run`: built, SBOM, scanned offline with one advisory that matches, policy,
+    signed, published, recorded): the out directory the fleet tests import."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import git, make_repo
+    from tests.integration.test_native_build import APP, model_config
+
+    repo = make_repo(
+        tmp_path_factory.mktemp("recorded") / "hello",
+        {
+            "tfgov.yaml": model_config(small_base.ref, session_registry.host).replace(
+                "repository: ml/hello", "repository: ml/recorded"
+            ),
+            "requirements.txt": "PyYAML==6.0.2\n",
+            "app.py": APP,
+            "data/labels.txt": "a\nb\n",
+            "advisories/PYSEC-2099-7.yaml": PYYAML_ADVISORY,
+        },
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CI_", "GIT_", "TFGOV_"))},
+        "TFGOV_CACHE_DIR": str(SHARED_CACHE),
+        "COSIGN_PRIVATE_KEY": signing_key.private,
+        "COSIGN_PASSWORD": SIGNING_PASSWORD,
+    }
+    env.pop("GITLAB_CI", None)
+    env.pop("JENKINS_URL", None)
+
+    def tfgov(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "tfgov_ci", *args], cwd=repo, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+
+    tfgov("run", "validate")
+    tfgov("run", "lock")
+    git(repo, "add", "requirements.lock", "requirements.lock.tree.json")
+    git(repo, "commit", "-qm", "lock")
+    tfgov("run")
+    out = repo / ".tfgov" / "out"
+    record = json.loads((out / "record.json").read_text())
+    return RecordedBuild(repo, out, record["commit"]["sha"], record["image"]["digest"])

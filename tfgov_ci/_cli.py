@@ -23,15 +23,19 @@ from tfgov_ci.commands import (
     exceptions,
     gitlab,
     init,
+    inventory,
     jenkins,
     lock,
     plan,
     policy,
+    rescan,
     run,
     sbom,
     scan,
+    trace,
     validate,
     verify,
+    which,
 )
 from tfgov_ci.errors import EXIT_INTERRUPTED, EXIT_TOOL, EXIT_USAGE, TfgovError
 
@@ -53,13 +57,18 @@ COMMANDS: tuple[Command, ...] = (
     exceptions,
     policy,
     verify,
+    inventory,
+    trace,
+    which,
+    rescan,
     base,
 )
 
 EPILOG = """\
 exit codes: 0 passed, 1 a gate failed, 2 usage or configuration error,
             3 a tool or internal error, 130 interrupted
-environment: TFGOV_ORG_CONFIG (organisation file), SOURCE_DATE_EPOCH (overrides the commit time)
+environment: TFGOV_ORG_CONFIG (organisation file), SOURCE_DATE_EPOCH (overrides the commit time),
+             TFGOV_INVENTORY_URL (the inventory database)
 """
 
 

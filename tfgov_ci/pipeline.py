@@ -336,7 +336,13 @@ STAGES: dict[str, StageSpec] = {
             ("builtin",),
             ("build",),
             uses_registry=True,
-            secrets=SIGNING_SECRETS,  # it attests the record with the sign stage's key
+            # it attests the record with the sign stage's key, and writes the build into the
+            # inventory when one is configured (tfgov_ci/inventory/recording.py)
+            secrets={
+                **SIGNING_SECRETS,
+                "TFGOV_INVENTORY_URL": "the inventory's database URL, with its password (optional: "
+                "the build is recorded in the inventory when it is set)",
+            },
             id_token=SIGSTORE_ID_TOKEN,
         ),
     )

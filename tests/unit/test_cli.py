@@ -55,6 +55,12 @@ def test_version_through_the_installed_command() -> None:
         ["scan", "import"],
         ["exceptions", "export"],
         ["policy", "eval"],
+        ["inventory", "import"],
+        ["inventory", "list"],
+        ["inventory", "mark-deployed"],
+        ["trace"],
+        ["which"],
+        ["rescan"],
     ],
 )
 def test_every_command_has_help(command: list[str], cli: Callable[..., CliResult]) -> None:

@@ -24,6 +24,8 @@ from tfgov_ci.stages.handoff import BuiltImage
 from tfgov_ci.stages.record import document
 
 RECORD_PREDICATE = "https://tfgov-ci.dev/attestations/record/v1"
+# The one edge from a stage up to the inventory (pyproject.toml's contract names it): the record
+# stage writes the build into the inventory when one is configured (tfgov_ci/inventory/recording.py).
 ATTESTED_COPY = "record.json"  # <out>/record/record.json: the bytes attested
 
 
@@ -34,6 +36,12 @@ class RecordWriter:
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
+
+    def _inventory(self, ctx: Context) -> str | None:
+        """The inventory to record into ($TFGOV_INVENTORY_URL, options.inventory), or None."""
+        from tfgov_ci.inventory import recording
+
+        return recording.target(self.options.get("inventory"), ctx.config.file)
 
     def _signer(self, ctx: Context) -> Any | None:
         """The sign stage's backend when it can attest (it signs this image in a registry), else None."""
@@ -55,6 +63,11 @@ class RecordWriter:
             if signer
             else {}
         )
+        inventory = self._inventory(ctx)
+        if inventory is not None:
+            from tfgov_ci.inventory.location import masked
+
+            recorded = (Step(f"record the build in the inventory {masked(inventory)}, in one transaction"),)
         return StagePlan(
             stage=self.stage,
             backend=self.name,
@@ -67,6 +80,7 @@ class RecordWriter:
                     Step(f"attest the build record ({name})", (*argv,), "cosign")
                     for name, argv in attest.items()
                 ),
+                *(recorded if inventory is not None else ()),
             ),
             inputs=tuple(str(result_path(ctx.out_dir, s)) for s in STAGES if s != self.stage),
             outputs=(str(ctx.out_dir / document.RECORD_FILE), str(out / ATTESTED_COPY)),
@@ -93,18 +107,28 @@ class RecordWriter:
         else:
             warnings.append("the build record is not attested: the image is not signed in a registry")
         digest = "sha256:" + hashlib.sha256(copy.read_bytes()).hexdigest()
+        inventory = self._inventory(ctx)
+        data: dict[str, Any] = {}
+        if inventory is not None:
+            from tfgov_ci.inventory import recording
+            from tfgov_ci.inventory.location import masked
+
+            recording.record(inventory, ctx.out_dir, digest if not warnings else None)
+            data["inventory"] = masked(inventory)
         return passed(
             ctx,
             self.stage,
             self.name,
             clock,
-            f"{path.name}{', attested' if not warnings else ''} ({len(record['stages'])} stages)",
+            f"{path.name}{', attested' if not warnings else ''}"
+            f"{', in the inventory' if inventory else ''} ({len(record['stages'])} stages)",
             outputs={"record": str(path), "attested": str(copy)},
             data={
                 "attested": not warnings,
                 "predicate_type": RECORD_PREDICATE,
                 "digest": digest,
                 "status_so_far": record["status"],
+                **data,
             },
             warnings=tuple(warnings),
         )

@@ -64,6 +64,12 @@ def _comparator(ecosystem: str) -> Callable[[str], Any] | None:
     return None
 
 
+def version_key(package_type: str) -> Callable[[str], Any] | None:
+    """How a package type's versions order (PEP 440 for ``pypi``, dpkg for ``deb``), or None: the
+    same ordering advisories are matched with, for the inventory's ``which``."""
+    return _comparator({"pypi": "PyPI", "deb": "Debian"}.get(package_type, ""))
+
+
 _TIE_ORDER = {"fixed": 0, "limit": 0, "introduced": 1, "last_affected": 2}
 
 

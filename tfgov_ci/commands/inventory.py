@@ -1,0 +1,115 @@
+"""``tfgov-ci inventory import|list|mark-deployed``: the fleet's store of every image."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tfgov_ci.commands import actions, sentence, warn
+from tfgov_ci.errors import EXIT_OK
+
+if TYPE_CHECKING:
+    from tfgov_ci.commands import Commands, Common, Parser
+
+IMPORT = "store build records, or the out directories holding them (record plus SBOM), in the inventory"
+LIST = "the images in the inventory, filtered by repository, governed, base, TensorFlow version, decision"
+DEPLOYED = "record that an image runs in an environment (for a deploy job); exit 1 if it is not recorded"
+INVENTORY_HELP = (
+    "the inventory database: sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB "
+    "(default: $TFGOV_INVENTORY_URL, else ~/.local/share/tfgov-ci/inventory.sqlite)"
+)
+
+
+def inventory_option(parser: Parser | argparse.ArgumentParser) -> None:
+    """``--inventory URL``, which every fleet command takes."""
+    parser.add_argument("--inventory", metavar="URL", help=INVENTORY_HELP)
+
+
+def add(commands: Commands, common: Common) -> None:
+    inventory = actions(
+        commands,
+        common,
+        "inventory",
+        help="the fleet inventory: import records, list images, mark deployments",
+        description="The store of every image: SQLite by default, PostgreSQL by URL.",
+    )
+    imported = inventory.add_parser(
+        "import", parents=[common(out_dir=False)], help=IMPORT, description=sentence(IMPORT)
+    )
+    imported.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="a record.json, or an out directory (.tfgov/out)"
+    )
+    inventory_option(imported)
+    imported.set_defaults(handler=handle_import)
+
+    listed = inventory.add_parser(
+        "list", parents=[common(out_dir=False)], help=LIST, description=sentence(LIST)
+    )
+    listed.add_argument("--repository", metavar="PATTERN", help="repository, * as a wildcard")
+    governed = listed.add_mutually_exclusive_group()
+    governed.add_argument(
+        "--governed", dest="governed", action="store_const", const=True, help="governed only"
+    )
+    governed.add_argument(
+        "--ungoverned", dest="governed", action="store_const", const=False, help="ungoverned only"
+    )
+    listed.add_argument("--base", metavar="DIGEST|REF", help="built on this base (digest or reference)")
+    listed.add_argument(
+        "--tensorflow", metavar="VERSION", help="TensorFlow version (a trailing * for a prefix)"
+    )
+    listed.add_argument("--decision", choices=("allow", "deny", "none"), help="policy decision")
+    listed.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    inventory_option(listed)
+    listed.set_defaults(handler=handle_list)
+
+    deployed = inventory.add_parser(
+        "mark-deployed", parents=[common(out_dir=False)], help=DEPLOYED, description=sentence(DEPLOYED)
+    )
+    deployed.add_argument("ref", metavar="REF", help="the image: sha256:..., REPO@sha256:... or REPO:TAG")
+    deployed.add_argument("environment", metavar="ENV", help="where it now runs (production, staging, ...)")
+    inventory_option(deployed)
+    deployed.set_defaults(handler=handle_mark_deployed)
+
+
+def handle_import(args: argparse.Namespace) -> int:
+    from tfgov_ci.inventory.ingest import import_paths
+    from tfgov_ci.inventory.store import open_store
+
+    with open_store(args.inventory) as store:
+        done = import_paths(store, args.paths)
+        for image in done.images:
+            where = image.repository or "(no repository)"
+            print(
+                f"recorded {where}@{image.digest}: {len(image.packages)} packages, "
+                f"{len(image.findings)} findings, from {image.source}"
+            )
+        warn(done.warnings)
+        print(f"inventory: {store.shown}")
+    return EXIT_OK
+
+
+def handle_list(args: argparse.Namespace) -> int:
+    import json
+
+    from tfgov_ci.inventory.listing import Filters, list_images, render
+    from tfgov_ci.inventory.store import open_store
+
+    filters = Filters(args.repository, args.governed, args.base, args.tensorflow, args.decision)
+    with open_store(args.inventory) as store, store.reading() as conn:
+        images = list_images(conn, filters)
+    if args.format == "json":
+        print(json.dumps({"schema_version": 1, "images": [m.to_json() for m in images]}, indent=2))
+    else:
+        print("\n".join(render(images)))
+    return EXIT_OK
+
+
+def handle_mark_deployed(args: argparse.Namespace) -> int:
+    from tfgov_ci.inventory.deployments import mark_deployed
+    from tfgov_ci.inventory.store import open_store
+
+    with open_store(args.inventory) as store, store.writing() as conn:
+        digest = mark_deployed(conn, args.ref, args.environment)
+    print(f"{args.ref} ({digest}) is deployed in {args.environment}")
+    return EXIT_OK

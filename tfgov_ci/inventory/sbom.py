@@ -1,0 +1,100 @@
+"""Every package of a CycloneDX SBOM (syft's), as the inventory stores it.
+
+The scan stage's :func:`~tfgov_ci.stages.scan.advisories.sbom_packages` keeps only what advisories
+can name (PyPI and Debian); the fleet wants every package with a purl (``which log4j-core`` asks
+about Java), with its licences and where it was found, so it reads the components itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from tfgov_ci.findings import ReportError, package_key, purl_type, read_json
+
+
+@dataclass(frozen=True)
+class Package:
+    type: str  # the purl type: pypi, deb, maven, generic, ...
+    name: str
+    version: str
+    purl: str  # '' when there is none
+    source_name: str | None = None  # a Debian binary package's source (the purl's upstream)
+    licenses: tuple[str, ...] = ()
+    location: str = ""  # the first path the SBOM found it at
+    layer: str = ""  # the digest of the layer that path is in
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        """What makes a package version one row of the store, whatever image holds it."""
+        return (self.type, self.name, self.version, self.purl)
+
+    @property
+    def key(self) -> str:
+        """The name as its ecosystem compares names (PEP 503 for Python)."""
+        return package_key(self.type, self.name)
+
+
+def source_of(purl: str) -> str | None:
+    """A Debian purl's source package: its ``upstream`` qualifier, without a version
+    (syft writes ``upstream=bzip2%401.0.8-5`` or ``upstream=gcc-12``)."""
+    upstream = parse_qs(purl.partition("?")[2]).get("upstream", [""])[0]
+    name = upstream.split("@", 1)[0].split(" ", 1)[0]
+    return name or None
+
+
+def _licenses(component: Mapping[str, Any]) -> tuple[str, ...]:
+    out = []
+    for entry in component.get("licenses") or []:
+        if not isinstance(entry, dict):
+            continue
+        license_ = entry.get("license") or {}
+        value = entry.get("expression") or license_.get("id") or license_.get("name")
+        if isinstance(value, str) and value:
+            out.append(value)
+    return tuple(dict.fromkeys(out))
+
+
+def _property(component: Mapping[str, Any], name: str) -> str:
+    for prop in component.get("properties") or []:
+        if isinstance(prop, dict) and prop.get("name") == name and isinstance(prop.get("value"), str):
+            return str(prop["value"])
+    return ""
+
+
+def packages_of(doc: Any, source: str) -> list[Package]:
+    """The components with a name and a version; the purl's type is the package's type."""
+    if not isinstance(doc, dict) or doc.get("bomFormat") != "CycloneDX":
+        raise ReportError(
+            f"{source}: not a CycloneDX SBOM (no bomFormat: CycloneDX)",
+            "the sbom stage writes <out>/sbom/sbom.cdx.json: import the out directory as it left it",
+        )
+    out = []
+    for component in doc.get("components") or []:
+        if not isinstance(component, dict) or component.get("type") == "operating-system":
+            continue
+        name, version = component.get("name"), component.get("version")
+        if not (isinstance(name, str) and name and isinstance(version, str) and version):
+            continue
+        purl = str(component.get("purl") or "")
+        type_ = purl_type(purl) if purl else "unknown"
+        out.append(
+            Package(
+                type=type_,
+                name=name,
+                version=version,
+                purl=purl,
+                source_name=source_of(purl) if type_ == "deb" else None,
+                licenses=_licenses(component),
+                location=_property(component, "syft:location:0:path"),
+                layer=_property(component, "syft:location:0:layerID"),
+            )
+        )
+    return out
+
+
+def read_packages(path: Path) -> list[Package]:
+    return packages_of(read_json(path), str(path))

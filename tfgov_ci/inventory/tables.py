@@ -1,0 +1,165 @@
+"""The inventory's tables (SQLAlchemy Core), as the newest migration leaves them.
+
+A package version is one row of ``packages`` however many images hold it (10,000 images x 300
+packages is 3 million links of three integers, not 3 million copies of the same strings);
+``image_packages`` links it to each image with where it was found and its licences. Everything
+an image's build record and out directory say about it hangs off ``images`` and goes with it
+(``ON DELETE CASCADE``). Times are UTC ISO 8601 text (``2026-01-02T03:04:05.000Z``), which sorts
+as time does on both SQLite and PostgreSQL. The migrations under ``migrations/versions`` make
+these tables; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+images = Table(
+    "images",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(100), nullable=False, unique=True),
+    Column("repository", Text),
+    Column("governed", Boolean, nullable=False),
+    Column("status", String(20)),  # the record's status when it was recorded
+    Column("pipeline", String(200)),
+    Column("commit_sha", String(40)),
+    Column("branch", Text),
+    Column("commit_time", BigInteger),
+    Column("repository_url", Text),
+    Column("ci_provider", String(20)),
+    Column("pipeline_id", String(100)),
+    Column("pipeline_url", Text),
+    Column("job_id", String(100)),
+    Column("job_url", Text),
+    Column("builder", String(100)),  # the build stage's backend
+    Column("runner_host", Text),
+    Column("runner_platform", String(100)),
+    Column("tfgov_ci_version", String(50)),
+    Column("tools", Text),  # JSON: tool -> version line
+    Column("base_ref", Text),
+    Column("base_digest", String(100)),
+    Column("lock_digest", String(100)),
+    Column("python_version", String(50)),
+    Column("tensorflow_version", String(50)),
+    Column("decision", String(10)),  # allow, deny, or NULL (no policy decision)
+    Column("signed", Boolean, nullable=False),
+    Column("signature_ref", Text),
+    Column("sbom_digest", String(100)),
+    Column("record_digest", String(100)),
+    Column("created", String(32)),  # the record's
+    Column("recorded", String(32), nullable=False),  # when the inventory last took it in
+    Index("ix_images_repository", "repository"),
+    Index("ix_images_base_digest", "base_digest"),
+)
+
+image_tags = Table(
+    "image_tags",
+    metadata,
+    Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(200), primary_key=True),
+)
+
+packages = Table(
+    "packages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("type", String(50), nullable=False),  # the purl type: pypi, deb, generic, ...
+    Column("name", String(300), nullable=False),
+    Column("key", String(300), nullable=False),  # the name as its ecosystem compares it
+    Column("version", String(300), nullable=False),
+    Column("purl", Text, nullable=False),  # '' when the SBOM gave none
+    Column("source_name", String(300)),  # a Debian binary package's source package
+    UniqueConstraint("type", "name", "version", "purl", name="uq_packages_identity"),
+    Index("ix_packages_key", "key"),
+    Index("ix_packages_source_name", "source_name"),
+)
+
+image_packages = Table(
+    "image_packages",
+    metadata,
+    Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("package_id", ForeignKey("packages.id"), primary_key=True),
+    Column("location", Text, primary_key=True),  # the path the SBOM found it at ('' unknown)
+    Column("layer", String(100), nullable=False),  # the layer's digest ('' unknown)
+    Column("licenses", Text, nullable=False),  # JSON list of SPDX ids or names
+    Index("ix_image_packages_package", "package_id"),
+)
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    Column("package_id", ForeignKey("packages.id"), nullable=False),
+    Column("advisory", String(200), nullable=False),  # the finding's id (CVE-..., PYSEC-...)
+    Column("aliases", Text, nullable=False),  # JSON list
+    Column("severity", String(10), nullable=False),
+    Column("fix_state", String(20), nullable=False),
+    Column("fixed_versions", Text, nullable=False),  # JSON list
+    Column("cvss_score", Float),
+    Column("title", Text, nullable=False),
+    Column("scanners", Text, nullable=False),  # JSON list
+    Column("origin", String(10), nullable=False),  # scan (the pipeline's) or rescan
+    Column("advisory_db", Text),  # what the scanner matched against
+    Column("advisory_db_digest", String(100)),
+    Column("found", String(32), nullable=False),
+    Column("excepted", Boolean, nullable=False),
+    UniqueConstraint("image_id", "package_id", "advisory", "origin", name="uq_findings_identity"),
+)
+
+exceptions_used = Table(
+    "exceptions_used",
+    metadata,
+    Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("finding", String(200), primary_key=True),
+    Column("package", String(300), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("approved_by", Text, nullable=False),
+    Column("expires", String(32), nullable=False),
+)
+
+attestations = Table(
+    "attestations",
+    metadata,
+    Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("predicate_type", String(200), primary_key=True),
+    Column("document_digest", String(100)),  # the attested document's sha256, when known
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("environment", String(200), primary_key=True),
+    Column("ref", Text, nullable=False),  # as the deploy job named the image
+    Column("deployed", String(32), nullable=False),
+)
+
+rescans = Table(
+    "rescans",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("started", String(32), nullable=False),
+    Column("advisory_db", Text, nullable=False),  # the folder
+    Column("advisory_db_digest", String(100), nullable=False),  # sha256 over its files' contents
+    Column("advisory_files", Integer, nullable=False),
+    Column("window_days", Integer),  # None: every image
+    Column("package_versions", Integer, nullable=False),  # distinct versions matched
+    Column("new_findings", Integer, nullable=False),
+)

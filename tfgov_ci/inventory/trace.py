@@ -1,0 +1,149 @@
+"""``trace``: where an image came from and what is known of it, from its digest alone if need be.
+
+The answer a security lead needs for one running image: the commit and repository it was built
+from, the pipeline and job, the builder, base and lock, its packages (counted by type), findings by
+severity, the policy decision, what was signed and attested, and where it is deployed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from tfgov_ci.findings import SEVERITIES
+from tfgov_ci.inventory import refs, tables
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+
+@dataclass(frozen=True)
+class Trace:
+    image: dict[str, Any]  # the images row, tools decoded
+    tags: list[str]
+    packages: dict[str, int]  # type -> count
+    findings: dict[str, int]  # severity -> count (every level, zeros included)
+    excepted: int
+    finding_ids: list[dict[str, Any]]  # id, severity, package, version, fixed, origin
+    exceptions: list[dict[str, Any]]
+    attestations: list[dict[str, Any]]
+    deployments: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema_version": 1, **asdict(self)}
+
+
+def trace(conn: Connection, ref: str) -> Trace:
+    from sqlalchemy import func, select
+
+    image_id = refs.image_id(conn, ref)
+    i, p, link, f = tables.images, tables.packages, tables.image_packages, tables.findings
+    row = dict(conn.execute(select(i).where(i.c.id == image_id)).mappings().one())
+    row["tools"] = json.loads(row["tools"] or "{}")
+    row.pop("id")
+    tags = [
+        t
+        for (t,) in conn.execute(
+            select(tables.image_tags.c.tag).where(tables.image_tags.c.image_id == image_id)
+        )
+    ]
+    by_type = conn.execute(
+        select(p.c.type, func.count(func.distinct(p.c.id)))
+        .join(link, link.c.package_id == p.c.id)
+        .where(link.c.image_id == image_id)
+        .group_by(p.c.type)
+        .order_by(p.c.type)
+    )
+    found = [
+        dict(r)
+        for r in conn.execute(
+            select(
+                f.c.advisory.label("id"),
+                f.c.severity,
+                p.c.name.label("package"),
+                p.c.type,
+                p.c.version,
+                f.c.fixed_versions,
+                f.c.origin,
+                f.c.excepted,
+                f.c.advisory_db,
+                f.c.found,
+            )
+            .join(p, p.c.id == f.c.package_id)
+            .where(f.c.image_id == image_id)
+            .order_by(f.c.severity, f.c.advisory)
+        ).mappings()
+    ]
+    for entry in found:
+        entry["fixed_versions"] = json.loads(entry["fixed_versions"])
+    severities = Counter(entry["severity"] for entry in found if not entry["excepted"])
+    found.sort(key=lambda e: (SEVERITIES.index(e["severity"]), e["id"]))
+
+    def rows(table: Any, order: Any) -> list[dict[str, Any]]:
+        query = select(table).where(table.c.image_id == image_id).order_by(order)
+        return [{k: v for k, v in r.items() if k != "image_id"} for r in conn.execute(query).mappings()]
+
+    return Trace(
+        image=row,
+        tags=tags,
+        packages={t: n for t, n in by_type},
+        findings={level: severities.get(level, 0) for level in SEVERITIES},
+        excepted=sum(1 for e in found if e["excepted"]),
+        finding_ids=found,
+        exceptions=rows(tables.exceptions_used, tables.exceptions_used.c.finding),
+        attestations=rows(tables.attestations, tables.attestations.c.predicate_type),
+        deployments=rows(tables.deployments, tables.deployments.c.environment),
+    )
+
+
+def _or(value: Any, absent: str = "-") -> str:
+    return absent if value in (None, "") else str(value)
+
+
+def render(t: Trace) -> list[str]:
+    """The trace as aligned lines, most asked-about first."""
+    i = t.image
+    name = f"{i['repository']}@{i['digest']}" if i["repository"] else i["digest"]
+    packages = ", ".join(f"{kind} {n}" for kind, n in t.packages.items())
+    total = sum(t.findings.values())
+    levels = ", ".join(f"{n} {level.lower()}" for level, n in t.findings.items() if n) or "none"
+    lines = [
+        f"image        {name}",
+        f"tags         {', '.join(t.tags) or '-'}",
+        f"governed     {'yes' if i['governed'] else 'no (no tfgov-ci record)'}; "
+        f"record status {_or(i['status'])}; recorded {i['recorded']}",
+        f"commit       {_or(i['commit_sha'])} (branch {_or(i['branch'])})",
+        f"repository   {_or(i['repository_url'])}",
+        f"pipeline     {_or(i['pipeline'])} on {_or(i['ci_provider'])}: {_or(i['pipeline_url'])}",
+        f"job          {_or(i['job_url'])}",
+        f"builder      {_or(i['builder'])} on {_or(i['runner_host'])} ({_or(i['runner_platform'])}), "
+        f"tfgov-ci {_or(i['tfgov_ci_version'])}",
+        f"base         {_or(i['base_ref'] or i['base_digest'])}",
+        f"lock         {_or(i['lock_digest'])}",
+        f"runtime      python {_or(i['python_version'])}, tensorflow {_or(i['tensorflow_version'])}",
+        f"packages     {sum(t.packages.values())}{f' ({packages})' if packages else ''}",
+        f"findings     {total}: {levels}" + (f"; {t.excepted} excepted" if t.excepted else ""),
+        *(
+            f"  {e['severity']:<8} {e['id']} {e['package']} {e['version']}"
+            f"{' -> ' + ', '.join(e['fixed_versions']) if e['fixed_versions'] else ''}"
+            f"{' (excepted)' if e['excepted'] else ''}"
+            for e in t.finding_ids
+        ),
+        f"decision     {_or(i['decision'], 'none recorded')}",
+        f"signed       {'yes: ' + _or(i['signature_ref']) if i['signed'] else 'no'}",
+        *(
+            f"attested     {a['predicate_type']} {_or(a['document_digest'], '')}".rstrip()
+            for a in t.attestations
+        ),
+        *(
+            f"exception    {e['finding']} {e['package']} (owner {e['owner']}, expires {e['expires']})"
+            for e in t.exceptions
+        ),
+        *(
+            [f"deployed     {d['environment']} since {d['deployed']} (as {d['ref']})" for d in t.deployments]
+            or ["deployed     not known (`tfgov-ci inventory mark-deployed` records it)"]
+        ),
+    ]
+    return lines
