@@ -150,12 +150,19 @@ def test_sbom_packages_read_the_debian_source_from_the_purl() -> None:
                 ],
             },
             {"name": "go-thing", "version": "1", "purl": "pkg:golang/x@1"},
+            {  # a source whose version differs from the binary's: syft writes NAME@VERSION
+                "name": "libbz2-1.0",
+                "version": "1.0.8-5+b1",
+                "purl": "pkg:deb/debian/libbz2-1.0@1.0.8-5%2Bb1"
+                "?arch=amd64&upstream=bzip2%401.0.8-5&distro=debian-12",
+            },
         ]
     }
     packages = advisories.sbom_packages(sbom)
     assert [(p.name, p.type, p.advisory_name, p.path) for p in packages] == [
         ("libc6", "deb", "glibc", None),
         ("PyYAML", "pypi", "pyyaml", "/usr/lib/python3/dist-packages/PyYAML.dist-info/METADATA"),
+        ("libbz2-1.0", "deb", "bzip2", None),
     ]
 
 

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from tfgov_ci.inventory import evidence, tables
 from tfgov_ci.inventory.evidence import ImageEvidence
-from tfgov_ci.inventory.sbom import Package, source_of
+from tfgov_ci.inventory.sbom import Package
 from tfgov_ci.pipeline import now
+from tfgov_ci.stages.scan.advisories import source_name
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -45,7 +46,8 @@ def _finding_package(finding: Finding) -> Package:
         finding.package,
         finding.installed_version,
         finding.purl or "",
-        finding.source_package or (source_of(finding.purl or "") if finding.package_type == "deb" else None),
+        finding.source_package
+        or (source_name(finding.purl or "") if finding.package_type == "deb" else None),
     )
 
 

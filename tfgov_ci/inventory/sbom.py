@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from tfgov_ci.findings import ReportError, package_key, purl_type, read_json
+from tfgov_ci.stages.scan.advisories import source_name
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,6 @@ class Package:
     def key(self) -> str:
         """The name as its ecosystem compares names (PEP 503 for Python)."""
         return package_key(self.type, self.name)
-
-
-def source_of(purl: str) -> str | None:
-    """A Debian purl's source package: its ``upstream`` qualifier, without a version
-    (syft writes ``upstream=bzip2%401.0.8-5`` or ``upstream=gcc-12``)."""
-    upstream = parse_qs(purl.partition("?")[2]).get("upstream", [""])[0]
-    name = upstream.split("@", 1)[0].split(" ", 1)[0]
-    return name or None
 
 
 def _licenses(component: Mapping[str, Any]) -> tuple[str, ...]:
@@ -87,7 +79,7 @@ def packages_of(doc: Any, source: str) -> list[Package]:
                 name=name,
                 version=version,
                 purl=purl,
-                source_name=source_of(purl) if type_ == "deb" else None,
+                source_name=source_name(purl) if type_ == "deb" else None,
                 licenses=_licenses(component),
                 location=_property(component, "syft:location:0:path"),
                 layer=_property(component, "syft:location:0:layerID"),

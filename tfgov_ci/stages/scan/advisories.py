@@ -386,6 +386,14 @@ class Package:
 _PURL = re.compile(r"^pkg:(?P<type>[a-z]+)/(?:(?P<namespace>[^/@?]+)/)?(?P<name>[^/@?]+)@(?P<version>[^?#]+)")
 
 
+def source_name(purl: str) -> str | None:
+    """A Debian purl's source package, from its ``upstream`` qualifier without a version: syft
+    writes ``upstream=bzip2%401.0.8-5`` (a source whose version differs from the binary's),
+    ``upstream=glibc``, or ``upstream=glibc 2.36``."""
+    upstream = parse_qs(purl.partition("?")[2]).get("upstream", [""])[0]
+    return upstream.split("@", 1)[0].split(" ", 1)[0] or None
+
+
 def sbom_packages(cyclonedx: Mapping[str, Any]) -> list[Package]:
     """The PyPI and Debian packages of a CycloneDX SBOM (syft's), with Debian source names."""
     out = []
@@ -394,9 +402,7 @@ def sbom_packages(cyclonedx: Mapping[str, Any]) -> list[Package]:
         m = _PURL.match(purl)
         if not m or m["type"] not in ("pypi", "deb"):
             continue
-        qualifiers = parse_qs(purl.partition("?")[2])
-        upstream = qualifiers.get("upstream", [""])[0]
-        source = upstream.split(" ", 1)[0] or None  # "glibc 2.36" -> glibc
+        source = source_name(purl)
         paths = [
             str(p["value"])
             for p in component.get("properties") or []
