@@ -19,8 +19,8 @@ from tests.refusing_proxy import RefusingProxy
 from tests.services import BuiltBase
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.registry import Access, push_layout, remote_digest
+from tfgov_ci.predicates import POLICY_PREDICATE, SBOM_PREDICATE, SCAN_PREDICATE, SLSA_PROVENANCE
 from tfgov_ci.stages.record.builtin import RECORD_PREDICATE
-from tfgov_ci.stages.sign.interface import POLICY_PREDICATE, SBOM_PREDICATE, SCAN_PREDICATE, SLSA_PROVENANCE
 from tfgov_ci.testing.registry import LocalRegistry
 
 PASSWORD = "s3cret-key-password"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tfgov_ci.errors import ConfigError
-from tfgov_ci.stages.sign.interface import BUILD_TYPE
+from tfgov_ci.predicates import BUILD_TYPE
 from tfgov_ci.stages.sign.verify import (
     TRUSTED_BUILDERS,
     Check,
@@ -114,8 +114,8 @@ def test_keyless_verification_passes_the_identity_and_issuer_to_cosign() -> None
 def test_team_rules_read_the_attested_documents_and_fail_closed(tmp_path: Path) -> None:
     """--policy: the team's Rego v1 rules over what was verified, with the real regopy engine."""
     from tfgov_ci.commands.verify import policy_input, team_checks
+    from tfgov_ci.predicates import SBOM_PREDICATE, SLSA_PROVENANCE
     from tfgov_ci.stages.policy.interface import team_modules
-    from tfgov_ci.stages.sign.interface import SBOM_PREDICATE, SLSA_PROVENANCE
 
     (tmp_path / "small.rego").write_text(
         "package tfgov.rules.small\nimport rego.v1\n"

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tfgov_ci.commands import actions, sentence, warn
-from tfgov_ci.errors import EXIT_OK
+from tfgov_ci.errors import EXIT_OK, UsageError
 
 if TYPE_CHECKING:
     from tfgov_ci.commands import Commands, Common, Parser
+    from tfgov_ci.inventory.store import Store
 
 IMPORT = "store build records, or the out directories holding them (record plus SBOM), in the inventory"
 LIST = "the images in the inventory, filtered by repository, governed, base, TensorFlow version, decision"
@@ -38,7 +39,26 @@ def add(commands: Commands, common: Common) -> None:
         "import", parents=[common(out_dir=False)], help=IMPORT, description=sentence(IMPORT)
     )
     imported.add_argument(
-        "paths", nargs="+", type=Path, metavar="PATH", help="a record.json, or an out directory (.tfgov/out)"
+        "paths", nargs="*", type=Path, metavar="PATH", help="a record.json, or an out directory (.tfgov/out)"
+    )
+    imported.add_argument(
+        "--registry",
+        metavar="HOST",
+        help="import every image of a registry: governed where its record attestation verifies "
+        "with --key, ungoverned otherwise",
+    )
+    imported.add_argument(
+        "--repository",
+        action="append",
+        metavar="PATTERN",
+        help="with --registry: repositories to read, * as a wildcard (repeatable; default: all the "
+        "catalog lists; a name without a wildcard needs no catalog API)",
+    )
+    imported.add_argument(
+        "--key", metavar="KEY", help="with --registry: the public key the record attestations verify with"
+    )
+    imported.add_argument(
+        "--sbom", action="store_true", help="with --registry: make an SBOM (syft) of each ungoverned image"
     )
     inventory_option(imported)
     imported.set_defaults(handler=handle_import)
@@ -76,6 +96,10 @@ def handle_import(args: argparse.Namespace) -> int:
     from tfgov_ci.inventory.ingest import import_paths
     from tfgov_ci.inventory.store import open_store
 
+    if not args.paths and not args.registry:
+        raise UsageError("nothing to import", "name record files or out directories, or --registry HOST")
+    if not args.registry and (args.repository or args.key or args.sbom):
+        raise UsageError("--repository, --key and --sbom go with --registry HOST")
     with open_store(args.inventory) as store:
         done = import_paths(store, args.paths)
         for image in done.images:
@@ -85,8 +109,32 @@ def handle_import(args: argparse.Namespace) -> int:
                 f"{len(image.findings)} findings, from {image.source}"
             )
         warn(done.warnings)
+        if args.registry:
+            _import_registry(store, args)
         print(f"inventory: {store.shown}")
     return EXIT_OK
+
+
+def _import_registry(store: Store, args: argparse.Namespace) -> None:
+    from tfgov_ci import config as config_mod
+    from tfgov_ci.commands import config_path
+    from tfgov_ci.inventory.discovery import import_registry
+
+    path = config_path(args)
+    registries = config_mod.load(path, getattr(args, "org_config", None)).registries if path.is_file() else {}
+    key = args.key if args.key is None or "://" in args.key else str(Path(args.key).resolve())
+    if key is None:
+        warn(["no --key: no record attestation can be verified, so every image is recorded as ungoverned"])
+    found = import_registry(store, args.registry, args.repository or ["*"], registries, key, sbom=args.sbom)
+    for image in found.stored:
+        kind = "governed" if image.governed else "UNGOVERNED"
+        print(f"recorded {image.repository}@{image.digest} ({kind}, tags {', '.join(image.tags)}): "
+              f"{len(image.packages)} packages")  # fmt: skip
+    for kept in found.kept:
+        print(f"kept {kept.by_digest}: governed in the inventory already (its record was imported)")
+    warn([w for image in found.stored for w in image.warnings])
+    print(f"registry {args.registry}: {sum(i.governed for i in found.stored)} governed, "
+          f"{sum(not i.governed for i in found.stored)} ungoverned, {len(found.kept)} kept")  # fmt: skip
 
 
 def handle_list(args: argparse.Namespace) -> int:

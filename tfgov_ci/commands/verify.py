@@ -121,7 +121,7 @@ def team_checks(modules: Sequence[Module], verdict: Verdict) -> list[Check]:
 
 def policy_input(verdict: Verdict) -> dict[str, Any]:
     """The document team rules read: the image, and each attested predicate by its short name."""
-    from tfgov_ci.stages.sign.interface import (
+    from tfgov_ci.predicates import (
         POLICY_PREDICATE,
         RECORD_PREDICATE,
         SBOM_PREDICATE,

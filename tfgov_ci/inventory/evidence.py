@@ -22,12 +22,12 @@ from tfgov_ci import _resources
 from tfgov_ci.errors import Problem, UsageError
 from tfgov_ci.findings import Finding, ScanReport, load, read_json
 from tfgov_ci.inventory.sbom import Package, read_packages
+from tfgov_ci.predicates import RECORD_PREDICATE
 from tfgov_ci.stages.policy.exceptions import Exception_
 
 RECORD_FILE = "record.json"
 GOVERNED_HINT = "import a build record (<out>/record.json) or the out directory of `tfgov-ci run`"
 # The record stage's own attestation, and which out-directory file each other predicate attests.
-RECORD_PREDICATE = "https://tfgov-ci.dev/attestations/record/v1"
 _ATTESTED_FILES = {
     "https://tfgov-ci.dev/attestations/sbom/v1": ("sbom", "sbom.cdx.json"),
     "https://tfgov-ci.dev/attestations/scan/v1": ("scan", "findings.json"),
@@ -129,7 +129,11 @@ class ImageEvidence:
 
 
 def sha256(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    return bytes_digest(path.read_bytes())
+
+
+def bytes_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _out_dir(record_file: Path) -> Path | None:
@@ -179,11 +183,32 @@ def read(path: Path) -> ImageEvidence:
     if path.is_dir() and not record_file.is_file():
         raise RecordError([Problem(str(path), "", f"no {RECORD_FILE} in this folder", GOVERNED_HINT)])
     record = read_json(record_file)
-    problems = _schema_problems(record_file, record)
+    check(record, str(record_file))
+    return from_record(record, str(record_file), sha256(record_file), _out_dir(record_file))
+
+
+@dataclass(frozen=True)
+class Attested:
+    """What the registry holds beside an image whose record came from its attestation (verified
+    with the key): the stored SBOM's packages, the image's labels, the attested decision."""
+
+    packages: tuple[Package, ...]
+    sbom_digest: str | None
+    labels: Mapping[str, str]
+    decision: str | None
+    base_ref: str | None
+    base_digest: str | None
+    lock_digest: str | None
+    attestations: tuple[Attestation, ...]
+
+
+def check(record: Any, source: str) -> None:
+    """RecordError unless ``record`` is a build record of a built image."""
+    problems = _schema_problems(Path(source), record)
     if not problems and not record["image"].get("digest"):
         problems.append(
             Problem(
-                str(record_file),
+                source,
                 "image.digest",
                 "the record names no image digest (the build stage did not run)",
                 "import the record of a run that built the image",
@@ -191,7 +216,18 @@ def read(path: Path) -> ImageEvidence:
         )
     if problems:
         raise RecordError(problems)
-    out = _out_dir(record_file)
+
+
+def from_record(
+    record: Mapping[str, Any],
+    source: str,
+    record_digest: str,
+    out: Path | None,
+    attested: Attested | None = None,
+) -> ImageEvidence:
+    """The image a checked record describes, with what its out directory, or (``attested``) the
+    registry beside the image, adds."""
+    record_file = Path(source)
     digest = str(record["image"]["digest"])
     warnings: list[str] = []
 
@@ -200,14 +236,17 @@ def read(path: Path) -> ImageEvidence:
     labels = build_data.get("labels") or {}
     base = build_data.get("base") or {}
 
-    packages: tuple[Package, ...] = ()
+    packages: tuple[Package, ...] = attested.packages if attested else ()
     sbom_file = out / "sbom" / "sbom.cdx.json" if out else None
     sbom = _result(out, "sbom", record)
     if sbom_file is not None and sbom and sbom.get("status") == "passed" and sbom_file.is_file():
         packages = tuple(read_packages(sbom_file))
     else:
         sbom_file = None
-        warnings.append(f"{record_file}: no SBOM of this build beside it: its packages are not recorded")
+        if not packages:
+            warnings.append(f"{record_file}: no SBOM of this build beside it: its packages are not recorded")
+    if attested:
+        labels = {**attested.labels, **labels}
 
     report: ScanReport | None = None
     scan = _result(out, "scan", record)
@@ -238,6 +277,8 @@ def read(path: Path) -> ImageEvidence:
     recorded = _result(out, "record", record)
     if recorded and recorded.get("status") == "passed" and (recorded.get("data") or {}).get("attested"):
         attestations.append(Attestation(RECORD_PREDICATE, recorded["data"].get("digest")))
+    if attested:
+        attestations = list(attested.attestations)
 
     commit = record["commit"]
     build_entry = next((s for s in record["stages"] if s["stage"] == "build"), None)
@@ -259,16 +300,24 @@ def read(path: Path) -> ImageEvidence:
         runner_platform=record["runner"]["platform"],
         tfgov_ci_version=record["tfgov_ci_version"],
         tools=dict(record["tools"]),
-        base_ref=base.get("ref") or labels.get("org.opencontainers.image.base.name"),
-        base_digest=base.get("digest") or labels.get("org.opencontainers.image.base.digest"),
-        lock_digest=build_data.get("lock_digest") or labels.get("io.tfgov.lock.digest"),
+        base_ref=base.get("ref")
+        or (attested and attested.base_ref)
+        or labels.get("org.opencontainers.image.base.name"),
+        base_digest=base.get("digest")
+        or (attested and attested.base_digest)
+        or labels.get("org.opencontainers.image.base.digest"),
+        lock_digest=build_data.get("lock_digest")
+        or (attested and attested.lock_digest)
+        or labels.get("io.tfgov.lock.digest"),
         python_version=labels.get("io.tfgov.python.version"),
         tensorflow_version=labels.get("io.tfgov.tensorflow.version"),
-        decision=None if decision_doc is None else ("allow" if decision_doc.get("allow") else "deny"),
+        decision=(attested.decision if attested else None)
+        if decision_doc is None
+        else ("allow" if decision_doc.get("allow") else "deny"),
         signed=bool(evidence.get("signed")),
         signature_ref=evidence.get("reference"),
-        sbom_digest=sha256(sbom_file) if sbom_file else None,
-        record_digest=sha256(record_file),
+        sbom_digest=sha256(sbom_file) if sbom_file else (attested.sbom_digest if attested else None),
+        record_digest=record_digest,
         created=record["created"],
         packages=packages,
         findings=report.findings if report else (),

@@ -21,7 +21,8 @@ from typing import Any
 
 from tfgov_ci.errors import ConfigError, Problem
 from tfgov_ci.inventory import location
-from tfgov_ci.inventory.evidence import RECORD_PREDICATE, Attestation, ImageEvidence
+from tfgov_ci.inventory.evidence import Attestation, ImageEvidence
+from tfgov_ci.predicates import RECORD_PREDICATE
 
 OPTION = "stages.record.options.inventory"
 

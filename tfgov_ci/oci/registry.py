@@ -23,6 +23,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -284,6 +285,83 @@ class Registry:
             raise self.fail(done)
         found: list[str] = json.loads(done.stdout).get("Tags") or []
         return found
+
+    def catalog(self) -> list[str]:
+        """Every repository the registry lists: the distribution spec's catalog API
+        (``/v2/_catalog``, page by page), which skopeo does not call; the same credentials and CA."""
+        names: list[str] = []
+        path: str | None = "/v2/_catalog?n=1000"
+        while path:
+            body, link = _http_get(self.access, path, scope="registry:catalog:*")
+            names += json.loads(body).get("repositories") or []
+            path = _next_page(link)
+        return names
+
+
+_WWW_AUTHENTICATE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def _http_get(reach: Access, path: str, *, scope: str) -> tuple[bytes, str | None]:
+    """GET ``path`` from the registry: HTTPS (verified, with ``ca_file`` when set; unverified, or
+    plain HTTP, only where :class:`Access` allows it), basic credentials, and the bearer token
+    dance Harbor and Docker's token servers ask for. Returns the body and the ``Link`` header."""
+    import ssl
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=str(reach.ca_file) if reach.ca_file else None)
+    if not reach.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    basic = {"Authorization": f"Basic {reach._basic()}"} if reach.user and reach.password else {}
+    last: Exception | None = None
+    for scheme in ("https",) if reach.tls_verify else ("https", "http"):
+        url = f"{scheme}://{reach.host}{path}"
+        try:
+            try:
+                with urllib.request.urlopen(
+                    urllib.request.Request(url, headers=basic), context=context, timeout=60
+                ) as response:
+                    return response.read(), response.headers.get("Link")
+            except urllib.error.HTTPError as exc:
+                challenge = exc.headers.get("WWW-Authenticate", "")
+                if exc.code != 401 or not challenge.lower().startswith("bearer"):
+                    raise
+            fields = dict(_WWW_AUTHENTICATE.findall(challenge))
+            query = urllib.parse.urlencode({"service": fields.get("service", ""), "scope": scope})
+            realm = urllib.request.Request(f"{fields['realm']}?{query}", headers=basic)
+            with urllib.request.urlopen(realm, context=context, timeout=60) as response:
+                grant = json.loads(response.read())
+            bearer = {"Authorization": f"Bearer {grant.get('token') or grant.get('access_token')}"}
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=bearer), context=context, timeout=60
+            ) as response:
+                return response.read(), response.headers.get("Link")
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise RegistryError(
+                    f"{reach.host} refused to list its repositories ({exc.code})",
+                    "the account needs the right to list the catalog (Harbor: a system robot account "
+                    "or admin); or name the repositories with --repository NAME, without wildcards",
+                ) from None
+            if exc.code == 404:
+                raise RegistryError(
+                    f"{reach.host} has no catalog API (/v2/_catalog)",
+                    "name the repositories with --repository NAME, without wildcards",
+                ) from None
+            raise RegistryError(f"{reach.host} answered {exc.code} to {path}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            last = exc  # plain HTTP next, where allowed
+    raise RegistryError(
+        f"registry {reach.host} is unreachable ({last})", "is it running, and is the host:port right?"
+    )
+
+
+def _next_page(link: str | None) -> str | None:
+    """The next page of a paginated list: ``Link: </v2/_catalog?last=x&n=1000>; rel="next"``."""
+    found = re.match(r'\s*<([^>]+)>\s*;\s*rel="?next"?', link or "")
+    return found.group(1) if found else None
 
 
 def resolve(ref: Reference, registry: Registry) -> Reference:

@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 from tfgov_ci import pipeline
 from tfgov_ci.context import Context
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, result_path
+from tfgov_ci.predicates import RECORD_PREDICATE
 from tfgov_ci.stages.handoff import BuiltImage
 from tfgov_ci.stages.record import document
 
-RECORD_PREDICATE = "https://tfgov-ci.dev/attestations/record/v1"
 # The one edge from a stage up to the inventory (pyproject.toml's contract names it): the record
 # stage writes the build into the inventory when one is configured (tfgov_ci/inventory/recording.py).
 ATTESTED_COPY = "record.json"  # <out>/record/record.json: the bytes attested

@@ -45,12 +45,9 @@ from tfgov_ci.pipeline import (
     read_result,
     result_path,
 )
+from tfgov_ci.predicates import POLICY_PREDICATE, SBOM_PREDICATE, SCAN_PREDICATE, SLSA_PROVENANCE
 from tfgov_ci.stages.handoff import BuiltImage
 from tfgov_ci.stages.sign.interface import (
-    POLICY_PREDICATE,
-    SBOM_PREDICATE,
-    SCAN_PREDICATE,
-    SLSA_PROVENANCE,
     SignError,
     SigningKeyError,
     evidence,

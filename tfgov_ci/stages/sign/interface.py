@@ -7,8 +7,9 @@ documents that name the file they stand for by its sha256 (the SBOM itself is me
 transparency log such as the public Rekor refuses: sigstore/cosign issue 3599); the files
 themselves travel beside the image (the SBOMs as OCI referrers, see ``publish``).
 
-Predicate types: ``https://slsa.dev/provenance/v1``, and under tfgov-ci's own namespace
-``https://tfgov-ci.dev/attestations/{sbom,scan,policy}/v1`` (the README documents each field).
+Predicate types (:mod:`tfgov_ci.predicates`): ``https://slsa.dev/provenance/v1``, and under
+tfgov-ci's own namespace ``https://tfgov-ci.dev/attestations/{sbom,scan,policy}/v1`` (the README
+documents each field).
 """
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ from tfgov_ci._files import TOOL_VERSIONS, cache_dir
 from tfgov_ci.context import Context
 from tfgov_ci.errors import ToolError
 from tfgov_ci.pipeline import describe, read_result, result_path
+from tfgov_ci.predicates import (
+    BUILD_TYPE,
+    NAMESPACE,
+    POLICY_PREDICATE,
+    SBOM_PREDICATE,
+    SCAN_PREDICATE,
+    SLSA_PROVENANCE,
+)
 from tfgov_ci.stages.handoff import BuiltImage
 from tfgov_ci.wheels import parse_lock
-
-SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
-NAMESPACE = "https://tfgov-ci.dev"
-SBOM_PREDICATE = f"{NAMESPACE}/attestations/sbom/v1"
-SCAN_PREDICATE = f"{NAMESPACE}/attestations/scan/v1"
-POLICY_PREDICATE = f"{NAMESPACE}/attestations/policy/v1"
-RECORD_PREDICATE = f"{NAMESPACE}/attestations/record/v1"
-BUILD_TYPE = f"{NAMESPACE}/build-types/pipeline/v1"  # a tfgov-ci pipeline run (README: provenance)
 
 
 class SignError(ToolError):

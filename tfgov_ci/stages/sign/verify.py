@@ -28,7 +28,7 @@ from tfgov_ci import tools
 from tfgov_ci.oci import reference, referrers
 from tfgov_ci.oci.reference import Reference
 from tfgov_ci.oci.registry import Registry, RegistryError, resolve
-from tfgov_ci.stages.sign.interface import (
+from tfgov_ci.predicates import (
     BUILD_TYPE,
     NAMESPACE,
     POLICY_PREDICATE,
@@ -41,6 +41,9 @@ from tfgov_ci.stages.sign.interface import (
 KNOWN_EXTERNAL = frozenset({"repository", "ref", "commit", "config", "pipeline"})
 TRUSTED_BUILDERS = (f"{NAMESPACE}/builders/gitlab", f"{NAMESPACE}/builders/jenkins")
 REQUIRED = (SLSA_PROVENANCE, SBOM_PREDICATE, SCAN_PREDICATE, POLICY_PREDICATE)
+# At once: measured on 2 cores with the TensorFlow example (bench/sign.py), verify took 1.82 s one
+# call at a time, 1.50 s two at a time, 1.71 s four at a time (cosign calls slow each other down).
+WORKERS = max(2, os.cpu_count() or 2)
 BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle"  # cosign 3's artifactType, before "v0.3+json"
 
 
@@ -201,7 +204,7 @@ def verify(
     tls = registry.access.tls_verify
     kinds = (*REQUIRED, RECORD_PREDICATE) if with_record else REQUIRED
     fallback = Reference(pinned.registry, pinned.repository, referrers.fallback_tag(digest))
-    with registry.access.docker_config() as cosign_env, ThreadPoolExecutor(max_workers=4) as pool:
+    with registry.access.docker_config() as cosign_env, ThreadPoolExecutor(max_workers=WORKERS) as pool:
 
         def cosign(command: str, *extra: str) -> Future[tools.Completed]:
             argv = cosign_argv(command, trust, by_digest, tls_verify=tls, extra=extra)

@@ -1,0 +1,241 @@
+"""``inventory import --registry``: every image a registry holds, governed or not.
+
+The registry's catalog and tag-list APIs name the repositories and tags; each tag is resolved to
+a digest, and each digest is one image. An image whose build record attestation verifies with the
+key (the one ``tfgov-ci verify`` checks, by digest) is **governed**: its record, provenance, policy
+decision and stored SBOM come from the registry. Everything else is **ungoverned** (no signature,
+no record, or one made with another key), recorded with its tags and labels and, with ``sbom``,
+the packages syft finds in it, so that ``which`` and ``rescan`` see it too: the forgotten image
+nobody remembers is the one that matters.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tfgov_ci import tools
+from tfgov_ci.inventory import evidence
+from tfgov_ci.inventory.evidence import Attestation, Attested, ImageEvidence
+from tfgov_ci.inventory.sbom import packages_of
+from tfgov_ci.oci import referrers
+from tfgov_ci.oci.reference import Reference
+from tfgov_ci.oci.registry import Registry, RegistryError
+from tfgov_ci.predicates import POLICY_PREDICATE, RECORD_PREDICATE, SBOM_PREDICATE, SLSA_PROVENANCE
+from tfgov_ci.stages.sign.verify import Expected, Trust, verify
+
+
+@dataclass(frozen=True)
+class Found:
+    """One image in one repository: its digest and every tag naming it."""
+
+    registry: str
+    repository: str
+    digest: str
+    tags: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def by_digest(self) -> str:
+        return f"{self.name}@{self.digest}"
+
+
+def repositories(registry: Registry, patterns: Sequence[str]) -> list[str]:
+    """The repositories that match ``patterns`` (``*`` wildcards): names without a wildcard are
+    taken as they are, so a registry without a catalog API (or an account that may not list it)
+    can still be read repository by repository."""
+    exact = [p for p in patterns if not any(c in p for c in "*?[")]
+    wild = [p for p in patterns if p not in exact]
+    listed = [r for r in registry.catalog() if any(fnmatch.fnmatchcase(r, p) for p in wild)] if wild else []
+    return sorted(dict.fromkeys([*exact, *listed]))
+
+
+def images(registry: Registry, repository: str) -> Iterator[Found]:
+    """Each image (digest) of a repository, with its tags; the ``sha256-*`` tags signatures and
+    referrers live under are not images."""
+    by_digest: dict[str, list[str]] = {}
+    for tag in sorted(registry.tags(Reference(registry.host, repository, "latest"))):
+        if tag.startswith("sha256-"):
+            continue
+        digest = registry.digest_of(Reference(registry.host, repository, tag))
+        if digest is not None:
+            by_digest.setdefault(digest, []).append(tag)
+    for digest, tags in by_digest.items():
+        yield Found(registry.host, repository, digest, tuple(tags))
+
+
+def read(
+    found: Found,
+    registry: Registry,
+    registries: Mapping[str, Mapping[str, Any]],
+    key: str | None,
+    *,
+    sbom: bool,
+) -> ImageEvidence:
+    """What the registry says of one image: governed when its record attestation verifies with
+    ``key``, else ungoverned (with the packages syft finds when ``sbom``)."""
+    ref = Reference(found.registry, found.repository, None, found.digest)
+    labels = dict((registry.config(ref).get("config") or {}).get("Labels") or {})
+    if key is not None:
+        verdict = verify(found.by_digest, Trust(key=key), Expected(builders=()), registries, with_record=True)
+        record = verdict.documents.get(RECORD_PREDICATE)
+        if isinstance(record, dict):
+            try:
+                evidence.check(record, f"{found.by_digest} (record attestation)")
+            except evidence.RecordError:
+                pass  # attested, but not a record this version can read: recorded as ungoverned
+            else:
+                return _governed(found, record, verdict.documents, labels, registry)
+    packages = _syft(found, registry) if sbom else ()
+    return ungoverned(found, labels, packages)
+
+
+def _governed(
+    found: Found,
+    record: Mapping[str, Any],
+    documents: Mapping[str, Any],
+    labels: Mapping[str, str],
+    registry: Registry,
+) -> ImageEvidence:
+    provenance = documents.get(SLSA_PROVENANCE) or {}
+    dependencies = (provenance.get("buildDefinition") or {}).get("resolvedDependencies") or []
+    base: Mapping[str, Any] = next((d for d in dependencies if d.get("name") == "base image"), {})
+    lock: Mapping[str, Any] = next((d for d in dependencies if d.get("name") == "lock file"), {})
+    index = registry.manifest(
+        Reference(found.registry, found.repository, referrers.fallback_tag(found.digest))
+    )
+    try:
+        stored = referrers.fetch_listed(
+            registry, Reference(found.registry, found.repository, None, found.digest), index, "cyclonedx"
+        )
+    except RegistryError:
+        stored = None
+    attested_sbom = (documents.get(SBOM_PREDICATE) or {}).get("digest")
+    packages = (
+        tuple(packages_of(json.loads(stored), f"{found.by_digest} (stored SBOM)"))
+        if stored is not None and evidence.bytes_digest(stored) == attested_sbom
+        else ()
+    )
+    policy = documents.get(POLICY_PREDICATE)
+    image = {**record["image"], "tags": sorted({*record["image"]["tags"], *found.tags})}
+    return evidence.from_record(
+        {**record, "image": image},
+        f"{found.by_digest} (record attestation)",
+        evidence.bytes_digest(json.dumps(record, sort_keys=True).encode()),
+        None,
+        Attested(
+            packages=packages,
+            sbom_digest=attested_sbom if packages else None,
+            labels=labels,
+            decision=None if not isinstance(policy, dict) else ("allow" if policy.get("allow") else "deny"),
+            base_ref=str(base.get("uri", "")).removeprefix("docker://") or None,
+            base_digest=f"sha256:{base['digest']['sha256']}" if base.get("digest") else None,
+            lock_digest=f"sha256:{lock['digest']['sha256']}" if lock.get("digest") else None,
+            attestations=tuple(Attestation(kind, None) for kind in documents),
+        ),
+    )
+
+
+def ungoverned(found: Found, labels: Mapping[str, str], packages: Sequence[Any]) -> ImageEvidence:
+    """An image no verified record describes: what the registry shows of it, and no more."""
+    return ImageEvidence(
+        source=f"{found.by_digest} (registry)",
+        digest=found.digest,
+        repository=found.name,
+        tags=found.tags,
+        governed=False,
+        status=None,
+        pipeline=None,
+        commit_sha=labels.get("org.opencontainers.image.revision"),  # a label says, unverified
+        branch=None,
+        commit_time=None,
+        repository_url=labels.get("org.opencontainers.image.source"),
+        ci={},
+        builder=None,
+        runner_host=None,
+        runner_platform=None,
+        tfgov_ci_version=None,
+        tools={},
+        base_ref=labels.get("org.opencontainers.image.base.name"),
+        base_digest=labels.get("org.opencontainers.image.base.digest"),
+        lock_digest=None,
+        python_version=labels.get("io.tfgov.python.version"),
+        tensorflow_version=labels.get("io.tfgov.tensorflow.version"),
+        decision=None,
+        signed=False,
+        signature_ref=None,
+        sbom_digest=None,
+        record_digest="",
+        created=labels.get("org.opencontainers.image.created"),
+        packages=tuple(packages),
+        findings=(),
+        advisory_db=None,
+        exceptions=(),
+        attestations=(),
+        warnings=()
+        if packages
+        else (f"{found.by_digest}: ungoverned, no SBOM (--sbom makes one with syft)",),
+    )
+
+
+def _syft(found: Found, registry: Registry) -> tuple[Any, ...]:
+    """The packages syft finds in the image, read from the registry (its credentials and CA)."""
+    with tempfile.TemporaryDirectory(prefix="tfgov-discover.") as tmp:
+        out = Path(tmp) / "sbom.cdx.json"
+        tools.run(
+            ["syft", f"registry:{found.by_digest}", "-q", "-o", f"cyclonedx-json={out}"],
+            env={**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false", **registry.access.syft_env()},
+            secrets=registry.access.secrets,
+            timeout=3600,
+        )
+        return tuple(packages_of(json.loads(out.read_text()), f"{found.by_digest} (syft)"))
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """What one registry import stored, and what it left as it was."""
+
+    stored: tuple[ImageEvidence, ...]
+    kept: tuple[Found, ...]  # known governed already: an unverifiable copy does not downgrade it
+
+
+def import_registry(
+    store: Any,
+    host: str,
+    patterns: Sequence[str],
+    registries: Mapping[str, Mapping[str, Any]],
+    key: str | None,
+    *,
+    sbom: bool,
+) -> Discovered:
+    """Every image of the matching repositories into the inventory, one transaction each
+    (idempotent: one row a digest)."""
+    from sqlalchemy import select
+
+    from tfgov_ci.inventory import tables
+    from tfgov_ci.inventory.ingest import save
+
+    registry = Registry.of(Reference(host, "x", "latest"), registries)
+    stored, kept = [], []
+    for repository in repositories(registry, patterns):
+        for found in images(registry, repository):
+            image = read(found, registry, registries, key, sbom=sbom)
+            with store.writing() as conn:
+                known = conn.execute(
+                    select(tables.images.c.governed).where(tables.images.c.digest == found.digest)
+                ).scalar()
+                if known and not image.governed:
+                    kept.append(found)
+                    continue
+                save(conn, image)
+            stored.append(image)
+    return Discovered(tuple(stored), tuple(kept))
