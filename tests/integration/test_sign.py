@@ -127,6 +127,11 @@ def test_sign_signs_by_digest_attests_the_evidence_and_cosign_itself_accepts_it(
             cyclonedx = model / ".tfgov/out/sbom/sbom.cdx.json"
             assert statements[0]["predicate"]["digest"].removeprefix("sha256:") == _sha256(cyclonedx)
 
+    # verify finds the bundles in the referrers tag cosign wrote (its entries' artifactType is the
+    # empty config's: the manifests say what they are); no SBOM is stored yet, so: denied.
+    early = json.loads(cli("verify", ref, "--key", str(public), "--format", "json", cwd=model).out)
+    assert early["signature_layout"] == "bundles (referrers tag fallback)" and not early["allowed"]
+
     # Then publish tags what is signed; the tag now names the signed digest.
     assert cli("run", "publish", cwd=model).code == 0
     assert remote_digest(repository, sha, access) == digest

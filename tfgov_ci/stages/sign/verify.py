@@ -167,7 +167,9 @@ def signature_layout(registry: Registry, ref: Reference, index: bytes | None) ->
         if entry.get("annotations", {}).get(referrers.FORMAT_ANNOTATION):
             continue  # an SBOM tfgov-ci attached
         kind = entry.get("artifactType")
-        if kind is None:  # an index re-encoded without artifactType: the manifest says
+        # cosign 3 writes its config's type (empty) there, skopeo's re-encoding drops it: the
+        # manifest says what it is
+        if kind in (None, referrers.EMPTY_CONFIG):
             manifest = registry.manifest(Reference(ref.registry, ref.repository, None, entry["digest"]))
             kind = json.loads(manifest or "{}").get("artifactType", "")
         if str(kind).startswith(BUNDLE_TYPE):
