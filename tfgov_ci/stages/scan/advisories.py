@@ -390,6 +390,8 @@ def source_name(purl: str) -> str | None:
     """A Debian purl's source package, from its ``upstream`` qualifier without a version: syft
     writes ``upstream=bzip2%401.0.8-5`` (a source whose version differs from the binary's),
     ``upstream=glibc``, or ``upstream=glibc 2.36``."""
+    if "upstream=" not in purl:
+        return None  # most packages: no qualifier to parse (and parsing is what costs)
     upstream = parse_qs(purl.partition("?")[2]).get("upstream", [""])[0]
     return upstream.split("@", 1)[0].split(" ", 1)[0] or None
 
