@@ -189,7 +189,7 @@ def save(conn: Connection, image: ImageEvidence, cache: PackageIds | None = None
             if text is None:
                 text = licences[p.licenses] = json.dumps(list(p.licenses))
             links[(package_id, p.location)] = (image_id, package_id, p.location, p.layer, text)
-    _insert_tuples(conn, tables.image_packages, list(links.values()))
+    insert_tuples(conn, tables.image_packages, list(links.values()))
     found = now()
     rows: dict[tuple[int, str], dict[str, Any]] = {}
     for f in image.findings:
@@ -268,16 +268,19 @@ def _insert_rows(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) -
         conn.execute(core_insert(table), list(rows))
 
 
-def _insert_tuples(conn: Connection, table: Any, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Rows as tuples in the table's column order, straight to the driver's ``executemany``:
-    the 300 links of an image without SQLAlchemy processing each row's parameters, which cost
-    more than the insert itself."""
+def insert_tuples(
+    conn: Connection, table: Any, rows: Sequence[tuple[Any, ...]], columns: Sequence[str] | None = None
+) -> None:
+    """Rows as tuples (in the order of ``columns``, else every column of the table), straight
+    to the driver's ``executemany``: the 300 links of an image, or a rescan's findings, without
+    SQLAlchemy processing each row's parameters, which costs more than the insert itself."""
     if not rows:
         return
+    names = list(columns) if columns is not None else [c.name for c in table.columns]
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    columns = ", ".join(c.name for c in table.columns)
-    marks = ", ".join(mark for _ in table.columns)
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) VALUES ({marks})", list(rows))
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
+    marks = ", ".join(mark for _ in names)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({quoted}) VALUES ({marks})", list(rows))
 
 
 @dataclass(frozen=True)

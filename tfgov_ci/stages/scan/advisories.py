@@ -17,6 +17,8 @@ file's name, size and mtime); matching itself is a dictionary lookup per package
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import json
 import os
@@ -44,12 +46,17 @@ class AdvisoryError(UsageError):
 # --- versions -----------------------------------------------------------------------------------
 
 
+# Parsed once per distinct version string: a fleet's rescan or a big SBOM compares the same
+# range bounds and installed versions thousands of times, and parsing is most of the matcher's
+# time. The parsed versions are only ever compared, never changed.
+@functools.lru_cache(maxsize=1 << 16)
 def _pypi_key(version: str) -> Any:
     from packaging.version import Version
 
     return Version(version)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _debian_key(version: str) -> Any:
     from debian.debian_support import Version
 
