@@ -38,7 +38,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,24 +69,76 @@ PYPI_DIST = "/usr/local/lib/python3.11/dist-packages"
 # The TensorFlow example's lock (examples/tf-mnist: tensorflow-cpu 2.21.0 and PyYAML, resolved
 # by `tfgov-ci lock` from PyPI): the newest family, and the names every family depends on.
 TF_LOCK = {
-    "absl-py": "2.5.1", "astunparse": "1.6.3", "certifi": "2026.10.19.post1",
-    "charset-normalizer": "3.5.3", "flatbuffers": "25.12.19", "gast": "0.7.0", "google-pasta": "0.2.0",
-    "grpcio": "1.85.3", "h5py": "3.14.0", "idna": "3.20", "keras": "3.15.1", "libclang": "18.1.1",
-    "markdown-it-py": "4.3.0", "mdurl": "0.1.2", "ml-dtypes": "0.7.0", "namex": "0.1.0",
-    "numpy": "2.4.6", "opt-einsum": "3.4.0", "optree": "0.20.0", "packaging": "26.4",
-    "protobuf": "7.36.2", "pygments": "2.21.0", "requests": "2.34.2", "rich": "15.0.0",
-    "setuptools": "84.2.1", "six": "1.17.0", "termcolor": "3.3.0", "typing-extensions": "4.16.0",
-    "urllib3": "2.8.0", "wheel": "0.48.0", "wrapt": "2.5.2",
-}  # fmt: skip
+    "absl-py": "2.5.1",
+    "astunparse": "1.6.3",
+    "certifi": "2026.10.19.post1",
+    "charset-normalizer": "3.5.3",
+    "flatbuffers": "25.12.19",
+    "gast": "0.7.0",
+    "google-pasta": "0.2.0",
+    "grpcio": "1.85.3",
+    "h5py": "3.14.0",
+    "idna": "3.20",
+    "keras": "3.15.1",
+    "libclang": "18.1.1",
+    "markdown-it-py": "4.3.0",
+    "mdurl": "0.1.2",
+    "ml-dtypes": "0.7.0",
+    "namex": "0.1.0",
+    "numpy": "2.4.6",
+    "opt-einsum": "3.4.0",
+    "optree": "0.20.0",
+    "packaging": "26.4",
+    "protobuf": "7.36.2",
+    "pygments": "2.21.0",
+    "requests": "2.34.2",
+    "rich": "15.0.0",
+    "setuptools": "84.2.1",
+    "six": "1.17.0",
+    "termcolor": "3.3.0",
+    "typing-extensions": "4.16.0",
+    "urllib3": "2.8.0",
+    "wheel": "0.48.0",
+    "wrapt": "2.5.2",
+}
 # TensorFlow minor -> share of the fleet: recent ones most, a long tail of old images nobody
 # remembers (the ones rescan is for).
-TF_FAMILIES = {"2.4": 1, "2.5": 1, "2.6": 1, "2.7": 2, "2.8": 2, "2.9": 2, "2.10": 3, "2.11": 6,
-               "2.12": 10, "2.13": 12, "2.14": 14, "2.15": 16, "2.16": 15, "2.21": 15}  # fmt: skip
+TF_FAMILIES = {
+    "2.4": 1,
+    "2.5": 1,
+    "2.6": 1,
+    "2.7": 2,
+    "2.8": 2,
+    "2.9": 2,
+    "2.10": 3,
+    "2.11": 6,
+    "2.12": 10,
+    "2.13": 12,
+    "2.14": 14,
+    "2.15": 16,
+    "2.16": 15,
+    "2.21": 15,
+}
 # Real Log4j releases (Maven Central): the standard horror story, in 2% of the images.
 LOG4J = ("2.14.1", "2.17.1", "2.20.0")
-DEBIAN_ESSENTIAL = ("libc6", "libssl3", "openssl", "zlib1g", "libgcc-s1", "libstdc++6", "ca-certificates",
-                    "libpython3.11-stdlib", "python3.11-minimal", "libsqlite3-0", "libexpat1", "tzdata",
-                    "libbz2-1.0", "liblzma5", "libffi8", "libgomp1")  # fmt: skip
+DEBIAN_ESSENTIAL = (
+    "libc6",
+    "libssl3",
+    "openssl",
+    "zlib1g",
+    "libgcc-s1",
+    "libstdc++6",
+    "ca-certificates",
+    "libpython3.11-stdlib",
+    "python3.11-minimal",
+    "libsqlite3-0",
+    "libexpat1",
+    "tzdata",
+    "libbz2-1.0",
+    "liblzma5",
+    "libffi8",
+    "libgomp1",
+)
 LICENSES = ("Apache-2.0", "MIT", "BSD-3-Clause", "GPL-2.0-only", "LGPL-2.1-or-later", "PSF-2.0", "MPL-2.0")
 SPECS = (
     ("tensorflow<2.12", False),
@@ -276,13 +328,13 @@ def make_fleet(folder: Path, images: int, per_image: int, pool: dict[str, list[s
                     "components": [
                         {"type": "application", "author": "anchore", "name": "syft", "version": "1.18.1"}
                     ]
-                },  # fmt: skip
+                },
                 "component": {
                     "bom-ref": _sha(digest)[:16],
                     "type": "container",
                     "name": _repo(repo, team),
                     "version": digest,
-                },  # fmt: skip
+                },
             },
             "components": [c.cyclonedx(rng) for c in components],
         }
@@ -298,9 +350,16 @@ def _repo(repo: int, team: int) -> str:
 
 
 def _write_out(
-    out: Path, i: int, repo: int, team: int, digest: str, family: str, base_layer: str,
-    created: dt.datetime, latest: bool,
-) -> None:  # fmt: skip
+    out: Path,
+    i: int,
+    repo: int,
+    team: int,
+    digest: str,
+    family: str,
+    base_layer: str,
+    created: dt.datetime,
+    latest: bool,
+) -> None:
     sha = hashlib.sha1(f"bench-commit-{i}".encode()).hexdigest()
     config = "sha256:" + _sha(f"config-{repo}")
     base_digest = "sha256:" + _sha(base_layer)
@@ -322,7 +381,7 @@ def _write_out(
             "detached": False,
             "commit_time": int(created.timestamp()) - 600,
             "source_date_epoch": int(created.timestamp()) - 600,
-        },  # fmt: skip
+        },
         "repository_url": f"https://gitlab.example.com/team-{team:02d}/model-{repo % MODELS_PER_TEAM}.git",
         "ci": {
             "provider": "gitlab",
@@ -330,7 +389,7 @@ def _write_out(
             "pipeline_url": f"https://gitlab.example.com/team-{team:02d}/pipelines/{100000 + i}",
             "job_id": str(500000 + i),
             "job_url": f"https://gitlab.example.com/jobs/{500000 + i}",
-        },  # fmt: skip
+        },
         "runner": {"host": f"runner-{i % 12}", "platform": "Linux-x86_64", "python": "3.11.7"},
         "tools": {"syft": "syft 1.18.1", "cosign": "cosign v3.1.1", "skopeo": "skopeo version 1.9.3"},
         "config": {"file": "tfgov.yaml", "digest": config, "org_file": None},
@@ -338,7 +397,7 @@ def _write_out(
             "repository": repository,
             "tags": [sha, sha[:8], *(["main"] if latest else [])],
             "digest": digest,
-        },  # fmt: skip
+        },
         "evidence": {"signed": True, "reference": f"{repository}@{digest}", "attestations": []},
         "stages": [
             {"stage": s, "backend": b, "status": "passed"}
@@ -349,7 +408,7 @@ def _write_out(
                 ("sbom", "syft"),
                 ("record", "builtin"),
             )
-        ],  # fmt: skip
+        ],
     }
     labels = {
         "io.tfgov.python.version": "3.11",
@@ -360,13 +419,27 @@ def _write_out(
         "org.opencontainers.image.revision": sha,
     }
     build = {
-        "stage": "build", "backend": "native", "status": "passed", "schema_version": 1, "commit": sha,
+        "stage": "build",
+        "backend": "native",
+        "status": "passed",
+        "schema_version": 1,
+        "commit": sha,
         "config_digest": config,
-        "data": {"labels": labels, "lock_digest": labels["io.tfgov.lock.digest"],
-                 "base": {"ref": f"registry.example.com/platform/py-base@{base_digest}", "digest": base_digest}},
-    }  # fmt: skip
-    sbom = {"stage": "sbom", "backend": "syft", "status": "passed", "schema_version": 1, "commit": sha,
-            "config_digest": config, "data": {}}  # fmt: skip
+        "data": {
+            "labels": labels,
+            "lock_digest": labels["io.tfgov.lock.digest"],
+            "base": {"ref": f"registry.example.com/platform/py-base@{base_digest}", "digest": base_digest},
+        },
+    }
+    sbom = {
+        "stage": "sbom",
+        "backend": "syft",
+        "status": "passed",
+        "schema_version": 1,
+        "commit": sha,
+        "config_digest": config,
+        "data": {},
+    }
     (out / "build").mkdir(parents=True)
     (out / "sbom").mkdir()
     (out / "record.json").write_text(json.dumps(record, indent=2))
@@ -385,7 +458,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 @dataclass
@@ -439,7 +512,7 @@ def which_times(store: Store) -> tuple[dict[str, list[float]], dict[str, int]]:
         spec = spec_of(text, purl)
         answer = _which(store, spec)
         images[text] = len({m.digest for m in answer.matches})
-        times[text] = [timed(lambda: _which(store, spec)) for _ in range(REPS)]
+        times[text] = [timed(lambda spec=spec: _which(store, spec)) for _ in range(REPS)]  # type: ignore[misc]
     return times, images
 
 
@@ -588,8 +661,10 @@ def main() -> int:
         start = time.perf_counter()
         fleet = fleet_in(args.fleet or tmp / "fleet", args.images, args.packages, pypi_pool(db))
         size = sum(p.stat().st_size for p in fleet.sboms)
-        print(f"bench: fleet ready in {time.perf_counter() - start:.0f} s ({size / 1e9:.2f} GB of SBOMs)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"bench: fleet ready in {time.perf_counter() - start:.0f} s ({size / 1e9:.2f} GB of SBOMs)",
+            file=sys.stderr,
+        )
         results = []
         if "sqlite" in backends:
             results.append(measure("SQLite", f"sqlite:///{tmp}/inventory.db", fleet, folder, env))
@@ -641,10 +716,14 @@ def report(
     scan_s, sample_n, scan_fleet, scan_found = scan
     n = args.images
     baseline = {t: min(v for v in (base_jq.get(t), base_py.get(t)) if v is not None) for t, _ in SPECS}
-    print(f"\nInventory: {n} images x {args.packages} packages, PyPA database ({db.files} files); "
-          f"{dt.date.today()}")  # fmt: skip
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB\n")  # fmt: skip
+    print(
+        f"\nInventory: {n} images x {args.packages} packages, PyPA database ({db.files} files); "
+        f"{dt.date.today()}"
+    )
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB\n"
+    )
     names = [r.name for r in results]
     print(f"| measure | {' | '.join(names)} | baseline | goal |")
     print(f"|---|{'---|' * len(names)}---|---|")
@@ -657,36 +736,89 @@ def report(
         return "met" if ok else "**missed**"
 
     ingest = [n / r.ingest_s for r in results]
-    rows.append(("ingest (`inventory import`)", [f"{v:.0f} images/s" for v in ingest], "-",
-                 f"> 500/s: {verdict(min(ingest) > 500)}"))  # fmt: skip
+    rows.append(
+        (
+            "ingest (`inventory import`)",
+            [f"{v:.0f} images/s" for v in ingest],
+            "-",
+            f"> 500/s: {verdict(min(ingest) > 500)}",
+        )
+    )
     all_which = {r.name: [t for ts in (r.which or {}).values() for t in ts] for r in results}
     p50s = [statistics.median(all_which[r.name]) for r in results]
     p95s = [p95(all_which[r.name]) for r in results]
     base_median = statistics.median(baseline.values())
     ratios = [min(baseline[t] / statistics.median((r.which or {})[t]) for t, _ in SPECS) for r in results]
-    rows.append(("`which` p50, all specs", [f"{v * 1000:.1f} ms" for v in p50s],
-                 f"{base_median:.2f} s (median spec, faster of jq / json)", ""))  # fmt: skip
-    rows.append(("`which` p95, all specs", [f"{v * 1000:.1f} ms" for v in p95s], "",
-                 f"< 20 ms: {verdict(max(p95s) < 0.020)}"))  # fmt: skip
-    rows.append(("`which` vs baseline, worst spec", [f"{v:,.0f}x" for v in ratios], "",
-                 f">= 100x: {verdict(min(ratios) >= 100)}"))  # fmt: skip
+    rows.append(
+        (
+            "`which` p50, all specs",
+            [f"{v * 1000:.1f} ms" for v in p50s],
+            f"{base_median:.2f} s (median spec, faster of jq / json)",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "`which` p95, all specs",
+            [f"{v * 1000:.1f} ms" for v in p95s],
+            "",
+            f"< 20 ms: {verdict(max(p95s) < 0.020)}",
+        )
+    )
+    rows.append(
+        (
+            "`which` vs baseline, worst spec",
+            [f"{v:,.0f}x" for v in ratios],
+            "",
+            f">= 100x: {verdict(min(ratios) >= 100)}",
+        )
+    )
     t50 = [statistics.median(r.trace or []) for r in results]
     t95 = [p95(r.trace or []) for r in results]
     rows.append(("`trace` by digest p50", [f"{v * 1000:.1f} ms" for v in t50], "-", ""))
-    rows.append(("`trace` by digest p95", [f"{v * 1000:.1f} ms" for v in t95], "-",
-                 f"< 10 ms: {verdict(max(t95) < 0.010)}"))  # fmt: skip
+    rows.append(
+        (
+            "`trace` by digest p95",
+            [f"{v * 1000:.1f} ms" for v in t95],
+            "-",
+            f"< 10 ms: {verdict(max(t95) < 0.010)}",
+        )
+    )
     first = [r.rescan_first for r in results]
-    rows.append((f"`rescan`, whole fleet, first ({results[0].rescan_new if results else 0} new findings, "
-                 f"{results[0].rescan_versions if results else 0} versions)",
-                 [f"{v:.2f} s" for v in first], f"{scan_fleet:.0f} s (scan stage per SBOM{extrapolated})",
-                 f"< 5 s: {verdict(max(first) < 5)}"))  # fmt: skip
-    rows.append(("`rescan` vs baseline", [f"{scan_fleet / v:,.0f}x" for v in first], "",
-                 f">= 100x: {verdict(min(scan_fleet / v for v in first) >= 100)}"))  # fmt: skip
+    rows.append(
+        (
+            f"`rescan`, whole fleet, first ({results[0].rescan_new if results else 0} new findings, "
+            f"{results[0].rescan_versions if results else 0} versions)",
+            [f"{v:.2f} s" for v in first],
+            f"{scan_fleet:.0f} s (scan stage per SBOM{extrapolated})",
+            f"< 5 s: {verdict(max(first) < 5)}",
+        )
+    )
+    rows.append(
+        (
+            "`rescan` vs baseline",
+            [f"{scan_fleet / v:,.0f}x" for v in first],
+            "",
+            f">= 100x: {verdict(min(scan_fleet / v for v in first) >= 100)}",
+        )
+    )
     rows.append(("`rescan` again (nothing new)", [f"{r.rescan_again:.2f} s" for r in results], "", ""))
-    rows.append((f"`tfgov-ci which '{SPECS[0][0]}'` (whole process)", [f"{r.cli_which:.2f} s" for r in results],
-                 "", "(start-up included)"))  # fmt: skip
-    rows.append(("`tfgov-ci trace DIGEST` (whole process)", [f"{r.cli_trace:.2f} s" for r in results], "",
-                 "(start-up included)"))  # fmt: skip
+    rows.append(
+        (
+            f"`tfgov-ci which '{SPECS[0][0]}'` (whole process)",
+            [f"{r.cli_which:.2f} s" for r in results],
+            "",
+            "(start-up included)",
+        )
+    )
+    rows.append(
+        (
+            "`tfgov-ci trace DIGEST` (whole process)",
+            [f"{r.cli_trace:.2f} s" for r in results],
+            "",
+            "(start-up included)",
+        )
+    )
     for label, values, base, goal in rows:
         print(f"| {label} | {' | '.join(values)} | {base} | {goal} |")
     print(f"\nper `which` spec, median of {REPS} (images found; baselines once each):\n")
@@ -696,14 +828,20 @@ def report(
         ours = [statistics.median((r.which or {})[text]) for r in results]
         for r in results:
             if (r.which_images or {})[text] != base_images[text]:
-                raise SystemExit(f"bench: {r.name} found {(r.which_images or {})[text]} images with {text}, "
-                                 f"the baselines {base_images[text]}")  # fmt: skip
+                raise SystemExit(
+                    f"bench: {r.name} found {(r.which_images or {})[text]} images with {text}, "
+                    f"the baselines {base_images[text]}"
+                )
         shown = f"--purl {text}" if purl else text
         jq_s = f"{base_jq[text]:.2f} s" if text in base_jq else ("-" if jq_bin else "not installed")
-        print(f"| `{shown}` | {base_images[text]} | {' | '.join(f'{v * 1000:.1f} ms' for v in ours)} | "
-              f"{jq_s} | {base_py[text]:.2f} s | {' / '.join(f'{baseline[text] / v:,.0f}x' for v in ours)} |")  # fmt: skip
-    print(f"\nrescan baseline: {sample_n} SBOMs in {scan_s:.1f} s ({scan_s / sample_n * 1000:.0f} ms each, "
-          f"{scan_found} findings){'' if sample_n >= n else f', x {n / sample_n:.0f} for the fleet'}")  # fmt: skip
+        print(
+            f"| `{shown}` | {base_images[text]} | {' | '.join(f'{v * 1000:.1f} ms' for v in ours)} | "
+            f"{jq_s} | {base_py[text]:.2f} s | {' / '.join(f'{baseline[text] / v:,.0f}x' for v in ours)} |"
+        )
+    print(
+        f"\nrescan baseline: {sample_n} SBOMs in {scan_s:.1f} s ({scan_s / sample_n * 1000:.0f} ms each, "
+        f"{scan_found} findings){'' if sample_n >= n else f', x {n / sample_n:.0f} for the fleet'}"
+    )
     print(f"\ngoals: {sum(verdicts)} of {len(verdicts)} met")
 
 

@@ -60,7 +60,7 @@ def _location(component: Mapping[str, Any]) -> tuple[str, str]:
         if not isinstance(prop, dict):
             continue
         name = prop.get("name")
-        if name == _PATH or name == _LAYER:
+        if name in (_PATH, _LAYER):
             value = prop.get("value")
             if isinstance(value, str):
                 if name == _PATH and not path:

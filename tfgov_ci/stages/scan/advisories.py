@@ -18,7 +18,6 @@ file's name, size and mtime); matching itself is a dictionary lookup per package
 from __future__ import annotations
 
 import functools
-
 import hashlib
 import json
 import os
