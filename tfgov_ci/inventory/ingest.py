@@ -51,38 +51,80 @@ def _finding_package(finding: Finding) -> Package:
     )
 
 
-def package_ids(conn: Connection, packages: Iterable[Package]) -> dict[tuple[str, str, str, str], int]:
-    """The row id of each distinct package version, inserting those the store does not hold yet."""
+Identity = tuple[str, str, str, str]
+_CHUNK = 400  # identities a lookup asks at once: under SQLite's old limit of 999 bound parameters
+
+
+class PackageIds:
+    """The row ids of package versions an import has already stored or found, kept across its
+    images: a package row is never changed or deleted, so an id seen committed stays right. Ids
+    learnt inside a transaction are kept only once it has committed (:meth:`keep`)."""
+
+    def __init__(self) -> None:
+        self.committed: dict[Identity, int] = {}
+        self.pending: dict[Identity, int] = {}
+
+    def keep(self) -> None:
+        self.committed.update(self.pending)
+        self.pending.clear()
+
+
+def package_ids(
+    conn: Connection, packages: Iterable[Package], cache: PackageIds | None = None
+) -> dict[Identity, int]:
+    """The row id of each distinct package version, inserting those the store does not hold yet.
+
+    Those ``cache`` knows are not asked again; the others are looked up by identity, the ones
+    still missing inserted (one prepared statement, executemany, in sorted order) and looked up."""
+    wanted = {(p.type, p.name, p.version, p.purl): p for p in packages}
+    known = cache.committed if cache is not None else {}
+    found = {identity: known[identity] for identity in wanted if identity in known}
+    missing = sorted(identity for identity in wanted if identity not in found)
+    if missing:
+        _look_up(conn, missing, found)
+        absent = [identity for identity in missing if identity not in found]
+        if absent:
+            rows = [
+                {
+                    "type": p.type,
+                    "name": p.name,
+                    "key": p.key,
+                    "version": p.version,
+                    "purl": p.purl,
+                    "source_name": p.source_name,
+                }
+                for p in (wanted[identity] for identity in absent)
+            ]
+            conn.execute(insert(conn, tables.packages).on_conflict_do_nothing(), rows)
+            _look_up(conn, absent, found)
+        if cache is not None:
+            cache.pending.update({identity: found[identity] for identity in missing})
+    return found
+
+
+def _look_up(conn: Connection, identities: Sequence[Identity], found: dict[Identity, int]) -> None:
+    """Each identity's row id, where there is one. Asked as ``type = ? AND name IN (...) AND
+    version IN (...)``, which walks the identity's unique index on both SQLite and PostgreSQL (a
+    row-value ``IN`` makes SQLite scan the whole table), then keeps the exact identities."""
     from sqlalchemy import select
 
-    wanted = {p.identity: p for p in packages}
-    if not wanted:
-        return {}
-    rows = [
-        {
-            "type": p.type,
-            "name": p.name,
-            "key": p.key,
-            "version": p.version,
-            "purl": p.purl,
-            "source_name": p.source_name,
-        }
-        for _, p in sorted(wanted.items())
-    ]
     table = tables.packages
-    for start in range(0, len(rows), 500):  # well under SQLite's bound-parameter limit
-        conn.execute(insert(conn, table).values(rows[start : start + 500]).on_conflict_do_nothing())
-    names = sorted({p.name for p in wanted.values()})
-    found: dict[tuple[str, str, str, str], int] = {}
-    for start in range(0, len(names), 500):
-        query = select(table.c.id, table.c.type, table.c.name, table.c.version, table.c.purl).where(
-            table.c.name.in_(names[start : start + 500])
-        )
-        for row in conn.execute(query):
-            identity = (row.type, row.name, row.version, row.purl)
-            if identity in wanted:
-                found[identity] = row.id
-    return found
+    wanted = set(identities)
+    by_type: dict[str, list[Identity]] = {}
+    for identity in identities:
+        by_type.setdefault(identity[0], []).append(identity)
+    for kind, group in sorted(by_type.items()):
+        for start in range(0, len(group), _CHUNK):
+            chunk = group[start : start + _CHUNK]
+            query = select(table.c.id, table.c.name, table.c.version, table.c.purl).where(
+                table.c.type == kind,
+                table.c.name.in_(sorted({i[1] for i in chunk})),
+                table.c.version.in_(sorted({i[2] for i in chunk})),
+            )
+            for row in conn.execute(query):
+                identity = (kind, row.name, row.version, row.purl)
+                if identity in wanted:
+                    found[identity] = row.id
 
 
 def _image_row(image: ImageEvidence) -> dict[str, Any]:
@@ -121,11 +163,12 @@ def _image_row(image: ImageEvidence) -> dict[str, Any]:
     }
 
 
-def save(conn: Connection, image: ImageEvidence) -> int:
-    """Store one image (inside the caller's transaction); returns its row id."""
+def save(conn: Connection, image: ImageEvidence, cache: PackageIds | None = None) -> int:
+    """Store one image (inside the caller's transaction); returns its row id. ``cache``: the
+    package ids an import has learnt so far (see :class:`PackageIds`)."""
     from sqlalchemy import delete
 
-    ids = package_ids(conn, [*image.packages, *map(_finding_package, image.findings)])
+    ids = package_ids(conn, [*image.packages, *map(_finding_package, image.findings)], cache)
     row = _image_row(image)
     upsert = insert(conn, tables.images).values(row)
     upsert = upsert.on_conflict_do_update(
@@ -137,19 +180,16 @@ def save(conn: Connection, image: ImageEvidence) -> int:
     findings = tables.findings
     conn.execute(delete(findings).where(findings.c.image_id == image_id, findings.c.origin == "scan"))
     _insert_rows(conn, tables.image_tags, [{"image_id": image_id, "tag": tag} for tag in image.tags])
-    links: dict[tuple[int, str], dict[str, Any]] = {}
+    links: dict[tuple[int, str], tuple[Any, ...]] = {}
+    licences: dict[tuple[str, ...], str] = {}  # an image's packages share a few licence lists
     for p in image.packages:  # one link a package and place; the first entry of a duplicate wins
-        links.setdefault(
-            (ids[p.identity], p.location),
-            {
-                "image_id": image_id,
-                "package_id": ids[p.identity],
-                "location": p.location,
-                "layer": p.layer,
-                "licenses": json.dumps(list(p.licenses)),
-            },
-        )
-    _insert_rows(conn, tables.image_packages, list(links.values()))
+        package_id = ids[p.identity]
+        if (package_id, p.location) not in links:
+            text = licences.get(p.licenses)
+            if text is None:
+                text = licences[p.licenses] = json.dumps(list(p.licenses))
+            links[(package_id, p.location)] = (image_id, package_id, p.location, p.layer, text)
+    insert_tuples(conn, tables.image_packages, list(links.values()))
     found = now()
     rows: dict[tuple[int, str], dict[str, Any]] = {}
     for f in image.findings:
@@ -228,6 +268,21 @@ def _insert_rows(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) -
         conn.execute(core_insert(table), list(rows))
 
 
+def insert_tuples(
+    conn: Connection, table: Any, rows: Sequence[tuple[Any, ...]], columns: Sequence[str] | None = None
+) -> None:
+    """Rows as tuples (in the order of ``columns``, else every column of the table), straight
+    to the driver's ``executemany``: the 300 links of an image, or a rescan's findings, without
+    SQLAlchemy processing each row's parameters, which costs more than the insert itself."""
+    if not rows:
+        return
+    names = list(columns) if columns is not None else [c.name for c in table.columns]
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
+    marks = ", ".join(mark for _ in names)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({quoted}) VALUES ({marks})", list(rows))
+
+
 @dataclass(frozen=True)
 class Imported:
     """What one ``inventory import`` stored: per image, its digest, packages, findings."""
@@ -243,7 +298,9 @@ def import_paths(store: Store, paths: Sequence[Path]) -> Imported:
     """Read every path first (a bad one stores nothing at all), then store each image in a
     transaction of its own."""
     images = [evidence.read(path) for path in paths]
+    cache = PackageIds()
     for image in images:
         with store.writing() as conn:
-            save(conn, image)
+            save(conn, image, cache)
+        cache.keep()
     return Imported(tuple(images))

@@ -23,7 +23,7 @@ from tfgov_ci import findings as findings_mod
 from tfgov_ci._files import cache_dir
 from tfgov_ci.findings import Finding
 from tfgov_ci.inventory import tables
-from tfgov_ci.inventory.ingest import finding_row
+from tfgov_ci.inventory.ingest import finding_row, insert_tuples
 from tfgov_ci.pipeline import now
 from tfgov_ci.stages.scan import advisories
 
@@ -131,6 +131,7 @@ def rescan(conn: Connection, folder: Path, window_days: int | None = None) -> Re
     ids = sorted({versions[_identity(finding)].id for finding in matched})
     holders: dict[int, list[Any]] = {}
     known: dict[tuple[int, int], set[str]] = {}
+    decoded: dict[tuple[str, str], frozenset[str]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         held = (
@@ -146,7 +147,10 @@ def rescan(conn: Connection, folder: Path, window_days: int | None = None) -> Re
             f.c.package_id.in_(chunk)
         )
         for image_id, package_id, advisory, aliases in conn.execute(seen):
-            known.setdefault((image_id, package_id), set()).update({advisory, *json.loads(aliases)})
+            named = decoded.get((advisory, aliases))
+            if named is None:  # the same advisory recorded in many images: decoded once
+                named = decoded[(advisory, aliases)] = frozenset({advisory, *json.loads(aliases)})
+            known.setdefault((image_id, package_id), set()).update(named)
     new: list[NewFinding] = []
     rows = []
     for finding in matched:
@@ -157,8 +161,8 @@ def rescan(conn: Connection, folder: Path, window_days: int | None = None) -> Re
             rows.append(finding_row(image.id, package_id, finding, "rescan", str(folder), digest, started))
             known.setdefault((image.id, package_id), set()).update(finding.ids)
             new.append(NewFinding(image.digest, image.repository, bool(image.governed), finding))
-    if rows:
-        conn.execute(insert(f), rows)
+    columns = list(rows[0]) if rows else []
+    insert_tuples(conn, f, [tuple(row[c] for c in columns) for row in rows], columns)
     conn.execute(
         insert(tables.rescans).values(
             started=started,

@@ -40,7 +40,7 @@ class Package:
 
 def _licenses(component: Mapping[str, Any]) -> tuple[str, ...]:
     out = []
-    for entry in component.get("licenses") or []:
+    for entry in component.get("licenses") or ():
         if not isinstance(entry, dict):
             continue
         license_ = entry.get("license") or {}
@@ -50,11 +50,24 @@ def _licenses(component: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _property(component: Mapping[str, Any], name: str) -> str:
-    for prop in component.get("properties") or []:
-        if isinstance(prop, dict) and prop.get("name") == name and isinstance(prop.get("value"), str):
-            return str(prop["value"])
-    return ""
+_PATH, _LAYER = "syft:location:0:path", "syft:location:0:layerID"
+
+
+def _location(component: Mapping[str, Any]) -> tuple[str, str]:
+    """The first path syft found the package at, and its layer (one pass over the properties)."""
+    path = layer = ""
+    for prop in component.get("properties") or ():
+        if not isinstance(prop, dict):
+            continue
+        name = prop.get("name")
+        if name in (_PATH, _LAYER):
+            value = prop.get("value")
+            if isinstance(value, str):
+                if name == _PATH and not path:
+                    path = value
+                elif name == _LAYER and not layer:
+                    layer = value
+    return path, layer
 
 
 def packages_of(doc: Any, source: str) -> list[Package]:
@@ -65,7 +78,7 @@ def packages_of(doc: Any, source: str) -> list[Package]:
             "the sbom stage writes <out>/sbom/sbom.cdx.json: import the out directory as it left it",
         )
     out = []
-    for component in doc.get("components") or []:
+    for component in doc.get("components") or ():
         if not isinstance(component, dict) or component.get("type") == "operating-system":
             continue
         name, version = component.get("name"), component.get("version")
@@ -73,16 +86,17 @@ def packages_of(doc: Any, source: str) -> list[Package]:
             continue
         purl = str(component.get("purl") or "")
         type_ = purl_type(purl) if purl else "unknown"
+        location, layer = _location(component)
         out.append(
             Package(
-                type=type_,
-                name=name,
-                version=version,
-                purl=purl,
-                source_name=source_name(purl) if type_ == "deb" else None,
-                licenses=_licenses(component),
-                location=_property(component, "syft:location:0:path"),
-                layer=_property(component, "syft:location:0:layerID"),
+                type_,
+                name,
+                version,
+                purl,
+                source_name(purl) if type_ == "deb" else None,
+                _licenses(component),
+                location,
+                layer,
             )
         )
     return out

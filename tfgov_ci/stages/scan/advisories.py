@@ -17,6 +17,7 @@ file's name, size and mtime); matching itself is a dictionary lookup per package
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -44,12 +45,17 @@ class AdvisoryError(UsageError):
 # --- versions -----------------------------------------------------------------------------------
 
 
+# Parsed once per distinct version string: a fleet's rescan or a big SBOM compares the same
+# range bounds and installed versions thousands of times, and parsing is most of the matcher's
+# time. The parsed versions are only ever compared, never changed.
+@functools.lru_cache(maxsize=1 << 16)
 def _pypi_key(version: str) -> Any:
     from packaging.version import Version
 
     return Version(version)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _debian_key(version: str) -> Any:
     from debian.debian_support import Version
 
@@ -390,6 +396,8 @@ def source_name(purl: str) -> str | None:
     """A Debian purl's source package, from its ``upstream`` qualifier without a version: syft
     writes ``upstream=bzip2%401.0.8-5`` (a source whose version differs from the binary's),
     ``upstream=glibc``, or ``upstream=glibc 2.36``."""
+    if "upstream=" not in purl:
+        return None  # most packages: no qualifier to parse (and parsing is what costs)
     upstream = parse_qs(purl.partition("?")[2]).get("upstream", [""])[0]
     return upstream.split("@", 1)[0].split(" ", 1)[0] or None
 
