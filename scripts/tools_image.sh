@@ -10,14 +10,14 @@
 # TOOLS_UPDATE_LOCK=1 resolves them again.
 set -euo pipefail
 cd "$(dirname "$0")/../tools-image"
-tfgov=${TFGOV:-tfgov-ci}
+read -ra tfgov <<<"${TFGOV:-tfgov-ci}"  # TFGOV: another tfgov-ci command, e.g. "python -m tfgov_ci"
 if [[ -z ${TOOLS_REGISTRY:-} ]]; then
-  exec "$tfgov" base build --definition tfgov-base.yaml ${TOOLS_UPDATE_LOCK:+--update-lock}
+  exec "${tfgov[@]}" base build --definition tfgov-base.yaml ${TOOLS_UPDATE_LOCK:+--update-lock}
 fi
 if [[ ! -f tfgov-base.lock.json || -n ${TOOLS_UPDATE_LOCK:-} ]]; then
-  "$tfgov" base build --definition tfgov-base.yaml --update-lock
+  "${tfgov[@]}" base build --definition tfgov-base.yaml --update-lock
 fi
 org=$(mktemp)
 trap 'rm -f "$org"' EXIT
 printf 'version: 1\ndefaults:\n  image:\n    registry: "%s"\n' "$TOOLS_REGISTRY" >"$org"
-exec "$tfgov" run --org-config "$org"
+"${tfgov[@]}" run --org-config "$org"

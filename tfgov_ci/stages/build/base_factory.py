@@ -489,6 +489,14 @@ def build(
             f"{definition.lock} was made for another {definition.tf_lock.name}",
             "rebuild the lock: --update-lock",
         )
+    in_lock = {package["name"] for package in lock["packages"]}
+    roots = [*definition.packages, *(n for names in definition.suites.values() for n in names)]
+    missing = [name for name in roots if name not in in_lock]
+    if missing:
+        raise BaseBuildError(
+            f"{definition.lock} has no {', '.join(missing)}: it was made for another {definition.file.name}",
+            "rebuild the lock: --update-lock",
+        )
     epoch = int(lock["source_date_epoch"])
     layout = Layout.create(out)
     glibc = (2, 36)
