@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench tools-image tools-image-lock clean
 
 setup: ## install tfgov-ci and everything its tests use, checking each part again (Debian; root)
 	scripts/setup.sh
@@ -47,6 +47,17 @@ bench: $(STAMP) ## benchmarks, each beside its competitor, printed as tables (bu
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/sign.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/ci_overhead.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/inventory.py
+
+# The CI tools image (tools-image/, README "The tools image"): into an OCI layout, or, with
+# TOOLS_REGISTRY=host[:port], through its governed pipeline into that registry.
+tools-image: $(STAMP) ## build the CI tools image (TOOLS_REGISTRY=host[:port]: govern and publish it there)
+	PATH="$(CURDIR)/$(BIN):$$PATH" TOOLS_REGISTRY="$(TOOLS_REGISTRY)" scripts/tools_image.sh
+
+# tfgov-ci's dependencies for the tools image's Python (3.11, glibc 2.36), hashed: after a change
+# to pyproject.toml's dependencies; commit the result.
+tools-image-lock: $(STAMP) ## re-lock the tools image's Python packages from pyproject.toml
+	cd tools-image && $(CURDIR)/$(BIN)/uv pip compile ../pyproject.toml --generate-hashes --quiet \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_36 --only-binary :all: -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

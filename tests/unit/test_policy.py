@@ -215,7 +215,7 @@ def test_parameters_move_the_gate() -> None:
     debug = mutate(
         lambda d: d["sbom"]["components"].append({"name": "bash", "version": "5", "type": "deb", "purl": "p"})
     )
-    assert decide(debug, {"production": False}).allow
+    assert decide(debug, {"production": False, "allowed_tools": ["bash"]}).allow
     assert decide(mutate(lambda d: d["image"].update(size=5_000_000_000)), {"max_image_mb": 6000}).allow
 
 
@@ -499,3 +499,44 @@ def test_validate_finds_a_bad_policy_option_and_a_v0_team_file_with_their_lines(
         in result.err
     )
     assert "rules/old.rego:1: policy files must use Rego v1" in result.err
+
+
+def with_components(*names: str) -> dict[str, Any]:
+    return mutate(
+        lambda d: d["sbom"]["components"].extend(
+            {"name": n, "version": "1", "type": "deb", "purl": f"pkg:deb/debian/{n}@1"} for n in names
+        )
+    )
+
+
+def test_a_model_image_with_a_shell_is_still_denied_whatever_the_tools_image_allows() -> None:
+    shell = with_components("dash")
+    assert denied_by(decide(shell)) == {
+        "production_tools": ["dash 1 (deb) is in a production image: no shells or package managers"]
+    }
+    # the tools image's exception lives in the tools image's own policy options, not in the defaults
+    assert settings({}).params["allowed_tools"] == []
+
+
+def test_a_tools_image_may_carry_only_the_tools_its_policy_names() -> None:
+    tools_image = {"production": False, "allowed_tools": ["dash", "pip"]}
+    assert decide(with_components("dash", "pip"), tools_image).allow
+    decision = decide(with_components("dash", "pip", "apt", "bash"), tools_image)
+    assert denied_by(decision) == {
+        "production_tools": [
+            "apt 1 (deb) is not in allowed_tools of this non-production image",
+            "bash 1 (deb) is not in allowed_tools of this non-production image",
+        ]
+    }
+
+
+def test_production_false_must_name_what_it_allows_and_allowed_tools_needs_production_false() -> None:
+    with pytest.raises(ConfigError) as unnamed:
+        settings({"production": False})
+    assert "stages.policy.options.production: a non-production image names the shells" in str(unnamed.value)
+    with pytest.raises(ConfigError) as production:
+        settings({"allowed_tools": ["dash"]})
+    assert "allowed_tools: only a non-production image may carry shells" in str(production.value)
+    with pytest.raises(ConfigError) as stray:
+        settings({"production": False, "allowed_tools": ["git"]})
+    assert "git is not a forbidden package: nothing to allow" in str(stray.value)

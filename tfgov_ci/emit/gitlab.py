@@ -57,8 +57,11 @@ def inputs(pipeline_def: PipelineDef) -> dict[str, Any]:
         "tools-image": {
             "type": "string",
             "default": f"registry.example.com/platform/tfgov-ci:{__version__}",
-            "description": "The image the jobs run in: tfgov-ci with syft, trivy, skopeo and uv. "
-            "Build it from the tfgov-ci project and mirror it into your registry.",
+            "description": "The image the jobs run in: the tfgov-ci tools image (tfgov-ci, syft, trivy, "
+            "uv, skopeo, cosign, git, CA certificates, a shell), built and governed by the tfgov-ci "
+            "project (`make tools-image TOOLS_REGISTRY=...`) and published as "
+            "<registry>/platform/tfgov-ci:<version>. Mirror it into your registry; pin it by digest "
+            "(...tfgov-ci@sha256:...).",
         },
         "stages": {
             "type": "string",

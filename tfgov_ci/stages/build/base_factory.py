@@ -8,6 +8,12 @@ and writes their files into one deterministic layer with a non-root user, /etc/o
 dpkg status file that lists exactly what is inside, so that scanners see it. TensorFlow, when
 asked for, comes from locked wheels in a layer of its own. The lock (package versions and .deb
 hashes, the wheel lock's digest, the timestamp) makes a rebuild give the same digest.
+
+The same factory makes the CI tools image (``tools-image/`` in the project): other Python
+packages than TensorFlow (``wheels``), wheels built from source in the run (``wheels.build``: the
+commit is their lock), packages from another Debian suite (``debian.suites``, e.g. cosign from
+sid), a shell kept (``debian.exclude``), the CA bundle that ``update-ca-certificates`` would write,
+and its own entrypoint and command (``config``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +32,7 @@ import jsonschema
 
 from tfgov_ci import __version__, _resources, tools
 from tfgov_ci._files import atomic_write_json, load_yaml, schema_problems
-from tfgov_ci.errors import ConfigError, TfgovError
+from tfgov_ci.errors import ConfigError, Problem, TfgovError
 from tfgov_ci.oci import image as oci_image
 from tfgov_ci.oci.layer import DEFAULT_COMPRESSLEVEL, LayerBuilder
 from tfgov_ci.oci.layout import Layout
@@ -37,6 +43,7 @@ from tfgov_ci.wheels import (
     install_into,
     lock_digest,
     manylinux_platforms,
+    normalise_name,
     parse_lock,
 )
 
@@ -75,10 +82,18 @@ class BaseDefinition:
     packages: tuple[str, ...]
     exclude: tuple[str, ...]
     python: str
-    tf_requirements: Path | None
+    tf_requirements: Path | None  # the locked wheels' requirements (``tensorflow`` or ``wheels``)
     tf_lock: Path | None
     lock: Path
     registries: Mapping[str, Mapping[str, Any]]
+    # Packages of another suite of the machine's Debian mirror, suite -> names (their own
+    # dependencies must already be in the closure: they are checked, not resolved there).
+    suites: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Python projects built into wheels in the run (no dependencies: those are in the lock).
+    build_wheels: tuple[Path, ...] = ()
+    entrypoint: tuple[str, ...] | None = None  # None: the Python executable
+    cmd: tuple[str, ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def python_executable(self) -> str:
@@ -95,7 +110,13 @@ def load_definition(path: Path) -> BaseDefinition:
     if problems:
         raise ConfigError(problems)
     data, here = doc.data, path.resolve().parent
-    tf = data.get("tensorflow")
+    if "tensorflow" in data and "wheels" in data:
+        raise ConfigError(
+            [Problem(str(path), "wheels", "give tensorflow or wheels, not both", "one locked wheel layer")]
+        )
+    tf = data.get("tensorflow") or data.get("wheels")
+    config = data.get("config", {})
+    suites = data["debian"].get("suites", {})
     return BaseDefinition(
         file=path.resolve(),
         name=data["image"]["name"],
@@ -111,6 +132,11 @@ def load_definition(path: Path) -> BaseDefinition:
             h: {**s, **({"ca_file": str(here / s["ca_file"])} if "ca_file" in s else {})}
             for h, s in data.get("registries", {}).items()
         },
+        suites={suite: tuple(names) for suite, names in sorted(suites.items())},
+        build_wheels=tuple((here / p).resolve() for p in (tf or {}).get("build", [])),
+        entrypoint=tuple(config["entrypoint"]) if "entrypoint" in config else None,
+        cmd=tuple(config["cmd"]) if "cmd" in config else None,
+        env=dict(config.get("env", {})),
     )
 
 
@@ -170,9 +196,9 @@ def resolve_closure(roots: tuple[str, ...], exclude: tuple[str, ...]) -> list[st
     return sorted(chosen)
 
 
-def _candidates(packages: list[str]) -> dict[str, tuple[str, str, str]]:
+def _candidates(packages: list[str], options: list[str]) -> dict[str, tuple[str, str, str]]:
     """name -> (version, .deb file name, sha256) of apt's candidate, from its signed index."""
-    policy = tools.run(["apt-cache", "policy", *packages]).stdout
+    policy = tools.run(["apt-cache", *options, "policy", *packages]).stdout
     versions: dict[str, str] = {}
     current = None
     for line in policy.splitlines():
@@ -185,7 +211,9 @@ def _candidates(packages: list[str]) -> dict[str, tuple[str, str, str]]:
         raise BaseBuildError(
             f"apt knows no installable version of {', '.join(missing)}", "run `apt-get update`"
         )
-    shown = tools.run(["apt-cache", "show", "--no-all-versions", *(f"{p}={versions[p]}" for p in packages)])
+    shown = tools.run(
+        ["apt-cache", *options, "show", "--no-all-versions", *(f"{p}={versions[p]}" for p in packages)]
+    )
     out: dict[str, tuple[str, str, str]] = {}
     for stanza in shown.stdout.strip().split("\n\n"):
         fields = dict(
@@ -198,20 +226,39 @@ def _candidates(packages: list[str]) -> dict[str, tuple[str, str, str]]:
 
 
 class DebCache:
-    """.deb files by sha256, fetched with ``apt-get download``."""
+    """.deb files by sha256, fetched with ``apt-get download``: from the machine's apt sources, or
+    from another suite of its mirror through private lists kept in the cache (the machine's own
+    apt configuration is never changed)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def get(self, name: str, version: str, sha256: str | None) -> Path:
+    def apt_options(self, suite: str | None, *, refresh: bool = False) -> list[str]:
+        """apt's options for ``suite`` (none for the machine's own); its lists are fetched when
+        missing or ``refresh``."""
+        if suite is None:
+            return []
+        folder = self.root.parent / "apt" / suite
+        options = _suite_options(str(folder))
+        if refresh or not (folder / ".updated").is_file():
+            (folder / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+            (folder / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+            line = f"deb [signed-by={DEBIAN_KEYRING}] {_mirror()} {suite} main\n"
+            (folder / "sources.list").write_text(line)
+            tools.run(["apt-get", "-qq", *options, "update"], timeout=600)
+            (folder / ".updated").write_text(line)
+        return options
+
+    def get(self, name: str, version: str, sha256: str | None, suite: str | None = None) -> Path:
         if sha256:
             folder = self.root / sha256
             found = sorted(folder.glob("*.deb")) if folder.is_dir() else []
             if found:
                 return found[0]
         self.root.mkdir(parents=True, exist_ok=True)
+        options = self.apt_options(suite)
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".download.") as tmp:
-            done = tools.run(_download_argv(name, version), cwd=tmp, check=False, timeout=600)
+            done = tools.run(_download_argv(name, version, options), cwd=tmp, check=False, timeout=600)
             debs = sorted(Path(tmp).glob("*.deb"))
             if done.returncode != 0 or not debs:
                 raise BaseBuildError(
@@ -231,14 +278,79 @@ class DebCache:
             return target
 
 
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+def _suite_options(folder: str) -> list[str]:
+    return [
+        "-o",
+        f"Dir::Etc::sourcelist={folder}/sources.list",
+        "-o",
+        "Dir::Etc::sourceparts=-",
+        "-o",
+        f"Dir::State::Lists={folder}/lists",
+        "-o",
+        f"Dir::Cache={folder}/cache",
+        "-o",
+        "APT::Sandbox::User=root",
+    ]
+
+
+def _mirror() -> str:
+    """The first Debian mirror of the machine's apt sources (deb822 or one-line)."""
+    files = [*sorted(Path("/etc/apt/sources.list.d").glob("*")), Path("/etc/apt/sources.list")]
+    for file in files:
+        text = file.read_text() if file.is_file() else ""
+        found = re.search(r"^URIs:\s*(http\S+)", text, re.MULTILINE) or re.search(
+            r"^deb\s+(?:\[[^\]]*\]\s+)?(http\S+)", text, re.MULTILINE
+        )
+        if found:
+            return found.group(1)
+    raise BaseBuildError(
+        "no Debian mirror in /etc/apt/sources.list(.d)", "debian.suites needs the machine's mirror"
+    )
+
+
+def _suite_closure(debs: DebCache, definition: BaseDefinition, closure: list[str]) -> list[tuple[str, str]]:
+    """(name, suite) of every package of another suite; each of its dependencies must already be
+    in the closure (or be excluded): they are not resolved in that suite, so that one libc serves
+    the image."""
+    out = []
+    for suite, names in definition.suites.items():
+        options = debs.apt_options(suite, refresh=True)
+        shown = tools.run(["apt-cache", *options, "depends", *names]).stdout
+        current = None
+        for line in shown.splitlines():
+            if not line.startswith(" "):
+                current = line.strip()
+                continue
+            match = re.match(r"^\s+(\|)?(Pre)?Depends: <?([^\s>]+)>?", line)
+            if match is None or match.group(1):  # other lines; "|": an alternative follows
+                continue
+            dep = match.group(3).removesuffix(":any")
+            if dep not in closure and dep not in definition.exclude:
+                raise BaseBuildError(
+                    f"{current} ({suite}) depends on {dep}, which the image does not hold",
+                    f"add {dep} to debian.packages (it is resolved in the machine's own suite)",
+                )
+        out += [(name, suite) for name in names]
+    return out
+
+
 def make_lock(definition: BaseDefinition, debs: DebCache, epoch: int) -> dict[str, Any]:
     names = resolve_closure(definition.packages, definition.exclude)
-    candidates = _candidates(names)
+    candidates = _candidates(names, [])
     packages = []
     for name in names:
         version, filename, sha256 = candidates[name]
         debs.get(name, version, sha256)  # fetched now, so that a lock never names what cannot be had
         packages.append({"name": name, "version": version, "file": filename, "sha256": sha256})
+    for name, suite in _suite_closure(debs, definition, names):
+        version, filename, sha256 = _candidates([name], debs.apt_options(suite))[name]
+        debs.get(name, version, sha256, suite)
+        packages.append(
+            {"name": name, "version": version, "file": filename, "sha256": sha256, "suite": suite}
+        )
     return {
         "schema_version": LOCK_SCHEMA_VERSION,
         "source_date_epoch": epoch,
@@ -319,9 +431,15 @@ def planned_commands(definition: BaseDefinition, cache: Path) -> list[tuple[str,
     lock = read_lock(definition.lock)
     out: list[tuple[str, list[str], str, bool]] = []
     for package in lock["packages"]:
-        name, version = package["name"], package["version"]
+        name, version, suite = package["name"], package["version"], package.get("suite")
+        options = _suite_options(str(cache / "apt" / suite)) if suite else []
         out.append(
-            (f"fetch {name} {version} (skipped when cached)", _download_argv(name, version), "apt-get", True)
+            (
+                f"fetch {name} {version}{f' from {suite}' if suite else ''} (skipped when cached)",
+                _download_argv(name, version, options),
+                "apt-get",
+                True,
+            )
         )
         out.append(
             (
@@ -340,11 +458,14 @@ def planned_commands(definition: BaseDefinition, cache: Path) -> list[tuple[str,
             f"{cache / 'wheels'}/<temporary dir>/requirements.txt",
         )
         out.append(("fetch the locked wheels, hashes checked (skipped when cached)", argv, "pip", True))
+    for project in definition.build_wheels:
+        argv = _wheel_argv(str(project), f"{cache / 'wheels'}/<temporary dir>")
+        out.append((f"build {project.name}'s wheel from this commit (no dependencies)", argv, "pip", False))
     return out
 
 
-def _download_argv(name: str, version: str) -> list[str]:
-    return ["apt-get", "download", f"{name}={version}"]
+def _download_argv(name: str, version: str, options: list[str] | None = None) -> list[str]:
+    return ["apt-get", *(options or []), "download", f"{name}={version}"]
 
 
 def _control_argv(deb: str) -> list[str]:
@@ -368,6 +489,14 @@ def build(
             f"{definition.lock} was made for another {definition.tf_lock.name}",
             "rebuild the lock: --update-lock",
         )
+    in_lock = {package["name"] for package in lock["packages"]}
+    roots = [*definition.packages, *(n for names in definition.suites.values() for n in names)]
+    missing = [name for name in roots if name not in in_lock]
+    if missing:
+        raise BaseBuildError(
+            f"{definition.lock} has no {', '.join(missing)}: it was made for another {definition.file.name}",
+            "rebuild the lock: --update-lock",
+        )
     epoch = int(lock["source_date_epoch"])
     layout = Layout.create(out)
     glibc = (2, 36)
@@ -376,13 +505,17 @@ def build(
     with tempfile.TemporaryDirectory(prefix="tfgov-base.") as tmpdir:
         tmp = Path(tmpdir)
         for package in lock["packages"]:
-            deb = debs.get(package["name"], package["version"], package["sha256"])
+            deb = debs.get(package["name"], package["version"], package["sha256"], package.get("suite"))
             control = _control(deb).rstrip("\n")
             status_entries.append(_status_stanza(control))
             listed = _add_deb(system, deb, tmp)
             system.add_bytes(f"var/lib/dpkg/info/{package['name']}.list", ("\n".join(listed) + "\n").encode())
             if package["name"] == "libc6":
                 glibc = _glibc(package["version"])
+            if package["name"] == "ca-certificates":
+                # what its maintainer script (update-ca-certificates) would write: every
+                # certificate it ships, in path order, one bundle
+                system.add_bytes("etc/ssl/certs/ca-certificates.crt", _ca_bundle(deb, tmp))
         _add_system_files(system, definition, lock, status_entries)
         layers = [
             (system.write(layout, compresslevel), f"tfgov-ci base: {len(lock['packages'])} Debian packages")
@@ -397,6 +530,7 @@ def build(
         wheels_count = 0
         tf_version = None
         python_packages: list[str] = []
+        built_packages: list[str] = []
         if definition.tf_lock:
             locked = parse_lock(definition.tf_lock)
             wheels = WheelCache(cache / "wheels").fetch(locked, target)
@@ -406,7 +540,13 @@ def build(
                 python_packages.append(f"{req.name}=={req.version}")
                 if req.name.startswith("tensorflow"):
                     tf_version = req.version
-            wheels_count = len(locked)
+            built_wheels = _build_wheels(definition.build_wheels, cache / "wheels", tmp, epoch)
+            for wheel in built_wheels:
+                name, version = wheel.name.split("-")[:2]
+                install_into(python_layer, wheel, target)
+                python_packages.append(f"{normalise_name(name)}=={version}")
+                built_packages.append(f"{normalise_name(name)}=={version}")
+            wheels_count = len(locked) + len(built_wheels)
             layers.append(
                 (python_layer.write(layout, compresslevel), f"tfgov-ci base: {wheels_count} locked wheels")
             )
@@ -428,14 +568,26 @@ def build(
     # What the base already provides: model images' locks must keep these versions (constraints),
     # and the native builder does not install them again.
     labels["io.tfgov.python.packages"] = ",".join(sorted(python_packages))
+    if built_packages:
+        # built from this commit's source, not from the lock: the sbom stage's drift check
+        # expects exactly these beside the lock's
+        labels["io.tfgov.python.built"] = ",".join(sorted(built_packages))
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+    env.update(definition.env)
+    process: dict[str, Any] = {}
+    entrypoint = (definition.python_executable,) if definition.entrypoint is None else definition.entrypoint
+    if entrypoint:
+        process["Entrypoint"] = list(entrypoint)
+    if definition.cmd is not None:
+        process["Cmd"] = list(definition.cmd)
     config = oci_image.append_layers(
         {
             "architecture": "amd64",
             "os": "linux",
             "config": {
                 "User": f"{NONROOT}:{NONROOT}",
-                "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"],
-                "Entrypoint": [definition.python_executable],
+                "Env": [f"{k}={v}" for k, v in env.items()],
+                **process,
                 "WorkingDir": "/home/nonroot",
                 "Labels": labels,
             },
@@ -476,6 +628,67 @@ def publish(definition: BaseDefinition, built: BaseImage) -> str | None:
     pushed = push_layout(built.layout, built.tag, built.digest, target, (built.tag,), definition.registries)
     reference: str = pushed["reference"]
     return reference
+
+
+def _wheel_argv(project: str, dest: str) -> list[str]:
+    return ["pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dest, project]
+
+
+def _build_wheels(projects: tuple[Path, ...], cache: Path, tmp: Path, epoch: int) -> list[Path]:
+    """Each project's wheel, built with this Python's pip at the lock's timestamp (a build backend
+    that honours SOURCE_DATE_EPOCH, such as hatchling, then gives the same bytes every time)."""
+    import os
+    import sys
+
+    out = []
+    for index, project in enumerate(projects):
+        if not (project / "pyproject.toml").is_file():
+            raise BaseBuildError(
+                f"wheels.build: {project} has no pyproject.toml", "name the folder of a Python project"
+            )
+        dest = tmp / f"wheel-{index}"
+        env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
+        done = tools.run(
+            _wheel_argv(str(project), str(dest)),
+            executable=[sys.executable, "-m", "pip"],
+            env=env,
+            check=False,
+            timeout=1800,
+        )
+        wheels = sorted(dest.glob("*.whl"))
+        if done.returncode != 0 or len(wheels) != 1:
+            raise BaseBuildError(
+                f"cannot build the wheel of {project}: {done.stderr.strip().splitlines()[-1:]}",
+                "`pip wheel --no-deps` must work in that folder (its build backend comes from PyPI)",
+            )
+        out.append(wheels[0])
+    return out
+
+
+def _ca_bundle(deb: Path, tmp: Path) -> bytes:
+    """The certificates a ca-certificates .deb ships, concatenated in path order, as
+    update-ca-certificates writes /etc/ssl/certs/ca-certificates.crt (every one enabled)."""
+    import tarfile
+
+    tar_path = tmp / (deb.name + ".certs.tar")
+    with tar_path.open("wb") as out:
+        subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=out, check=True)
+    parts = []
+    with tarfile.open(tar_path) as archive:
+        members = [
+            m
+            for m in archive.getmembers()
+            if m.isfile()
+            and m.name.removeprefix("./").startswith("usr/share/ca-certificates/")
+            and m.name.endswith(".crt")
+        ]
+        for member in sorted(members, key=lambda m: m.name):
+            handle = archive.extractfile(member)
+            text = handle.read() if handle else b""
+            parts.append(text if text.endswith(b"\n") else text + b"\n")
+    if not parts:
+        raise BaseBuildError(f"{deb.name} holds no certificates", "is it Debian's ca-certificates?")
+    return b"".join(parts)
 
 
 def _epoch() -> int:

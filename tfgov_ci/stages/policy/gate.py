@@ -128,6 +128,14 @@ class PolicyGate:
                 f"fixed in {', '.join(f.fixed_versions)}"
                 for e, f in applied.outdated
             ]
+            + (
+                [
+                    "not a production image (stages.policy.options.production: false): it may carry "
+                    f"{', '.join(chosen.params['allowed_tools'])}; never deploy it"
+                ]
+                if chosen.params["production"] is False
+                else []
+            )
         )
         return passed(
             ctx,

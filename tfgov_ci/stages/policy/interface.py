@@ -45,6 +45,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
     ],
     "production": True,
     "forbidden_packages": [*SHELLS, *PACKAGE_MANAGERS],
+    # With production false only: the forbidden packages this image may carry (the CI tools
+    # image's shell and pip), named one by one; the others still deny it.
+    "allowed_tools": [],
     "max_image_mb": 4000,
 }
 # stages.policy.options: the parameters above, plus these.
@@ -154,12 +157,28 @@ def settings(
     if not isinstance(params["max_image_mb"], int | float) or params["max_image_mb"] <= 0:
         problem("max_image_mb", "must be a positive number of megabytes")
     lists = {}
-    for key in ("policies", "disable", "mandatory", "required_labels", "forbidden_packages"):
+    for key in ("policies", "disable", "mandatory", "required_labels", "forbidden_packages", "allowed_tools"):
         value = options.get(key, params.get(key, []))
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             problem(key, "must be a list of strings")
             value = []
         lists[key] = tuple(value)
+    if params["production"] is False and not lists["allowed_tools"]:
+        problem(
+            "production",
+            "a non-production image names the shells and package managers it may carry",
+            "list them in allowed_tools (e.g. [dash, pip] for a CI tools image); "
+            "model images keep production true",
+        )
+    if params["production"] is not False and lists["allowed_tools"]:
+        problem(
+            "allowed_tools",
+            "only a non-production image may carry shells or package managers",
+            "set production: false too, and only for an image that is never deployed (a CI tools image)",
+        )
+    strays = sorted(set(lists["allowed_tools"]) - set(lists["forbidden_packages"]))
+    if strays:
+        problem("allowed_tools", f"{', '.join(strays)} is not a forbidden package: nothing to allow")
     forced = sorted(set(lists["disable"]) & set(lists["mandatory"]))
     if forced:
         problem(

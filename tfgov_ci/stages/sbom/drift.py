@@ -46,6 +46,16 @@ def pypi_packages(cyclonedx: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def built_packages(labels: dict[str, str]) -> dict[str, str]:
+    """name -> version of the wheels the base factory built from source (``io.tfgov.python.built``,
+    ``name==version`` joined by commas)."""
+    out: dict[str, str] = {}
+    for entry in filter(None, labels.get("io.tfgov.python.built", "").split(",")):
+        name, _, version = entry.partition("==")
+        out[normalise_name(name)] = version
+    return out
+
+
 def package_findings(image: dict[str, str], locked: list[Locked], base: dict[str, str]) -> list[Finding]:
     lock = {r.name: r.version for r in locked}
     findings: list[Finding] = []

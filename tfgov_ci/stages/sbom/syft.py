@@ -187,10 +187,11 @@ class SyftSbom:
             else {"components": []}  # the central base itself: every Python package is the lock's
         )
         lock = cfg.project_dir / cfg.dependencies.lock
+        # The central base (or the tools image) has no base under it; the wheels its factory built
+        # from this commit's source (io.tfgov.python.built) stand beside the lock's.
+        expected = drift.pypi_packages(base_doc) if image.base_digest else drift.built_packages(image.labels)
         findings = drift.package_findings(
-            drift.pypi_packages(cyclonedx),
-            parse_lock(lock) if lock.is_file() else [],
-            drift.pypi_packages(base_doc),
+            drift.pypi_packages(cyclonedx), parse_lock(lock) if lock.is_file() else [], expected
         )
         return drift.report(findings + loose_files)
 
