@@ -70,7 +70,20 @@ def test_a_registry_import_records_governed_images_from_their_attested_record_an
         "inventory", "import", "--registry", host, "--repository", "ml/recorded", "--inventory", str(db)
     )
     assert kept.code == 0 and "no --key" in kept.err
-    assert f"kept {host}/ml/recorded@{recorded_build.digest}: governed in the inventory already" in kept.out
+    assert f"kept {host}/ml/recorded@{recorded_build.digest}: in the inventory already" in kept.out
+
+    # An image its pipeline recorded (the out directory: findings, exceptions) keeps all of that
+    # when a registry import meets it: the registry only adds the tags it shows.
+    fleet = str(tmp_path / "fleet.sqlite")
+    assert cli("inventory", "import", str(recorded_build.out), "--inventory", fleet).code == 0
+    before = json.loads(cli("trace", recorded_build.digest, "--inventory", fleet, "--format", "json").out)
+    assert sum(before["findings"].values()) > 0
+    again = cli("inventory", "import", "--registry", host, "--repository", "ml/recorded", "--key", key,
+                "--inventory", fleet)  # fmt: skip
+    assert again.code == 0 and "kept" in again.out
+    after = json.loads(cli("trace", recorded_build.digest, "--inventory", fleet, "--format", "json").out)
+    assert after["findings"] == before["findings"] and after["packages"] == before["packages"]
+    assert set(before["tags"]) <= set(after["tags"])
 
 
 def test_a_registry_import_needs_a_registry_it_can_reach_and_says_what_goes_with_what(

@@ -209,6 +209,23 @@ def test_a_database_made_by_the_first_schema_is_migrated_and_keeps_its_images(
     engine.dispose()
 
 
+def test_a_database_a_newer_tfgov_ci_migrated_is_a_clear_error_and_left_as_it_is(
+    recorded_build: RecordedBuild, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    db = tmp_path / "newer.sqlite"
+    assert cli("inventory", "import", str(recorded_build.out), "--inventory", str(db)).code == 0
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE alembic_version SET version_num = '9999'")  # as a newer tfgov-ci leaves it
+    conn.commit()
+    conn.close()
+    done = cli("inventory", "list", "--inventory", str(db))
+    assert done.code == 3 and "Traceback" not in done.err
+    assert (
+        "schema is at revision 9999, made by a newer tfgov-ci" in done.err and "upgrade tfgov-ci" in done.err
+    )
+    assert sqlite3.connect(db).execute("SELECT version_num FROM alembic_version").fetchone() == ("9999",)
+
+
 def _schema_differences(connection: object) -> list[object]:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext

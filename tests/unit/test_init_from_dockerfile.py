@@ -128,6 +128,19 @@ def test_a_simple_shell_form_cmd_is_carried_over_in_exec_form(
     assert "a shell command, carried over in exec form" in result.out
 
 
+def test_a_copy_source_written_absolute_is_relative_to_the_context(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    repo = make_repo(
+        tmp_path / "m",
+        {"Dockerfile": "FROM tensorflow/tensorflow:2.21.0\nCOPY /app.py ./\nCMD [\"python\", \"app.py\"]\n",
+         "app.py": "", "requirements.txt": ""},
+    )  # fmt: skip
+    result = _init(cli, repo)
+    assert result.code == 0, result.err
+    assert config.load(repo / "tfgov.yaml").app.files == ("app.py",)
+
+
 def test_a_bad_dockerfile_is_an_error_at_its_line_and_nothing_is_written(
     tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:

@@ -97,6 +97,19 @@ def test_masking_hides_credentials_even_when_the_password_holds_url_characters()
     assert location.masked(f"postgresql://u:{SECRET}@h/db") == "postgresql://***@h/db"
     assert SECRET not in location.masked(f"postgresql://u:{SECRET}%40x@h/db")
     assert location.masked("sqlite:////tmp/inventory.sqlite") == "sqlite:////tmp/inventory.sqlite"
+    assert location.masked(f"postgresql://u:{SECRET}@t@h/db") == "postgresql://***@h/db"  # all of it
+
+
+def test_a_password_in_the_query_string_is_masked_and_refused_in_tfgov_yaml(
+    example_repo: Path, cli: Callable[..., CliResult]
+) -> None:
+    """libpq takes ?password= and ?sslpassword= too: never shown, never in tfgov.yaml."""
+    url = f"postgresql://ci@db.example.com/fleet?sslmode=require&password={SECRET}"
+    assert location.masked(url) == "postgresql://***@db.example.com/fleet?sslmode=require&password=***"
+    assert SECRET not in location.masked(f"postgresql://ci@h/db?sslpassword={SECRET}")
+    _with_record_option(example_repo, f"'{url}'")
+    plan = cli("plan", "record", cwd=example_repo)
+    assert plan.code == 2 and "holds a password" in plan.err and SECRET not in plan.err + plan.out
 
 
 def test_rescan_offers_the_findings_schemas_severities() -> None:

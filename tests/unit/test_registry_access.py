@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import json
+import threading
 from pathlib import Path
 
-from tfgov_ci.oci.registry import access, is_loopback
+import pytest
+
+from tfgov_ci.oci.registry import Access, Registry, RegistryError, access, is_loopback
 
 
 def test_loopback_hosts() -> None:
@@ -92,3 +96,60 @@ def test_a_plan_shows_the_same_options_with_placeholders_and_writes_no_file(tmp_
             "--dest-authfile=<private auth file>",
         ]
         assert [arg.split("=", 1)[0] for arg in real] == [arg.split("=", 1)[0] for arg in planned]
+
+
+class _TokenRegistry(http.server.BaseHTTPRequestHandler):
+    """A registry's catalog behind a bearer-token server, as Harbor and Docker's distribution with
+    token auth answer (neither can run here): 401 with a challenge, a token for the right basic
+    credentials, the catalog in pages linked by ``Link``."""
+
+    realm = ""
+    seen_authorization: list[str] = []  # noqa: RUF012 (one test at a time)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        if self.path.startswith("/token"):
+            self.seen_authorization.append(auth)
+            good = auth == "Basic " + base64.b64encode(b"robot:s3cret").decode()
+            self._send(200 if good else 401, {"token": "t0k"} if good else {"errors": []})
+        elif auth != "Bearer t0k":
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", f'Bearer realm="{self.realm}",service="reg"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif "last=b" not in self.path:
+            self._send(200, {"repositories": ["a", "b"]}, link='</v2/_catalog?last=b&n=1000>; rel="next"')
+        else:
+            self._send(200, {"repositories": ["ml/c"]})
+
+    def _send(self, status: int, body: object, link: str | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        if link:
+            self.send_header("Link", link)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_the_catalog_follows_the_bearer_token_dance_and_its_pages_and_keeps_the_password_home() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenRegistry)
+    host = f"127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _TokenRegistry.realm = f"http://{host}/token"  # the registry's own host: it gets the password
+        registry = Registry(Access(host, False, None, "robot", "s3cret"))
+        assert registry.catalog() == ["a", "b", "ml/c"]
+        with pytest.raises(RegistryError, match="refused to list its repositories"):
+            Registry(Access(host, False, None, "robot", "wrong")).catalog()
+        # A token server elsewhere over plain HTTP: asked without the password.
+        _TokenRegistry.seen_authorization.clear()
+        _TokenRegistry.realm = f"http://localhost:{server.server_address[1]}/token"
+        with pytest.raises(RegistryError):
+            registry.catalog()
+        assert _TokenRegistry.seen_authorization == [""]
+    finally:
+        server.shutdown()

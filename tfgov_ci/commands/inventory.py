@@ -131,7 +131,7 @@ def _import_registry(store: Store, args: argparse.Namespace) -> None:
         print(f"recorded {image.repository}@{image.digest} ({kind}, tags {', '.join(image.tags)}): "
               f"{len(image.packages)} packages")  # fmt: skip
     for kept in found.kept:
-        print(f"kept {kept.by_digest}: governed in the inventory already (its record was imported)")
+        print(f"kept {kept.by_digest}: in the inventory already (its tags added)")
     warn([w for image in found.stored for w in image.warnings])
     print(f"registry {args.registry}: {sum(i.governed for i in found.stored)} governed, "
           f"{sum(not i.governed for i in found.stored)} ungoverned, {len(found.kept)} kept")  # fmt: skip

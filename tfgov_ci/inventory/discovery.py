@@ -11,12 +11,14 @@ nobody remembers is the one that matters.
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +86,12 @@ def read(
     """What the registry says of one image: governed when its record attestation verifies with
     ``key``, else ungoverned (with the packages syft finds when ``sbom``)."""
     ref = Reference(found.registry, found.repository, None, found.digest)
-    labels = dict((registry.config(ref).get("config") or {}).get("Labels") or {})
+    warnings: list[str] = []
+    try:
+        labels = dict((registry.config(ref).get("config") or {}).get("Labels") or {})
+    except RegistryError as exc:  # an index for another platform, an artifact: no config to read
+        labels = {}
+        warnings.append(f"{found.by_digest}: no image config read ({exc.message}): recorded without labels")
     if key is not None:
         verdict = verify(found.by_digest, Trust(key=key), Expected(builders=()), registries, with_record=True)
         record = verdict.documents.get(RECORD_PREDICATE)
@@ -96,7 +103,8 @@ def read(
             else:
                 return _governed(found, record, verdict.documents, labels, registry)
     packages = _syft(found, registry) if sbom else ()
-    return ungoverned(found, labels, packages)
+    image = ungoverned(found, labels, packages)
+    return replace(image, warnings=(*warnings, *image.warnings))
 
 
 def _governed(
@@ -110,10 +118,10 @@ def _governed(
     dependencies = (provenance.get("buildDefinition") or {}).get("resolvedDependencies") or []
     base: Mapping[str, Any] = next((d for d in dependencies if d.get("name") == "base image"), {})
     lock: Mapping[str, Any] = next((d for d in dependencies if d.get("name") == "lock file"), {})
-    index = registry.manifest(
-        Reference(found.registry, found.repository, referrers.fallback_tag(found.digest))
-    )
     try:
+        index = registry.manifest(
+            Reference(found.registry, found.repository, referrers.fallback_tag(found.digest))
+        )
         stored = referrers.fetch_listed(
             registry, Reference(found.registry, found.repository, None, found.digest), index, "cyclonedx"
         )
@@ -155,7 +163,7 @@ def ungoverned(found: Found, labels: Mapping[str, str], packages: Sequence[Any])
         governed=False,
         status=None,
         pipeline=None,
-        commit_sha=labels.get("org.opencontainers.image.revision"),  # a label says, unverified
+        commit_sha=_label(labels, "org.opencontainers.image.revision", _SHA),  # a label says, unverified
         branch=None,
         commit_time=None,
         repository_url=labels.get("org.opencontainers.image.source"),
@@ -168,14 +176,14 @@ def ungoverned(found: Found, labels: Mapping[str, str], packages: Sequence[Any])
         base_ref=labels.get("org.opencontainers.image.base.name"),
         base_digest=labels.get("org.opencontainers.image.base.digest"),
         lock_digest=None,
-        python_version=labels.get("io.tfgov.python.version"),
-        tensorflow_version=labels.get("io.tfgov.tensorflow.version"),
+        python_version=_label(labels, "io.tfgov.python.version", _VERSION),
+        tensorflow_version=_label(labels, "io.tfgov.tensorflow.version", _VERSION),
         decision=None,
         signed=False,
         signature_ref=None,
         sbom_digest=None,
         record_digest="",
-        created=labels.get("org.opencontainers.image.created"),
+        created=_created(labels.get("org.opencontainers.image.created")),
         packages=tuple(packages),
         findings=(),
         advisory_db=None,
@@ -185,6 +193,32 @@ def ungoverned(found: Found, labels: Mapping[str, str], packages: Sequence[Any])
         if packages
         else (f"{found.by_digest}: ungoverned, no SBOM (--sbom makes one with syft)",),
     )
+
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_VERSION = re.compile(r"^[0-9A-Za-z.+~_-]{1,50}$")
+
+
+def _label(labels: Mapping[str, str], key: str, shape: re.Pattern[str]) -> str | None:
+    """A label of an image nobody governs, kept only when it looks like what it claims to be (free
+    text does not go into the commit or version columns)."""
+    value = str(labels.get(key, "")).strip()
+    return value if shape.match(value) else None
+
+
+def _created(value: str | None) -> str | None:
+    """``org.opencontainers.image.created`` (RFC 3339, any offset, nanoseconds) as the inventory
+    keeps times: UTC, to the second; None when it is no time."""
+    if not value:
+        return None
+    text = re.sub(r"(\.\d{1,6})\d*", r"\1", value.strip()).replace("Z", "+00:00")
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _syft(found: Found, registry: Registry) -> tuple[Any, ...]:
@@ -205,7 +239,7 @@ class Discovered:
     """What one registry import stored, and what it left as it was."""
 
     stored: tuple[ImageEvidence, ...]
-    kept: tuple[Found, ...]  # known governed already: an unverifiable copy does not downgrade it
+    kept: tuple[Found, ...]  # known already: its facts stay, the registry's tags are added
 
 
 def import_registry(
@@ -218,11 +252,14 @@ def import_registry(
     sbom: bool,
 ) -> Discovered:
     """Every image of the matching repositories into the inventory, one transaction each
-    (idempotent: one row a digest)."""
-    from sqlalchemy import select
+    (idempotent: one row a digest). An image the inventory knows keeps what it knows (a record
+    imported with its out directory says more than the registry: findings, exceptions, the
+    decision's details); the registry adds its tags, and only a verified record (an ungoverned
+    image becoming governed) or packages where none were stored replace it."""
+    from sqlalchemy import func, select
 
     from tfgov_ci.inventory import tables
-    from tfgov_ci.inventory.ingest import save
+    from tfgov_ci.inventory.ingest import insert, save
 
     registry = Registry.of(Reference(host, "x", "latest"), registries)
     stored, kept = [], []
@@ -231,11 +268,24 @@ def import_registry(
             image = read(found, registry, registries, key, sbom=sbom)
             with store.writing() as conn:
                 known = conn.execute(
-                    select(tables.images.c.governed).where(tables.images.c.digest == found.digest)
-                ).scalar()
-                if known and not image.governed:
-                    kept.append(found)
-                    continue
+                    select(tables.images.c.id, tables.images.c.governed).where(
+                        tables.images.c.digest == found.digest
+                    )
+                ).first()
+                if known is not None:
+                    links = tables.image_packages
+                    has_packages = conn.execute(
+                        select(func.count()).select_from(links).where(links.c.image_id == known.id)
+                    ).scalar_one()
+                    upgrade = image.governed and not known.governed
+                    if not upgrade and (known.governed or has_packages or not image.packages):
+                        rows = [{"image_id": known.id, "tag": tag} for tag in found.tags]
+                        if rows:
+                            conn.execute(
+                                insert(conn, tables.image_tags).values(rows).on_conflict_do_nothing()
+                            )
+                        kept.append(found)
+                        continue
                 save(conn, image)
             stored.append(image)
     return Discovered(tuple(stored), tuple(kept))

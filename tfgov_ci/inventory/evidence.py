@@ -181,10 +181,12 @@ def _result(out: Path | None, stage: str, record: Mapping[str, Any]) -> Mapping[
         data = json.loads((out / stage / "result.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    if not isinstance(data, dict):
+        return None  # not a stage result
     same = data.get("commit") == record["commit"]["sha"] and (
         data.get("config_digest") == record["config"]["digest"]
     )
-    return data if same and isinstance(data, dict) else None
+    return data if same else None
 
 
 def read(path: Path) -> ImageEvidence:

@@ -62,14 +62,33 @@ def parse(text: str) -> URL:
     raise UsageError(f"unsupported inventory database {masked(text)}", f"give {SUPPORTED}")
 
 
+SECRET_QUERY = ("password", "sslpassword")  # libpq takes a password in the query string too
+
+
 def masked(url: str) -> str:
-    """The URL with its credentials as ``***`` (``postgresql://***@host/db``): the only way a URL
-    reaches the user."""
+    """The URL with its credentials as ``***`` (``postgresql://***@host/db``), a password in its
+    query string (``?password=``, ``sslpassword=``) included: the only way a URL reaches the user."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    secrets: list[str] = []
     try:
-        password = make_url(url).password if "://" in url else None
+        parsed = make_url(url) if "://" in url else None
     except (ArgumentError, ValueError):  # unparseable: the credentials pattern alone
-        password = None
-    return redact(url, [str(password)] if password else [])
+        parsed = None
+    if parsed is not None:
+        secrets += [str(parsed.password)] if parsed.password else []
+        for key in SECRET_QUERY:
+            value = parsed.query.get(key)
+            secrets += [value] if isinstance(value, str) else list(value or ())
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    if sep and "@" in netloc:  # everything before the last @ is credentials, whatever it holds
+        url = f"{scheme}://***@{netloc.rpartition('@')[2]}{slash}{tail}"
+    return redact(url, [s for s in secrets if s])
+
+
+def holds_password(url: str) -> bool:
+    """Whether ``url`` carries a password, in its credentials or its query string."""
+    parsed = parse(url)
+    return bool(parsed.password) or any(key in parsed.query for key in SECRET_QUERY)

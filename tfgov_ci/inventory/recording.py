@@ -41,8 +41,7 @@ def target(option: Any, config_file: Path) -> str | None:
         raise ConfigError(
             [Problem(str(config_file), OPTION, f"must be default, false, or a URL, not {option!r}")]
         )
-    parsed = location.parse(option)
-    if parsed.password:
+    if location.holds_password(option):
         raise ConfigError(
             [
                 Problem(

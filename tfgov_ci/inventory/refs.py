@@ -43,7 +43,7 @@ def image_id(conn: Connection, ref: str) -> int:
             select(images.c.id)
             .join(tags, tags.c.image_id == images.c.id)
             .where(images.c.repository == repository, tags.c.tag == tag)
-            .order_by(images.c.created.desc(), images.c.recorded.desc(), images.c.id.desc())
+            .order_by(images.c.created.desc().nulls_last(), images.c.recorded.desc(), images.c.id.desc())
             .limit(1)
         )
     found = conn.execute(query).scalar()

@@ -166,8 +166,17 @@ def migrate(engine: Engine, target: str = "head") -> None:
 
     wanted = head() if target == "head" else target
     with engine.connect().execution_options(**{_WRITE: False}) as conn, conn.begin():
-        if revision(conn) == wanted:
+        current = revision(conn)
+        if current == wanted:
             return  # the usual case: no lock taken, nothing written
+    known = {script.revision for script in _script().walk_revisions()}
+    if current is not None and current not in known:
+        raise InventoryError(
+            f"the inventory's schema is at revision {current}, made by a newer tfgov-ci "
+            f"(this one knows up to {head()})",
+            "upgrade tfgov-ci here: every pipeline writing into one inventory needs a version that "
+            "knows its schema",
+        )
     with engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")

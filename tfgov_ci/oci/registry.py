@@ -293,7 +293,10 @@ class Registry:
         path: str | None = "/v2/_catalog?n=1000"
         while path:
             body, link = _http_get(self.access, path, scope="registry:catalog:*")
-            names += json.loads(body).get("repositories") or []
+            try:
+                names += json.loads(body).get("repositories") or []
+            except (ValueError, AttributeError):
+                raise RegistryError(f"{self.host} answered its catalog with no repository list") from None
             path = _next_page(link)
         return names
 
@@ -329,8 +332,13 @@ def _http_get(reach: Access, path: str, *, scope: str) -> tuple[bytes, str | Non
                 if exc.code != 401 or not challenge.lower().startswith("bearer"):
                     raise
             fields = dict(_WWW_AUTHENTICATE.findall(challenge))
+            realm_url = urllib.parse.urlsplit(fields.get("realm", ""))
+            if realm_url.scheme not in ("https", "http") or not realm_url.netloc:
+                raise RegistryError(f"{reach.host} asks for a token without saying where ({challenge!r})")
+            # The password goes only to a token server over HTTPS, or to the registry itself.
+            trusted = realm_url.scheme == "https" or realm_url.netloc == reach.host
             query = urllib.parse.urlencode({"service": fields.get("service", ""), "scope": scope})
-            realm = urllib.request.Request(f"{fields['realm']}?{query}", headers=basic)
+            realm = urllib.request.Request(f"{fields['realm']}?{query}", headers=basic if trusted else {})
             with urllib.request.urlopen(realm, context=context, timeout=60) as response:
                 grant = json.loads(response.read())
             bearer = {"Authorization": f"Bearer {grant.get('token') or grant.get('access_token')}"}
@@ -342,7 +350,8 @@ def _http_get(reach: Access, path: str, *, scope: str) -> tuple[bytes, str | Non
             if exc.code in (401, 403):
                 raise RegistryError(
                     f"{reach.host} refused to list its repositories ({exc.code})",
-                    "the account needs the right to list the catalog (Harbor: a system robot account "
+                    "the account (TFGOV_REGISTRY_USER/PASSWORD: the catalog call reads no docker "
+                    "auth file) needs the right to list the catalog (Harbor: a system robot account "
                     "or admin); or name the repositories with --repository NAME, without wildcards",
                 ) from None
             if exc.code == 404:
@@ -351,8 +360,10 @@ def _http_get(reach: Access, path: str, *, scope: str) -> tuple[bytes, str | Non
                     "name the repositories with --repository NAME, without wildcards",
                 ) from None
             raise RegistryError(f"{reach.host} answered {exc.code} to {path}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError) as exc:
             last = exc  # plain HTTP next, where allowed
+        except (ValueError, KeyError):
+            raise RegistryError(f"{reach.host}'s token server answered with no token") from None
     raise RegistryError(
         f"registry {reach.host} is unreachable ({last})", "is it running, and is the host:port right?"
     )

@@ -191,7 +191,8 @@ def _copy(
                 "with a checksum) and list it in app.files",
             )
             continue
-        clean = source.removeprefix("./").rstrip("/") or "."
+        # A COPY source is relative to the build context, even written /like/this.
+        clean = source.lstrip("/").removeprefix("./").rstrip("/") or "."
         if clean == ".":
             listing = sorted(
                 p.name + ("/" if p.is_dir() else "")
