@@ -323,6 +323,28 @@ def test_rescan_stores_what_is_newly_affected_with_the_database_digest_and_time_
     assert "  HIGH     PYSEC-2099-9 pyyaml 6.0.2 -> 6.0.3" in cli("trace", JAVA, "--inventory", str(db)).out
 
 
+def test_a_finding_the_pipeline_reported_under_its_scanners_own_purl_is_not_new_to_rescan(
+    recorded_build: RecordedBuild, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """trivy names packages by its own purls (qualifiers the SBOM's lack): the same package version
+    under another purl is still what the pipeline's scan found."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(recorded_build.out, out, ignore=shutil.ignore_patterns("oci"))
+    findings = out / "scan" / "findings.json"
+    text = findings.read_text()
+    assert "pkg:pypi/pyyaml@6.0.2" in text
+    findings.write_text(text.replace("pkg:pypi/pyyaml@6.0.2", "pkg:pypi/pyyaml@6.0.2?repository_url=x"))
+    db = str(tmp_path / "inventory.sqlite")
+    assert cli("inventory", "import", str(out), "--inventory", db).code == 0
+    mine = tmp_path / "advisories"
+    mine.mkdir()
+    (mine / "PYSEC-2099-7.yaml").write_text(PYYAML_ADVISORY)
+    again = cli("rescan", "--advisories", str(mine), "--fail-on", "UNKNOWN", "--inventory", db)
+    assert again.code == 0 and "0 new findings since the last rescan" in again.out, again.out
+
+
 def test_rescan_with_a_window_skips_old_images_unless_they_are_deployed(
     fleet: Path, pypa: Path, tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:

@@ -143,8 +143,21 @@ def rescan(conn: Connection, folder: Path, window_days: int | None = None) -> Re
         )
         for row in conn.execute(held):
             holders.setdefault(row.package_id, []).append(row)
-        seen = select(f.c.image_id, f.c.package_id, f.c.advisory, f.c.aliases).where(
-            f.c.package_id.in_(chunk)
+        # What is known already, on this package version however its finding named it: a
+        # pipeline's trivy writes its own purl (distro=debian-12.4, no upstream=), so the same
+        # version under another purl is another package row, and the SBOM's row is what matches.
+        held_by = p.alias("sbom_package")
+        seen = (
+            select(f.c.image_id, held_by.c.id.label("package_id"), f.c.advisory, f.c.aliases)
+            .select_from(f)
+            .join(p, p.c.id == f.c.package_id)
+            .join(
+                held_by,
+                (held_by.c.key == p.c.key)
+                & (held_by.c.type == p.c.type)
+                & (held_by.c.version == p.c.version),
+            )
+            .where(held_by.c.id.in_(chunk))
         )
         for image_id, package_id, advisory, aliases in conn.execute(seen):
             named = decoded.get((advisory, aliases))
