@@ -141,6 +141,34 @@ def test_a_copy_source_written_absolute_is_relative_to_the_context(
     assert config.load(repo / "tfgov.yaml").app.files == ("app.py",)
 
 
+def test_copy_of_the_whole_context_leaves_out_what_dockerignore_and_secrets_say(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    repo = make_repo(
+        tmp_path / "m",
+        {
+            "Dockerfile": 'FROM tensorflow/tensorflow:2.21.0\nCOPY . .\nCMD ["python", "train.py"]\n',
+            ".dockerignore": "# not in the image\nnotebooks\n*.csv\n!keep.csv\n",
+            "train.py": "",
+            "requirements.txt": "",
+            "notebooks/explore.ipynb": "{}",
+            "data.csv": "",
+            "keep.csv": "",
+            ".env": "API_TOKEN=s3cret\n",
+            "deploy.pem": "",
+        },
+    )
+    result = _init(cli, repo)
+    assert result.code == 0, result.err
+    files = config.load(repo / "tfgov.yaml").app.files
+    assert set(files) == {"keep.csv", "train.py"} or set(files) == {
+        "keep.csv",
+        "train.py",
+        "requirements.txt",
+    }
+    assert "left out .env, data.csv, deploy.pem, notebooks" in result.out
+
+
 def test_a_bad_dockerfile_is_an_error_at_its_line_and_nothing_is_written(
     tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:

@@ -10,6 +10,7 @@ result is built by the native builder: the Dockerfile is no longer needed.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -25,6 +26,36 @@ _PY_TAG = re.compile(r"(?:^|/)python:(3\.[0-9]{1,2})")
 _OPERATOR = re.compile(r"\s*(&&|\|\||;|\||&)\s*")
 _SECRET = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
 _SKIP_LISTING = {".git", ".tfgov", "tfgov.yaml", ".dockerignore", "__pycache__"}
+# Never carried over from `COPY . .`, whatever .dockerignore says: what holds secrets or a machine.
+_NEVER = (
+    ".env",
+    ".env.*",
+    ".venv",
+    "venv",
+    "*.pem",
+    "*.key",
+    "id_rsa*",
+    "id_ed25519*",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+)
+
+
+def _ignored(context: Path) -> tuple[list[str], list[str]]:
+    """``.dockerignore``'s patterns (as docker reads them: one a line, ``#`` comments, ``!`` to keep
+    again), top-level names only: what `COPY . .` leaves out."""
+    path = context / ".dockerignore"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    patterns = [line.strip().removeprefix("./").rstrip("/") for line in lines]
+    patterns = [p for p in patterns if p and not p.startswith("#")]
+    return [p for p in patterns if not p.startswith("!")], [p[1:] for p in patterns if p.startswith("!")]
+
+
+def _copied(name: str, ignore: list[str], keep: list[str]) -> bool:
+    if any(fnmatch.fnmatch(name, pattern) for pattern in _NEVER):
+        return False
+    return not any(fnmatch.fnmatch(name, p) for p in ignore) or any(fnmatch.fnmatch(name, p) for p in keep)
 
 
 @dataclass(frozen=True)
@@ -194,10 +225,17 @@ def _copy(
         # A COPY source is relative to the build context, even written /like/this.
         clean = source.lstrip("/").removeprefix("./").rstrip("/") or "."
         if clean == ".":
-            listing = sorted(
-                p.name + ("/" if p.is_dir() else "")
+            ignore, keep = _ignored(context)
+            every = [
+                p
                 for p in context.iterdir()
                 if p.name not in _SKIP_LISTING and not p.name.startswith("Dockerfile")
+            ]
+            left = sorted(p.name for p in every if not _copied(p.name, ignore, keep))
+            if left:
+                out.took(line, f"{keyword} {source}: left out {', '.join(left)} (.dockerignore, or secrets)")
+            listing = sorted(
+                p.name + ("/" if p.is_dir() else "") for p in every if _copied(p.name, ignore, keep)
             )
             for name in listing:
                 _add_file(name.rstrip("/"), out)

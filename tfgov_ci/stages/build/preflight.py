@@ -265,8 +265,17 @@ def _check_run(instruction: Instruction, root: str, builder: Builder) -> Iterato
 
 
 def _check_pip(line: int, shown: str, args: list[str], builder: Builder) -> Iterator[Finding]:
-    if _installs_lock(args):
-        return  # the lock, with hashes: what a Dockerfile build is meant to do
+    if _installs_lock(args):  # the lock, with hashes: right, where the base has pip at all
+        yield Finding(
+            line,
+            shown,
+            "installs the lock with pip, which the pinned base must carry: the central distroless "
+            "base does not, by design, and there the build fails with 'No module named pip'",
+            "on the central base, let the native builder install the lock (`tfgov-ci init "
+            "--from-dockerfile` writes that tfgov.yaml)",
+            False,
+        )
+        return
     offline = "--no-index" in args
     yield Finding(
         line,
@@ -276,9 +285,9 @@ def _check_pip(line: int, shown: str, args: list[str], builder: Builder) -> Iter
         else "installs unlocked packages at build time: the lock (resolved with hashes by the lock "
         "stage) is what goes into the image"
         + (", and the docker backend builds without a network" if not builder.run_flags else ""),
-        'install the lock instead (build argument TFGOV_LOCK): RUN ["/usr/bin/python3", "-m", '
-        '"pip", "install", "--require-hashes", "--no-deps", "-r", "requirements.lock"]; or let the '
-        "native builder install it (`tfgov-ci init --from-dockerfile`)",
+        "let the native builder install the lock (`tfgov-ci init --from-dockerfile`); or, on a "
+        'base that carries pip, install the lock (build argument TFGOV_LOCK): RUN ["/usr/bin/python3", '
+        '"-m", "pip", "install", "--require-hashes", "--no-deps", "-r", "requirements.lock"]',
         not offline,
     )
 
