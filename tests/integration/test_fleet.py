@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -360,6 +361,15 @@ def test_rescan_with_a_window_skips_old_images_unless_they_are_deployed(
     deployed = cli(*argv, "--inventory", str(db))
     assert deployed.code == 1 and json.loads(deployed.out)["images"] == 3
     assert {n["digest"] for n in json.loads(deployed.out)["new_findings"]} == {OLD}
+    # an image whose build time nobody knows (no created label) is inside any window
+    unknown = tmp_path / "unknown.sqlite"
+    shutil.copyfile(fleet, unknown)
+    conn = sqlite3.connect(unknown)
+    conn.execute("UPDATE images SET created = NULL WHERE digest = ?", (OLD,))
+    conn.commit()
+    conn.close()
+    undated = cli(*argv, "--inventory", str(unknown))
+    assert undated.code == 1 and json.loads(undated.out)["images"] == 3
 
 
 def test_rescan_refuses_a_missing_folder_and_a_negative_window_storing_nothing(

@@ -94,8 +94,10 @@ def folder_digest(folder: Path) -> str:
 
 
 def _window(window_days: int | None) -> Any:
-    """The images built (the record's time) or deployed in the last ``window_days`` days, as a
-    condition; when the inventory took a record in says nothing about the image."""
+    """The images built (the record's time) or deployed in the last ``window_days`` days, and those
+    whose build time nobody knows (an ungoverned image without a `created` label: the forgotten
+    image is the one to rescan), as a condition; when the inventory took a record in says nothing
+    about the image."""
     from sqlalchemy import or_, select, true
 
     if window_days is None:
@@ -104,7 +106,7 @@ def _window(window_days: int | None) -> Any:
     since = since.replace("+00:00", "Z")
     i, d = tables.images, tables.deployments
     deployed = select(d.c.image_id).where(d.c.deployed >= since)
-    return or_(i.c.created >= since, i.c.id.in_(deployed))
+    return or_(i.c.created >= since, i.c.created.is_(None), i.c.id.in_(deployed))
 
 
 def rescan(conn: Connection, folder: Path, window_days: int | None = None) -> Rescan:
