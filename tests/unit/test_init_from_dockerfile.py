@@ -169,6 +169,24 @@ def test_copy_of_the_whole_context_leaves_out_what_dockerignore_and_secrets_say(
     assert "left out .env, data.csv, deploy.pem, notebooks" in result.out
 
 
+def test_a_gpu_tag_of_a_release_tfgov_ci_does_not_know_still_gives_a_config_that_validates(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """No CUDA can be named for it: written as cpu, with what a person must set."""
+    repo = make_repo(
+        tmp_path / "m",
+        {"Dockerfile": 'FROM tensorflow/tensorflow:2.6.0-gpu\nCOPY app.py .\nCMD ["python", "app.py"]\n',
+         "app.py": "", "requirements.txt": ""},
+    )  # fmt: skip
+    result = _init(cli, repo)
+    assert result.code == 0, result.err
+    assert "TensorFlow 2.6.0 is not a release tfgov-ci knows" in result.out
+    assert "a gpu image, written as cpu: set image.variant gpu and runtime.cuda" in result.out
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "migrated")
+    assert cli("validate", cwd=repo).code == 0
+
+
 def test_a_bad_dockerfile_is_an_error_at_its_line_and_nothing_is_written(
     tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:

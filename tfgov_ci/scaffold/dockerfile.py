@@ -162,9 +162,11 @@ def _from(dockerfile: Dockerfile, stage: Stage, out: Migration) -> None:
             out.tensorflow = version.group(1)
             out.took(line, f"FROM {image} -> runtime.tensorflow {out.tensorflow}")
         elif not unknown:
+            named = version.group(1) if version else tag
             out.leave(
                 line,
-                f"FROM {image}: TensorFlow {tag!r} is not a release tfgov-ci knows; set runtime.tensorflow",
+                f"FROM {image}: TensorFlow {named} is not a release tfgov-ci knows (its tested Python "
+                "and CUDA are unknown here): set runtime.tensorflow to one the central base provides",
             )
     elif py:
         out.python = py.group(1)
@@ -176,6 +178,13 @@ def _from(dockerfile: Dockerfile, stage: Stage, out: Migration) -> None:
         out.cuda = row.cuda
         out.took(
             line, f"a gpu image -> image.variant gpu, runtime.cuda {row.cuda} (TensorFlow's tested CUDA)"
+        )
+    elif out.variant == "gpu":  # no CUDA to name: a gpu variant without one would not validate
+        out.variant = "cpu"
+        out.leave(
+            line,
+            f"FROM {image}: a gpu image, written as cpu: set image.variant gpu and runtime.cuda (the "
+            "base's CUDA) once runtime.tensorflow names a release",
         )
     out.took(
         line,
