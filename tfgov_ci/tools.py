@@ -49,9 +49,14 @@ INSTALL_HINTS: dict[str, str] = {
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
 
 
+# A secret shorter than this is not searched for: replacing every "t" of an output would garble
+# it (and the recorded commands) without hiding anything (GitLab masks nothing under 8 either).
+MIN_SECRET = 4
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Replace every secret value, and any ``scheme://user:password@`` credentials, by ***."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    for secret in sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
 

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -155,3 +156,50 @@ def test_a_model_pipeline_runs_whole_inside_the_tools_image(
         "--commit", sha,
     )  # fmt: skip
     assert verified.code == 0, verified.out + verified.err
+
+
+def test_the_tools_image_is_governed_by_its_own_pipeline_and_verifies(
+    tools_image: str,
+    session_registry: LocalRegistry,
+    signing_key: SigningKey,
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+) -> None:
+    """What `make tools-image TOOLS_REGISTRY=...` runs: the base-image pipeline on tools-image/ of a
+    clean clone (build, sbom, scan, policy as a non-production image, sign, publish, record), here
+    with the offline scanner (no vulnerability database can be fetched here) and the Debian lock
+    the fixture resolved; then `verify` allows what it published."""
+    clone = tmp_path / "tfgov-ci"
+    git(tmp_path, "clone", "--quiet", str(ROOT), str(clone))
+    shutil.copy(SHARED_CACHE / "tools-image" / "tfgov-base.lock.json", clone / "tools-image")
+    advisories = tmp_path / "advisories"
+    advisories.mkdir()
+    (advisories / "PYSEC-2099-1.yaml").write_text(test_native_build.UNRELATED_ADVISORY)
+    org = tmp_path / "org.yaml"
+    org.write_text(
+        f"version: 1\ndefaults:\n  image:\n    registry: '{session_registry.host}'\n"
+        f"  stages:\n    scan:\n      backend: osv\n      options: {{advisories: '{advisories}'}}\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CI_", "GITLAB_", "TFGOV_"))},
+        "TFGOV_CACHE_DIR": str(SHARED_CACHE),
+        "COSIGN_PRIVATE_KEY": signing_key.private,
+        "COSIGN_PASSWORD": SIGNING_PASSWORD,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "tfgov_ci", "--org-config", str(org), "run"],
+        cwd=clone / "tools-image", env=env, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads((clone / "tools-image/.tfgov/out/record.json").read_text())
+    assert [s["stage"] for s in record["stages"] if s["status"] == "passed"] == [
+        "validate", "build", "sbom", "scan", "policy", "sign", "publish", "record"
+    ]  # fmt: skip
+    policy = json.loads((clone / "tools-image/.tfgov/out/policy/result.json").read_text())
+    assert any("not a production image" in w for w in policy["warnings"])
+    digest = record["image"]["digest"]
+    verdict = cli(
+        "verify", f"{session_registry.host}/platform/tfgov-ci@{digest}", "--key", str(signing_key.public),
+        "--trusted-builder", "https://tfgov-ci.dev/builders/local", cwd=tmp_path,
+    )  # fmt: skip
+    assert verdict.code == 0, verdict.out

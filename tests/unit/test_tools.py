@@ -82,3 +82,10 @@ def test_tool_versions_are_asked_once_per_installed_binary(
     cache.write_text("{not json")  # unreadable: asked again, and written whole
     assert tools.versions(["fake-tool"], cache)["fake-tool"] == "fake-tool 2.0, upgraded"
     assert len(json.loads(cache.read_text())) == 1
+
+
+def test_a_secret_too_short_to_mask_leaves_the_output_readable() -> None:
+    """A one-letter key password would turn every `t` of a command line into *** (and break the
+    plan-is-what-ran check); secrets that short are not searched for."""
+    assert tools.redact("cosign attest --type https://x", ["t"]) == "cosign attest --type https://x"
+    assert tools.redact("pw=s3cret-pw", ["s3cret-pw"]) == "pw=***"

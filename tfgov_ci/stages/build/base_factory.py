@@ -458,8 +458,8 @@ def planned_commands(definition: BaseDefinition, cache: Path) -> list[tuple[str,
             f"{cache / 'wheels'}/<temporary dir>/requirements.txt",
         )
         out.append(("fetch the locked wheels, hashes checked (skipped when cached)", argv, "pip", True))
-    for project in definition.build_wheels:
-        argv = _wheel_argv(str(project), f"{cache / 'wheels'}/<temporary dir>")
+    for index, project in enumerate(definition.build_wheels):
+        argv = _wheel_argv(str(project), f"<temporary dir>/wheel-{index}")
         out.append((f"build {project.name}'s wheel from this commit (no dependencies)", argv, "pip", False))
     return out
 

@@ -37,13 +37,24 @@ class Finding:
 
 
 def pypi_packages(cyclonedx: dict[str, Any]) -> dict[str, str]:
-    """name -> version of every Python package a CycloneDX document lists."""
+    """name -> version of every Python package a CycloneDX document lists as installed: the copies
+    a package carries in its own source tree (``setuptools/_vendor/zipp-*.dist-info``, pip's
+    ``_vendor``) are part of that package, which the lock holds, not packages of their own."""
     out: dict[str, str] = {}
     for component in cyclonedx.get("components", []):
         purl = component.get("purl", "")
-        if purl.startswith("pkg:pypi/"):
+        if purl.startswith("pkg:pypi/") and not _vendored(component):
             out[normalise_name(component["name"])] = str(component.get("version", ""))
     return out
+
+
+def _vendored(component: dict[str, Any]) -> bool:
+    paths = [
+        str(p.get("value", ""))
+        for p in component.get("properties", [])
+        if str(p.get("name", "")).startswith("syft:location:") and str(p.get("name", "")).endswith(":path")
+    ]
+    return bool(paths) and all("/_vendor/" in path for path in paths)
 
 
 def built_packages(labels: dict[str, str]) -> dict[str, str]:
