@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 # (tfgov_ci/testing/trivydb), as trivy cannot download one offline. groovy and a JRE compile and
 # run the Jenkins library; rsync is gitlab-ci-local's. postgresql: the inventory's tests start a
 # throwaway PostgreSQL 15 cluster (tfgov_ci/testing/postgres.py); the package starts no service here.
+# prometheus: the fleet tests start a real one scraping a fixture exporter
+# (tfgov_ci/testing/prometheus.py); the package starts no service here either.
 apt_packages=(git docker-registry skopeo buildah docker.io apache2-utils openssl golang-go
-  golang-github-coreos-bbolt-dev groovy default-jre-headless rsync postgresql)
+  golang-github-coreos-bbolt-dev groovy default-jre-headless rsync postgresql prometheus)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

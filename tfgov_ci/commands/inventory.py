@@ -1,4 +1,5 @@
-"""``tfgov-ci inventory import|list|mark-deployed``: the fleet's store of every image."""
+"""``tfgov-ci inventory import|list|mark-deployed|sync-prometheus``: the fleet's store of every image,
+and what runs where."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
 IMPORT = "store build records, or the out directories holding them (record plus SBOM), in the inventory"
 LIST = "the images in the inventory, filtered by repository, governed, base, TensorFlow version, decision"
 DEPLOYED = "record that an image runs in an environment (for a deploy job); exit 1 if it is not recorded"
+SYNC = (
+    "store the containers a cluster runs, from kube-state-metrics through Prometheus, and list the "
+    "running images the inventory does not know or knows as ungoverned"
+)
 INVENTORY_HELP = (
     "the inventory database: sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB "
     "(default: $TFGOV_INVENTORY_URL, else ~/.local/share/tfgov-ci/inventory.sqlite)"
@@ -91,6 +96,33 @@ def add(commands: Commands, common: Common) -> None:
     inventory_option(deployed)
     deployed.set_defaults(handler=handle_mark_deployed)
 
+    synced = inventory.add_parser(
+        "sync-prometheus", parents=[common(out_dir=False)], help=SYNC, description=sentence(SYNC)
+    )
+    synced.add_argument(
+        "--url",
+        required=True,
+        metavar="URL",
+        help="Prometheus' base URL (a bearer token: $TFGOV_PROMETHEUS_TOKEN)",
+    )
+    synced.add_argument(
+        "--cluster", metavar="NAME", help="the cluster's name in the inventory (default: the URL's host:port)"
+    )
+    synced.add_argument(
+        "--since",
+        default="1d",
+        metavar="DURATION",
+        help="how far back the range query looks for first and last seen (30m, 6h, 7d; default 1d)",
+    )
+    synced.add_argument(
+        "--fail-on-ungoverned",
+        action="store_true",
+        help="exit 1 when a running image is ungoverned or not in the inventory",
+    )
+    synced.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    inventory_option(synced)
+    synced.set_defaults(handler=handle_sync_prometheus)
+
 
 def handle_import(args: argparse.Namespace) -> int:
     from tfgov_ci.inventory.ingest import import_paths
@@ -161,3 +193,27 @@ def handle_mark_deployed(args: argparse.Namespace) -> int:
         digest = mark_deployed(conn, args.ref, args.environment)
     print(f"{args.ref} ({digest}) is deployed in {args.environment}")
     return EXIT_OK
+
+
+def handle_sync_prometheus(args: argparse.Namespace) -> int:
+    import json
+
+    from tfgov_ci.errors import EXIT_GATE
+    from tfgov_ci.inventory import instances
+    from tfgov_ci.inventory.prometheus import Prometheus
+    from tfgov_ci.inventory.store import open_store
+
+    prometheus = Prometheus.of(args.url)
+    since = instances.seconds(args.since)
+    cluster = instances.cluster_name(prometheus, args.cluster)
+    seen = instances.observe(prometheus, cluster, since)  # asked before the store is opened for writing
+    with open_store(args.inventory) as store, store.writing() as conn:
+        synced = instances.store(conn, seen)
+    if args.format == "json":
+        print(json.dumps(synced.to_json(), indent=2))
+    else:
+        print("\n".join(instances.render(synced)))
+    if synced.skipped:
+        warn([f"{len(synced.skipped)} {instances.METRIC} series skipped (listed above)"])
+    failing = args.fail_on_ungoverned and (synced.unknown or synced.ungoverned)
+    return EXIT_GATE if failing else EXIT_OK
