@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 IMPORT = "store build records, or the out directories holding them (record plus SBOM), in the inventory"
 LIST = "the images in the inventory, filtered by repository, governed, base, TensorFlow version, decision"
 DEPLOYED = "record that an image runs in an environment (for a deploy job); exit 1 if it is not recorded"
+STALE = (
+    "images not built, deployed or seen running for N days, as archiving candidates (never one "
+    "that runs now or the newest of its repository)"
+)
 SYNC = (
     "store the containers a cluster runs, from kube-state-metrics through Prometheus, and list the "
     "running images the inventory does not know or knows as ungoverned"
@@ -123,6 +127,16 @@ def add(commands: Commands, common: Common) -> None:
     inventory_option(synced)
     synced.set_defaults(handler=handle_sync_prometheus)
 
+    stale = inventory.add_parser(
+        "stale", parents=[common(out_dir=False)], help=STALE, description=sentence(STALE)
+    )
+    stale.add_argument(
+        "--days", type=int, default=90, metavar="N", help="unused for this many days (default 90)"
+    )
+    stale.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    inventory_option(stale)
+    stale.set_defaults(handler=handle_stale)
+
 
 def handle_import(args: argparse.Namespace) -> int:
     from tfgov_ci.inventory.ingest import import_paths
@@ -217,3 +231,17 @@ def handle_sync_prometheus(args: argparse.Namespace) -> int:
         warn([f"{len(synced.skipped)} {instances.METRIC} series skipped (listed above)"])
     failing = args.fail_on_ungoverned and (synced.unknown or synced.ungoverned)
     return EXIT_GATE if failing else EXIT_OK
+
+
+def handle_stale(args: argparse.Namespace) -> int:
+    import json
+
+    from tfgov_ci.inventory.stale import render, stale
+    from tfgov_ci.inventory.store import open_store
+
+    if args.days < 1:
+        raise UsageError(f"--days {args.days}: a number of days, 1 or more")
+    with open_store(args.inventory) as store, store.reading() as conn:
+        result = stale(conn, args.days)
+    print(json.dumps(result.to_json(), indent=2) if args.format == "json" else "\n".join(render(result)))
+    return EXIT_OK

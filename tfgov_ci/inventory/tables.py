@@ -197,3 +197,14 @@ prometheus_syncs = Table(
     Column("ungoverned", Integer, nullable=False),
     Column("skipped", Integer, nullable=False),  # series without the labels or a digest
 )
+
+image_builds = Table(
+    "image_builds",
+    metadata,
+    Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("started", String(32)),  # the build stage's start
+    Column("duration_s", Float),
+    Column("peak_memory_bytes", BigInteger),  # None: not recorded (an older build, or a record alone)
+    Column("size_bytes", BigInteger),  # the manifest's layers, compressed
+    Column("layers", Text, nullable=False),  # JSON [[digest, size], ...]: the image's own layers
+)
