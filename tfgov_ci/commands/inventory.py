@@ -21,6 +21,10 @@ STALE = (
     "images not built, deployed or seen running for N days, as archiving candidates (never one "
     "that runs now or the newest of its repository)"
 )
+DUPLICATES = (
+    "snowflakes: groups of images whose locked packages are nearly the same (Jaccard over "
+    "name==version), with what they share as a candidate team base"
+)
 SYNC = (
     "store the containers a cluster runs, from kube-state-metrics through Prometheus, and list the "
     "running images the inventory does not know or knows as ungoverned"
@@ -137,6 +141,31 @@ def add(commands: Commands, common: Common) -> None:
     inventory_option(stale)
     stale.set_defaults(handler=handle_stale)
 
+    dupes = inventory.add_parser(
+        "duplicates", parents=[common(out_dir=False)], help=DUPLICATES, description=sentence(DUPLICATES)
+    )
+    dupes.add_argument(
+        "--threshold",
+        type=float,
+        default=0.8,
+        metavar="J",
+        help="the least Jaccard similarity of two alike images, above 0 and at most 1 (default 0.8)",
+    )
+    dupes.add_argument(
+        "--method",
+        choices=("auto", "exact", "minhash-lsh"),
+        default="auto",
+        help="exact over every pair, or datasketch's MinHash LSH (auto: exact up to 1,500 images)",
+    )
+    dupes.add_argument(
+        "--all-images",
+        action="store_true",
+        help="compare every image (default: the newest of each repository, as builds of one are alike)",
+    )
+    dupes.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    inventory_option(dupes)
+    dupes.set_defaults(handler=handle_duplicates)
+
 
 def handle_import(args: argparse.Namespace) -> int:
     from tfgov_ci.inventory.ingest import import_paths
@@ -243,5 +272,19 @@ def handle_stale(args: argparse.Namespace) -> int:
         raise UsageError(f"--days {args.days}: a number of days, 1 or more")
     with open_store(args.inventory) as store, store.reading() as conn:
         result = stale(conn, args.days)
+    print(json.dumps(result.to_json(), indent=2) if args.format == "json" else "\n".join(render(result)))
+    return EXIT_OK
+
+
+def handle_duplicates(args: argparse.Namespace) -> int:
+    import json
+
+    from tfgov_ci.inventory.duplicates import duplicates, render
+    from tfgov_ci.inventory.store import open_store
+
+    if not 0 < args.threshold <= 1:
+        raise UsageError(f"--threshold {args.threshold:g}: a Jaccard similarity above 0 and at most 1")
+    with open_store(args.inventory) as store, store.reading() as conn:
+        result = duplicates(conn, args.threshold, every_image=args.all_images, method=args.method)
     print(json.dumps(result.to_json(), indent=2) if args.format == "json" else "\n".join(render(result)))
     return EXIT_OK

@@ -2,11 +2,11 @@
 layers' sizes (table ``image_builds``), for ``inventory stale`` (how much archiving frees) and
 ``inventory forecast`` (what the next build and its containers will need).
 
-Read from the build stage's result beside the record (``build/result.json``: ``size`` is the sum
-of the manifest's compressed layer sizes, ``layers`` the image's own on top of the base,
-``peak_memory_bytes`` since issue 14); a record on its own (from the registry's attestation) gives
-the build stage's duration only. An older result without ``peak_memory_bytes`` leaves it unknown
-rather than guessed.
+Read from the build stage's result beside the record (``build/result.json``: ``size`` is the sum of
+the manifest's compressed layer sizes, ``layers`` the image's own on top of the base,
+``peak_memory_bytes`` and each layer's ``diff_id`` since issue 14); a record on its own (from the
+registry's attestation) gives the build stage's duration only. An older result without
+``peak_memory_bytes`` leaves it unknown rather than guessed.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ class BuildFacts:
     duration_s: float | None
     peak_memory_bytes: int | None
     size_bytes: int | None
-    layers: tuple[tuple[str, int], ...]  # the image's own layers (digest, compressed size)
+    # the image's own layers: digest, compressed size, and the uncompressed digest ('' unknown),
+    # which is how an SBOM (syft's layerID) names the layer a package is in
+    layers: tuple[tuple[str, int, str], ...]
 
 
 def of(record: Mapping[str, Any], result: Mapping[str, Any] | None) -> BuildFacts | None:
@@ -37,7 +39,7 @@ def of(record: Mapping[str, Any], result: Mapping[str, Any] | None) -> BuildFact
     if result is not None and result.get("status") == "passed":
         data = result.get("data") or {}
         layers = tuple(
-            (str(layer.get("digest", "")), int(layer.get("size", 0)))
+            (str(layer.get("digest", "")), int(layer.get("size", 0)), str(layer.get("diff_id", "")))
             for layer in data.get("layers") or []
             if isinstance(layer, dict)
         )

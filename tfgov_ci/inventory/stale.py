@@ -116,12 +116,12 @@ def stale(conn: Connection, days: int, now: dt.datetime | None = None) -> Stale:
         candidates.append((r, last, last_kind, uses))
     stale_ids = {r["id"] for r, *_ in candidates}
     kept_layers = {
-        layer for r in rows if r["id"] not in stale_ids for layer, _ in json.loads(r["layers"] or "[]")
+        layer for r in rows if r["id"] not in stale_ids for layer, *_ in json.loads(r["layers"] or "[]")
     }
     freed = {
         layer: size
         for r, *_ in candidates
-        for layer, size in json.loads(r["layers"] or "[]")
+        for layer, size, *_ in json.loads(r["layers"] or "[]")
         if layer not in kept_layers
     }
     tags = refs.by_image(conn, tables.image_tags, "tag", sorted(stale_ids))

@@ -206,5 +206,6 @@ image_builds = Table(
     Column("duration_s", Float),
     Column("peak_memory_bytes", BigInteger),  # None: not recorded (an older build, or a record alone)
     Column("size_bytes", BigInteger),  # the manifest's layers, compressed
-    Column("layers", Text, nullable=False),  # JSON [[digest, size], ...]: the image's own layers
+    # JSON [[digest, size, diff_id], ...]: the image's own layers (diff_id '' when not recorded)
+    Column("layers", Text, nullable=False),
 )

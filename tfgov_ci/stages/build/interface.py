@@ -192,9 +192,13 @@ def describe(
     history = [h for h in config.get("history", []) if not h.get("empty_layer")]
     base_layers = int(base["layers"])
     layers = []
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     for index, entry in enumerate(manifest["layers"][base_layers:], base_layers):
         what = history[index].get("created_by", "") if index < len(history) else ""
-        layers.append({"digest": entry["digest"], "size": entry["size"], "what": what, "cached": False})
+        layer = {"digest": entry["digest"], "size": entry["size"], "what": what, "cached": False}
+        if index < len(diff_ids):  # the uncompressed digest, as SBOMs (syft's layerID) name a layer
+            layer["diff_id"] = diff_ids[index]
+        layers.append(layer)
     return {
         "digest": descriptor.digest,
         "config_digest": manifest["config"]["digest"],
