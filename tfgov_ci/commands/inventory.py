@@ -25,6 +25,10 @@ DUPLICATES = (
     "snowflakes: groups of images whose locked packages are nearly the same (Jaccard over "
     "name==version), with what they share as a candidate team base"
 )
+FORECAST = (
+    "requests and limits for a repository's next build and its running containers, from its build "
+    "history and (with --prometheus) its containers' CPU, memory and GPU memory"
+)
 SYNC = (
     "store the containers a cluster runs, from kube-state-metrics through Prometheus, and list the "
     "running images the inventory does not know or knows as ungoverned"
@@ -166,6 +170,20 @@ def add(commands: Commands, common: Common) -> None:
     inventory_option(dupes)
     dupes.set_defaults(handler=handle_duplicates)
 
+    fore = inventory.add_parser(
+        "forecast", parents=[common(out_dir=False)], help=FORECAST, description=sentence(FORECAST)
+    )
+    fore.add_argument("repository", metavar="REPOSITORY", help="as recorded (or its tail: ml/fraud)")
+    fore.add_argument(
+        "--prometheus", metavar="URL", help="Prometheus' base URL: the running containers' usage too"
+    )
+    fore.add_argument(
+        "--window", default="7d", metavar="DURATION", help="how far back Prometheus is read (default 7d)"
+    )
+    fore.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    inventory_option(fore)
+    fore.set_defaults(handler=handle_forecast)
+
 
 def handle_import(args: argparse.Namespace) -> int:
     from tfgov_ci.inventory.ingest import import_paths
@@ -286,5 +304,21 @@ def handle_duplicates(args: argparse.Namespace) -> int:
         raise UsageError(f"--threshold {args.threshold:g}: a Jaccard similarity above 0 and at most 1")
     with open_store(args.inventory) as store, store.reading() as conn:
         result = duplicates(conn, args.threshold, every_image=args.all_images, method=args.method)
+    print(json.dumps(result.to_json(), indent=2) if args.format == "json" else "\n".join(render(result)))
+    return EXIT_OK
+
+
+def handle_forecast(args: argparse.Namespace) -> int:
+    import json
+
+    from tfgov_ci.inventory.forecast import forecast, render
+    from tfgov_ci.inventory.instances import seconds
+    from tfgov_ci.inventory.prometheus import Prometheus
+    from tfgov_ci.inventory.store import open_store
+
+    window = seconds(args.window, "--window")
+    prometheus = Prometheus.of(args.prometheus) if args.prometheus else None
+    with open_store(args.inventory) as store, store.reading() as conn:
+        result = forecast(conn, args.repository, prometheus, window, args.window)
     print(json.dumps(result.to_json(), indent=2) if args.format == "json" else "\n".join(render(result)))
     return EXIT_OK

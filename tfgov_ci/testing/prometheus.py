@@ -63,6 +63,29 @@ def container_info(containers: Iterable[Mapping[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cadvisor(containers: Iterable[Mapping[str, str]], scrape: int, *, cores: float = 0.25,
+             memory: int = 300 * 1024 * 1024, gpu_mib: int | None = None) -> str:  # fmt: skip
+    """cAdvisor's CPU counter and working set for these containers at the ``scrape``-th scrape (a
+    second apart: the counter grows by ``cores`` each; the working set wobbles around ``memory``),
+    and DCGM's ``DCGM_FI_DEV_FB_USED`` (MiB) when ``gpu_mib``."""
+    lines = [
+        "# TYPE container_cpu_usage_seconds_total counter",
+        "# TYPE container_memory_working_set_bytes gauge",
+    ]
+    gpu = ["# TYPE DCGM_FI_DEV_FB_USED gauge"]
+    for c in containers:
+        labels = {k: c[k] for k in ("namespace", "pod", "container") if k in c}
+        lines.append(series("container_cpu_usage_seconds_total", {**labels, "cpu": "total"}, scrape * cores))
+        lines.append(
+            series("container_memory_working_set_bytes", labels, memory + (scrape % 5) * 1024 * 1024)
+        )
+        if gpu_mib is not None:
+            gpu.append(
+                series("DCGM_FI_DEV_FB_USED", {"gpu": "0", "modelName": "NVIDIA A100", **labels}, gpu_mib)
+            )
+    return "\n".join(lines + (gpu if gpu_mib is not None else [])) + "\n"
+
+
 class Exporter:
     """``with Exporter(lambda: text) as e: e.target`` -> "127.0.0.1:PORT" serving it at /metrics."""
 
