@@ -29,6 +29,10 @@ FORECAST = (
     "requests and limits for a repository's next build and its running containers, from its build "
     "history and (with --prometheus) its containers' CPU, memory and GPU memory"
 )
+REPORT = (
+    "the fleet on one static HTML page (no server, nothing fetched): bases, TensorFlow versions, "
+    "governance, findings over time, instances, stale images, snowflakes, the newest rescan"
+)
 SYNC = (
     "store the containers a cluster runs, from kube-state-metrics through Prometheus, and list the "
     "running images the inventory does not know or knows as ungoverned"
@@ -49,8 +53,10 @@ def add(commands: Commands, common: Common) -> None:
         commands,
         common,
         "inventory",
-        help="the fleet inventory: import records, list images, mark deployments",
-        description="The store of every image: SQLite by default, PostgreSQL by URL.",
+        help="the fleet inventory: import, list, what runs where, stale images, snowflakes, "
+        "forecasts, the fleet page",
+        description="The store of every image (SQLite by default, PostgreSQL by URL), what runs where "
+        "(Prometheus), and what to make of it.",
     )
     imported = inventory.add_parser(
         "import", parents=[common(out_dir=False)], help=IMPORT, description=sentence(IMPORT)
@@ -183,6 +189,24 @@ def add(commands: Commands, common: Common) -> None:
     fore.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     inventory_option(fore)
     fore.set_defaults(handler=handle_forecast)
+
+    report = inventory.add_parser(
+        "report", parents=[common(out_dir=False)], help=REPORT, description=sentence(REPORT)
+    )
+    report.add_argument(
+        "--html", type=Path, metavar="FILE", help="write the page here (whole, or not at all)"
+    )
+    report.add_argument(
+        "--format", choices=("text", "json"), default="text", help="json: print the page's data as JSON"
+    )
+    report.add_argument(
+        "--days", type=int, default=90, metavar="N", help="stale: unused for N days (default 90)"
+    )
+    report.add_argument(
+        "--threshold", type=float, default=0.8, metavar="J", help="snowflakes: least Jaccard similarity (0.8)"
+    )
+    inventory_option(report)
+    report.set_defaults(handler=handle_report)
 
 
 def handle_import(args: argparse.Namespace) -> int:
@@ -321,4 +345,34 @@ def handle_forecast(args: argparse.Namespace) -> int:
     with open_store(args.inventory) as store, store.reading() as conn:
         result = forecast(conn, args.repository, prometheus, window, args.window)
     print(json.dumps(result.to_json(), indent=2) if args.format == "json" else "\n".join(render(result)))
+    return EXIT_OK
+
+
+def handle_report(args: argparse.Namespace) -> int:
+    import json
+
+    from tfgov_ci._files import atomic_write_text
+    from tfgov_ci.inventory import report
+    from tfgov_ci.inventory.store import open_store
+
+    if args.html is None and args.format != "json":
+        raise UsageError(
+            "nothing to report to", "give --html FILE (the page), --format json (its data), or both"
+        )
+    if args.days < 1:
+        raise UsageError(f"--days {args.days}: a number of days, 1 or more")
+    if not 0 < args.threshold <= 1:
+        raise UsageError(f"--threshold {args.threshold:g}: a Jaccard similarity above 0 and at most 1")
+    if args.html is not None and not args.html.parent.is_dir():
+        raise UsageError(f"--html {args.html}: no folder {args.html.parent}", "make the folder first")
+    with open_store(args.inventory) as store, store.reading() as conn:
+        data = report.gather(conn, days=args.days, threshold=args.threshold, shown=store.shown)
+    if args.html is not None:
+        atomic_write_text(args.html, report.html(data))
+        if args.format != "json":
+            groups = len(data["duplicates"]["groups"])
+            print(f"wrote {args.html}: {data['images']} images, {len(data['stale']['images'])} stale, "
+                  f"{groups} snowflake group{'s' if groups != 1 else ''}")  # fmt: skip
+    if args.format == "json":
+        print(json.dumps(data, indent=2))
     return EXIT_OK
