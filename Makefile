@@ -46,6 +46,7 @@ bench: $(STAMP) ## benchmarks, each beside its competitor, printed as tables (bu
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/policy.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/sign.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/ci_overhead.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

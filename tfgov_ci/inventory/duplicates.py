@@ -105,16 +105,20 @@ def locked_sets(
         r["id"]: {layer[2] for layer in json.loads(r["layers"] or "[]") if len(layer) > 2 and layer[2]}
         for r in images
     }
+    # Python packages by id, then each image's links by its key (the primary key's first column):
+    # a join filtered on the packages' type makes SQLite walk every link of every package instead
+    pypi = {pid: f"{key}=={version}" for pid, key, version in
+            conn.execute(select(p.c.id, p.c.key, p.c.version).where(p.c.type == "pypi"))}  # fmt: skip
     by_image: dict[int, list[tuple[str, str]]] = {r["id"]: [] for r in images}
     ids = sorted(by_image)
     for start in range(0, len(ids), 500):
-        query = (
-            select(link.c.image_id, link.c.layer, p.c.key, p.c.version)
-            .join(p, p.c.id == link.c.package_id)
-            .where(p.c.type == "pypi", link.c.image_id.in_(ids[start : start + 500]))
+        query = select(link.c.image_id, link.c.layer, link.c.package_id).where(
+            link.c.image_id.in_(ids[start : start + 500])
         )
-        for image_id, layer, key, version in conn.execute(query):
-            by_image[image_id].append((layer, f"{key}=={version}"))
+        for image_id, layer, package_id in conn.execute(query):
+            name = pypi.get(package_id)
+            if name is not None:
+                by_image[image_id].append((layer, name))
     out = {}
     for r in images:
         found = by_image[r["id"]]

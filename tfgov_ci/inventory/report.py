@@ -152,6 +152,22 @@ def _label(text: str) -> str:
     return text if len(text) <= 48 else "…" + text[-47:]
 
 
+def _labels(texts: Sequence[str]) -> list[str]:
+    """Short labels that stay distinct: matplotlib draws bars of the same label as one bar."""
+    short = [_label(t) for t in texts]
+    counts = Counter(short)
+    out = [
+        t if counts[s] == 1 else (t if len(t) <= 48 else "…" + t[-47:])
+        for s, t in zip(short, texts, strict=True)
+    ]
+    seen: Counter[str] = Counter()
+    for n, label in enumerate(out):
+        seen[label] += 1
+        if seen[label] > 1:
+            out[n] = f"{label} ({seen[label]})"
+    return out
+
+
 def _axes(axes: Any) -> None:
     for side in ("top", "right"):
         axes.spines[side].set_visible(False)
@@ -162,7 +178,7 @@ def _bars(counts: Mapping[str, int], xlabel: str, colour: str = "#1565c0") -> st
     from matplotlib.ticker import MaxNLocator
 
     shown = _top(counts)
-    labels = [_label(label) for label in shown]
+    labels = _labels(list(shown))
     figure, axes = plt.subplots(figsize=(6, 0.7 + 0.3 * max(2, len(shown))))
     axes.barh(labels[::-1], list(shown.values())[::-1], color=colour, height=0.6)
     axes.set_xlabel(xlabel)
@@ -176,7 +192,10 @@ def _stacked(rows: Mapping[str, Mapping[str, int]], colours: Mapping[str, str], 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    names = list(rows)[:TOP] if horizontal else list(rows)[-60:]  # the newest 60 days
+    if horizontal:  # the largest rows first (the caller says how many more there are)
+        ranked = sorted(rows, key=lambda n: -sum(rows[n].values()))
+        rows = {n: rows[n] for n in ranked[:TOP]}
+    names = list(rows) if horizontal else list(rows)[-60:]  # the newest 60 days
     size = (6, 0.7 + 0.3 * max(2, len(names))) if horizontal else (6, 2.8)
     figure, axes = plt.subplots(figsize=size)
     base = [0] * len(names)
@@ -185,7 +204,7 @@ def _stacked(rows: Mapping[str, Mapping[str, int]], colours: Mapping[str, str], 
         if not any(values):
             continue
         if horizontal:
-            labels = [_label(n) for n in names]
+            labels = _labels(names)
             axes.barh(
                 labels[::-1], values[::-1], left=base[::-1], color=colour, label=key.lower(), height=0.6
             )
@@ -196,6 +215,9 @@ def _stacked(rows: Mapping[str, Mapping[str, int]], colours: Mapping[str, str], 
     (axes.xaxis if horizontal else axes.yaxis).set_major_locator(MaxNLocator(integer=True))
     if not horizontal:
         axes.tick_params(axis="x", labelrotation=45, labelsize=8)
+        every = max(1, len(names) // 12)  # at most a dozen dates written under the bars
+        for n, tick in enumerate(axes.get_xticklabels()):
+            tick.set_visible(n % every == 0)
         axes.set_xlim(-0.8, max(len(names), 4) - 0.2)  # one day is a bar, not the whole width
     axes.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _axes(axes)
@@ -269,7 +291,14 @@ def _tiles(data: Mapping[str, Any]) -> str:
 
 def _running(data: Mapping[str, Any]) -> str:
     if data["instances_per_namespace"]:
-        chart = _stacked(data["instances_per_namespace"], KIND_COLOURS, "running containers", horizontal=True)
+        per = data["instances_per_namespace"]
+        chart = _stacked(per, KIND_COLOURS, "running containers", horizontal=True)
+        if len(per) > TOP:
+            ranked = sorted(per.values(), key=lambda kinds: -sum(kinds.values()))[TOP:]
+            chart += (
+                f'<p class="more">The {TOP} namespaces running the most containers; '
+                f"{len(ranked)} more run {sum(sum(k.values()) for k in ranked)} (--format json).</p>"
+            )
     else:
         chart = '<p class="none">No instances: run <code>tfgov-ci inventory sync-prometheus</code>.</p>'
     rows = [
