@@ -163,11 +163,25 @@ def _key(labels: Mapping[str, str], digest: str) -> tuple[str, str, str, str]:
     return labels["namespace"], labels["pod"], labels["container"], digest
 
 
+def _own_labels(labels: Mapping[str, str]) -> Mapping[str, str]:
+    """kube-state-metrics' own labels: scraped without ``honor_labels``, its ``namespace``,
+    ``pod`` and ``container`` clash with the target's and Prometheus keeps them as ``exported_*``
+    (the unprefixed ones then name kube-state-metrics' own pod)."""
+    if not any(k.startswith("exported_") for k in labels):
+        return labels
+    out = dict(labels)
+    for name in ("namespace", "pod", "container"):
+        if f"exported_{name}" in labels:
+            out[name] = labels[f"exported_{name}"]
+    return out
+
+
 def _read(series: Iterable[Series]) -> tuple[dict[tuple[str, ...], dict[str, Any]], dict[str, Skipped]]:
     """Series by instance (first and last sample, the labels), and the skipped ones by labels."""
     found: dict[tuple[str, ...], dict[str, Any]] = {}
     skipped: dict[str, Skipped] = {}
     for s in series:
+        s = Series(_own_labels(s.labels), s.samples)
         missing = [name for name in LABELS if name != "image_id" and not s.labels.get(name)]
         if missing:
             skip = Skipped(s.labels, f"no {', '.join(missing)} label (not kube-state-metrics' {METRIC}?)")
