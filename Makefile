@@ -47,6 +47,7 @@ bench: $(STAMP) ## benchmarks, each beside its competitor, printed as tables (bu
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/sign.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/ci_overhead.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/inventory.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/fleet.py
 
 # The CI tools image (tools-image/, README "The tools image"): into an OCI layout, or, with
 # TOOLS_REGISTRY=host[:port], through its governed pipeline into that registry.

@@ -11,8 +11,13 @@ cd "$(dirname "$0")/.."
 # (tfgov_ci/testing/trivydb), as trivy cannot download one offline. groovy and a JRE compile and
 # run the Jenkins library; rsync is gitlab-ci-local's. postgresql: the inventory's tests start a
 # throwaway PostgreSQL 15 cluster (tfgov_ci/testing/postgres.py); the package starts no service here.
+# prometheus: the fleet tests start a real one scraping a fixture exporter
+# (tfgov_ci/testing/prometheus.py); the package starts no service here either. chromium: the fleet
+# page's tests open it headless (tfgov_ci/testing/browser.py, through Playwright's Python package,
+# which then downloads no browser of its own); fonts-dejavu-core is the font its charts name.
 apt_packages=(git docker-registry skopeo buildah docker.io apache2-utils openssl golang-go
-  golang-github-coreos-bbolt-dev groovy default-jre-headless rsync postgresql)
+  golang-github-coreos-bbolt-dev groovy default-jre-headless rsync postgresql prometheus chromium
+  fonts-dejavu-core)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

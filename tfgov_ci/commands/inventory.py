@@ -1,4 +1,5 @@
-"""``tfgov-ci inventory import|list|mark-deployed``: the fleet's store of every image."""
+"""``tfgov-ci inventory import|list|mark-deployed|sync-prometheus``: the fleet's store of every image,
+and what runs where."""
 
 from __future__ import annotations
 
@@ -16,6 +17,26 @@ if TYPE_CHECKING:
 IMPORT = "store build records, or the out directories holding them (record plus SBOM), in the inventory"
 LIST = "the images in the inventory, filtered by repository, governed, base, TensorFlow version, decision"
 DEPLOYED = "record that an image runs in an environment (for a deploy job); exit 1 if it is not recorded"
+STALE = (
+    "images not built, deployed or seen running for N days, as archiving candidates (never one "
+    "that runs now or the newest of its repository)"
+)
+DUPLICATES = (
+    "snowflakes: groups of images whose locked packages are nearly the same (Jaccard over "
+    "name==version), with what they share as a candidate team base"
+)
+FORECAST = (
+    "requests and limits for a repository's next build and its running containers, from its build "
+    "history and (with --prometheus) its containers' CPU, memory and GPU memory"
+)
+REPORT = (
+    "the fleet on one static HTML page (no server, nothing fetched): bases, TensorFlow versions, "
+    "governance, findings over time, instances, stale images, snowflakes, the newest rescan"
+)
+SYNC = (
+    "store the containers a cluster runs, from kube-state-metrics through Prometheus, and list the "
+    "running images the inventory does not know or knows as ungoverned"
+)
 INVENTORY_HELP = (
     "the inventory database: sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB "
     "(default: $TFGOV_INVENTORY_URL, else ~/.local/share/tfgov-ci/inventory.sqlite)"
@@ -32,8 +53,10 @@ def add(commands: Commands, common: Common) -> None:
         commands,
         common,
         "inventory",
-        help="the fleet inventory: import records, list images, mark deployments",
-        description="The store of every image: SQLite by default, PostgreSQL by URL.",
+        help="the fleet inventory: import, list, what runs where, stale images, snowflakes, "
+        "forecasts, the fleet page",
+        description="The store of every image (SQLite by default, PostgreSQL by URL), what runs where "
+        "(Prometheus), and what to make of it.",
     )
     imported = inventory.add_parser(
         "import", parents=[common(out_dir=False)], help=IMPORT, description=sentence(IMPORT)
@@ -90,6 +113,100 @@ def add(commands: Commands, common: Common) -> None:
     deployed.add_argument("environment", metavar="ENV", help="where it now runs (production, staging, ...)")
     inventory_option(deployed)
     deployed.set_defaults(handler=handle_mark_deployed)
+
+    synced = inventory.add_parser(
+        "sync-prometheus", parents=[common(out_dir=False)], help=SYNC, description=sentence(SYNC)
+    )
+    synced.add_argument(
+        "--url",
+        required=True,
+        metavar="URL",
+        help="Prometheus' base URL (a bearer token: $TFGOV_PROMETHEUS_TOKEN)",
+    )
+    synced.add_argument(
+        "--cluster", metavar="NAME", help="the cluster's name in the inventory (default: the URL's host:port)"
+    )
+    synced.add_argument(
+        "--since",
+        default="1d",
+        metavar="DURATION",
+        help="how far back the range query looks for first and last seen (30m, 6h, 7d; default 1d)",
+    )
+    synced.add_argument(
+        "--fail-on-ungoverned",
+        action="store_true",
+        help="exit 1 when a running image is ungoverned or not in the inventory",
+    )
+    synced.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    inventory_option(synced)
+    synced.set_defaults(handler=handle_sync_prometheus)
+
+    stale = inventory.add_parser(
+        "stale", parents=[common(out_dir=False)], help=STALE, description=sentence(STALE)
+    )
+    stale.add_argument(
+        "--days", type=int, default=90, metavar="N", help="unused for this many days (default 90)"
+    )
+    stale.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    inventory_option(stale)
+    stale.set_defaults(handler=handle_stale)
+
+    dupes = inventory.add_parser(
+        "duplicates", parents=[common(out_dir=False)], help=DUPLICATES, description=sentence(DUPLICATES)
+    )
+    dupes.add_argument(
+        "--threshold",
+        type=float,
+        default=0.8,
+        metavar="J",
+        help="the least Jaccard similarity of two alike images, above 0 and at most 1 (default 0.8)",
+    )
+    dupes.add_argument(
+        "--method",
+        choices=("auto", "exact", "minhash-lsh"),
+        default="auto",
+        help="exact over every pair, or datasketch's MinHash LSH (auto: exact up to 1,500 images)",
+    )
+    dupes.add_argument(
+        "--all-images",
+        action="store_true",
+        help="compare every image (default: the newest of each repository, as builds of one are alike)",
+    )
+    dupes.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    inventory_option(dupes)
+    dupes.set_defaults(handler=handle_duplicates)
+
+    fore = inventory.add_parser(
+        "forecast", parents=[common(out_dir=False)], help=FORECAST, description=sentence(FORECAST)
+    )
+    fore.add_argument("repository", metavar="REPOSITORY", help="as recorded (or its tail: ml/fraud)")
+    fore.add_argument(
+        "--prometheus", metavar="URL", help="Prometheus' base URL: the running containers' usage too"
+    )
+    fore.add_argument(
+        "--window", default="7d", metavar="DURATION", help="how far back Prometheus is read (default 7d)"
+    )
+    fore.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    inventory_option(fore)
+    fore.set_defaults(handler=handle_forecast)
+
+    report = inventory.add_parser(
+        "report", parents=[common(out_dir=False)], help=REPORT, description=sentence(REPORT)
+    )
+    report.add_argument(
+        "--html", type=Path, metavar="FILE", help="write the page here (whole, or not at all)"
+    )
+    report.add_argument(
+        "--format", choices=("text", "json"), default="text", help="json: print the page's data as JSON"
+    )
+    report.add_argument(
+        "--days", type=int, default=90, metavar="N", help="stale: unused for N days (default 90)"
+    )
+    report.add_argument(
+        "--threshold", type=float, default=0.8, metavar="J", help="snowflakes: least Jaccard similarity (0.8)"
+    )
+    inventory_option(report)
+    report.set_defaults(handler=handle_report)
 
 
 def handle_import(args: argparse.Namespace) -> int:
@@ -160,4 +277,102 @@ def handle_mark_deployed(args: argparse.Namespace) -> int:
     with open_store(args.inventory) as store, store.writing() as conn:
         digest = mark_deployed(conn, args.ref, args.environment)
     print(f"{args.ref} ({digest}) is deployed in {args.environment}")
+    return EXIT_OK
+
+
+def handle_sync_prometheus(args: argparse.Namespace) -> int:
+    import json
+
+    from tfgov_ci.errors import EXIT_GATE
+    from tfgov_ci.inventory import instances
+    from tfgov_ci.inventory.prometheus import Prometheus
+    from tfgov_ci.inventory.store import open_store
+
+    prometheus = Prometheus.of(args.url)
+    since = instances.seconds(args.since)
+    cluster = instances.cluster_name(prometheus, args.cluster)
+    seen = instances.observe(prometheus, cluster, since)  # asked before the store is opened for writing
+    with open_store(args.inventory) as store, store.writing() as conn:
+        synced = instances.store(conn, seen)
+    if args.format == "json":
+        print(json.dumps(synced.to_json(), indent=2))
+    else:
+        print("\n".join(instances.render(synced)))
+    if synced.skipped:
+        warn([f"{len(synced.skipped)} {instances.METRIC} series skipped (listed above)"])
+    failing = args.fail_on_ungoverned and (synced.unknown or synced.ungoverned)
+    return EXIT_GATE if failing else EXIT_OK
+
+
+def handle_stale(args: argparse.Namespace) -> int:
+    import json
+
+    from tfgov_ci.inventory.stale import render, stale
+    from tfgov_ci.inventory.store import open_store
+
+    if args.days < 1:
+        raise UsageError(f"--days {args.days}: a number of days, 1 or more")
+    with open_store(args.inventory) as store, store.reading() as conn:
+        result = stale(conn, args.days)
+    print(json.dumps(result.to_json(), indent=2) if args.format == "json" else "\n".join(render(result)))
+    return EXIT_OK
+
+
+def handle_duplicates(args: argparse.Namespace) -> int:
+    import json
+
+    from tfgov_ci.inventory.duplicates import duplicates, render
+    from tfgov_ci.inventory.store import open_store
+
+    if not 0 < args.threshold <= 1:
+        raise UsageError(f"--threshold {args.threshold:g}: a Jaccard similarity above 0 and at most 1")
+    with open_store(args.inventory) as store, store.reading() as conn:
+        result = duplicates(conn, args.threshold, every_image=args.all_images, method=args.method)
+    print(json.dumps(result.to_json(), indent=2) if args.format == "json" else "\n".join(render(result)))
+    return EXIT_OK
+
+
+def handle_forecast(args: argparse.Namespace) -> int:
+    import json
+
+    from tfgov_ci.inventory.forecast import forecast, render
+    from tfgov_ci.inventory.instances import seconds
+    from tfgov_ci.inventory.prometheus import Prometheus
+    from tfgov_ci.inventory.store import open_store
+
+    window = seconds(args.window, "--window")
+    prometheus = Prometheus.of(args.prometheus) if args.prometheus else None
+    with open_store(args.inventory) as store, store.reading() as conn:
+        result = forecast(conn, args.repository, prometheus, window, args.window)
+    print(json.dumps(result.to_json(), indent=2) if args.format == "json" else "\n".join(render(result)))
+    return EXIT_OK
+
+
+def handle_report(args: argparse.Namespace) -> int:
+    import json
+
+    from tfgov_ci._files import atomic_write_text
+    from tfgov_ci.inventory import report
+    from tfgov_ci.inventory.store import open_store
+
+    if args.html is None and args.format != "json":
+        raise UsageError(
+            "nothing to report to", "give --html FILE (the page), --format json (its data), or both"
+        )
+    if args.days < 1:
+        raise UsageError(f"--days {args.days}: a number of days, 1 or more")
+    if not 0 < args.threshold <= 1:
+        raise UsageError(f"--threshold {args.threshold:g}: a Jaccard similarity above 0 and at most 1")
+    if args.html is not None and not args.html.parent.is_dir():
+        raise UsageError(f"--html {args.html}: no folder {args.html.parent}", "make the folder first")
+    with open_store(args.inventory) as store, store.reading() as conn:
+        data = report.gather(conn, days=args.days, threshold=args.threshold, shown=store.shown)
+    if args.html is not None:
+        atomic_write_text(args.html, report.html(data))
+        if args.format != "json":
+            groups = len(data["duplicates"]["groups"])
+            print(f"wrote {args.html}: {data['images']} images, {len(data['stale']['images'])} stale, "
+                  f"{groups} snowflake group{'s' if groups != 1 else ''}")  # fmt: skip
+    if args.format == "json":
+        print(json.dumps(data, indent=2))
     return EXIT_OK

@@ -22,6 +22,7 @@ from typing import Any
 from tfgov_ci import _resources
 from tfgov_ci.errors import Problem, UsageError
 from tfgov_ci.findings import Finding, ScanReport, load, read_json
+from tfgov_ci.inventory import builds
 from tfgov_ci.inventory.sbom import Package, read_packages
 from tfgov_ci.predicates import RECORD_PREDICATE
 from tfgov_ci.stages.policy.exceptions import Exception_
@@ -117,6 +118,7 @@ class ImageEvidence:
     exceptions: tuple[ExceptionUsed, ...]
     attestations: tuple[Attestation, ...]
     warnings: tuple[str, ...] = ()
+    build: builds.BuildFacts | None = None  # what the build cost (duration, memory, sizes)
 
     def excepted(self, finding: Finding) -> bool:
         """Whether the policy decision let this finding pass under a governed exception."""
@@ -337,6 +339,7 @@ def from_record(
         exceptions=exceptions,
         attestations=tuple(attestations),
         warnings=tuple(warnings),
+        build=builds.of(record, build),
     )
 
 

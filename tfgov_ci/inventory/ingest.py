@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tfgov_ci.inventory import evidence, tables
+from tfgov_ci.inventory import builds, evidence, tables
 from tfgov_ci.inventory.evidence import ImageEvidence
 from tfgov_ci.inventory.sbom import Package
 from tfgov_ci.pipeline import now
@@ -175,6 +175,7 @@ def save(conn: Connection, image: ImageEvidence, cache: PackageIds | None = None
         index_elements=[tables.images.c.digest], set_={k: upsert.excluded[k] for k in row if k != "digest"}
     ).returning(tables.images.c.id)
     image_id = int(conn.execute(upsert).scalar_one())
+    builds.save(conn, image_id, image.build)
     for table in (tables.image_tags, tables.image_packages, tables.exceptions_used, tables.attestations):
         conn.execute(delete(table).where(table.c.image_id == image_id))
     findings = tables.findings

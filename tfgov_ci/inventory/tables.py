@@ -163,3 +163,49 @@ rescans = Table(
     Column("package_versions", Integer, nullable=False),  # distinct versions matched
     Column("new_findings", Integer, nullable=False),
 )
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("cluster", String(200), nullable=False),  # --cluster, else the Prometheus URL's host
+    Column("namespace", String(253), nullable=False),
+    Column("pod", String(253), nullable=False),
+    Column("container", String(253), nullable=False),
+    Column("image", Text, nullable=False),  # as the cluster names it (kube-state-metrics' image)
+    Column("image_id", Text, nullable=False),  # the runtime's image_id label, as it was
+    # the manifest digest image_id holds: joined to images.digest when read, not a foreign key, so
+    # that an instance of an image imported later is linked to it without a second sync
+    Column("digest", String(100), nullable=False),
+    Column("first_seen", String(32), nullable=False),
+    Column("last_seen", String(32), nullable=False),
+    Column("running", Boolean, nullable=False),  # in the cluster's newest sync
+    UniqueConstraint("cluster", "namespace", "pod", "container", "digest", name="uq_instances_identity"),
+    Index("ix_instances_digest", "digest"),
+)
+
+prometheus_syncs = Table(
+    "prometheus_syncs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("cluster", String(200), nullable=False),
+    Column("url", Text, nullable=False),  # credentials masked
+    Column("synced", String(32), nullable=False),  # the instant query's time
+    Column("since", String(32), nullable=False),  # the range query's start
+    Column("instances", Integer, nullable=False),  # running, with a digest
+    Column("unknown", Integer, nullable=False),  # running images the inventory does not hold
+    Column("ungoverned", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False),  # series without the labels or a digest
+)
+
+image_builds = Table(
+    "image_builds",
+    metadata,
+    Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("started", String(32)),  # the build stage's start
+    Column("duration_s", Float),
+    Column("peak_memory_bytes", BigInteger),  # None: not recorded (an older build, or a record alone)
+    Column("size_bytes", BigInteger),  # the manifest's layers, compressed
+    # JSON [[digest, size, diff_id], ...]: the image's own layers (diff_id '' when not recorded)
+    Column("layers", Text, nullable=False),
+)

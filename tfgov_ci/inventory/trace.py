@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from tfgov_ci.findings import SEVERITIES
-from tfgov_ci.inventory import refs, tables
+from tfgov_ci.inventory import instances, refs, tables
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -30,6 +30,7 @@ class Trace:
     exceptions: list[dict[str, Any]]
     attestations: list[dict[str, Any]]
     deployments: list[dict[str, Any]]
+    instances: list[dict[str, Any]]  # where it runs or ran (inventory sync-prometheus), running first
 
     def to_json(self) -> dict[str, Any]:
         return {"schema_version": 1, **asdict(self)}
@@ -95,6 +96,7 @@ def trace(conn: Connection, ref: str) -> Trace:
         exceptions=rows(tables.exceptions_used, tables.exceptions_used.c.finding),
         attestations=rows(tables.attestations, tables.attestations.c.predicate_type),
         deployments=rows(tables.deployments, tables.deployments.c.environment),
+        instances=instances.where_running(conn, [row["digest"]]).get(row["digest"], []),
     )
 
 
@@ -144,6 +146,14 @@ def render(t: Trace) -> list[str]:
         *(
             [f"deployed     {d['environment']} since {d['deployed']} (as {d['ref']})" for d in t.deployments]
             or ["deployed     not known (`tfgov-ci inventory mark-deployed` records it)"]
+        ),
+        *(
+            [
+                f"{'running' if r['running'] else 'ran':<12} {r['cluster']} {r['namespace']}/{r['pod']}/"
+                f"{r['container']} (first seen {r['first_seen']}, last seen {r['last_seen']})"
+                for r in t.instances
+            ]
+            or ["running      not seen (`tfgov-ci inventory sync-prometheus` reads what clusters run)"]
         ),
     ]
     return lines

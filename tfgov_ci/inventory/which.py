@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from tfgov_ci.errors import UsageError
-from tfgov_ci.inventory import refs, tables
+from tfgov_ci.inventory import instances, refs, tables
 from tfgov_ci.stages.scan.advisories import version_key
 from tfgov_ci.wheels import normalise_name
 
@@ -127,6 +127,7 @@ class Match:
     version: str
     purl: str
     deployments: tuple[str, ...]
+    running: tuple[str, ...] = ()  # CLUSTER/NAMESPACE/POD/CONTAINER of each running instance
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -138,6 +139,7 @@ class Match:
             "decision": self.decision,
             "package": {"name": self.package, "type": self.type, "version": self.version, "purl": self.purl},
             "deployments": list(self.deployments),
+            "running": list(self.running),
         }
 
 
@@ -203,6 +205,12 @@ def which(conn: Connection, spec: Spec) -> Answer:
     ids = sorted({r.id for r in rows})
     tags = refs.by_image(conn, tables.image_tags, "tag", ids)
     deployed = refs.by_image(conn, tables.deployments, "environment", ids)
+    running = {
+        digest: tuple(f"{r['cluster']}/{r['namespace']}/{r['pod']}/{r['container']}" for r in found)
+        for digest, found in instances.where_running(
+            conn, {r.digest for r in rows}, running_only=True
+        ).items()
+    }
     matches = [
         Match(
             r.digest,
@@ -216,6 +224,7 @@ def which(conn: Connection, spec: Spec) -> Answer:
             chosen[r.package_id]["version"],
             chosen[r.package_id]["purl"],
             deployed.get(r.id, ()),
+            running.get(r.digest, ()),
         )
         for r in rows
     ]
@@ -224,7 +233,7 @@ def which(conn: Connection, spec: Spec) -> Answer:
 
 
 CSV_FIELDS = ("repository", "digest", "tags", "commit", "governed", "decision", "type", "package", "version",
-              "purl", "deployments")  # fmt: skip
+              "purl", "deployments", "running")  # fmt: skip
 
 
 def csv_rows(answer: Answer) -> list[dict[str, str]]:
@@ -241,6 +250,7 @@ def csv_rows(answer: Answer) -> list[dict[str, str]]:
             "version": m.version,
             "purl": m.purl,
             "deployments": " ".join(m.deployments),
+            "running": " ".join(m.running),
         }
         for m in answer.matches
     ]
@@ -255,7 +265,8 @@ def render(answer: Answer) -> list[str]:
         governed = "governed" if m.governed else "UNGOVERNED"
         lines.append(
             f"  tags {', '.join(m.tags) or '-'}; commit {m.commit or '-'}; {governed}; "
-            f"decision {m.decision or '-'}; deployed {', '.join(m.deployments) or 'not known'}"
+            f"decision {m.decision or '-'}; deployed {', '.join(m.deployments) or 'not known'}; "
+            f"running {', '.join(m.running) or 'not seen'}"
         )
     if answer.undecided:
         lines.append(

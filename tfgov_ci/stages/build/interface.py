@@ -192,9 +192,13 @@ def describe(
     history = [h for h in config.get("history", []) if not h.get("empty_layer")]
     base_layers = int(base["layers"])
     layers = []
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     for index, entry in enumerate(manifest["layers"][base_layers:], base_layers):
         what = history[index].get("created_by", "") if index < len(history) else ""
-        layers.append({"digest": entry["digest"], "size": entry["size"], "what": what, "cached": False})
+        layer = {"digest": entry["digest"], "size": entry["size"], "what": what, "cached": False}
+        if index < len(diff_ids):  # the uncompressed digest, as SBOMs (syft's layerID) name a layer
+            layer["diff_id"] = diff_ids[index]
+        layers.append(layer)
     return {
         "digest": descriptor.digest,
         "config_digest": manifest["config"]["digest"],
@@ -211,8 +215,22 @@ def describe(
     }
 
 
+def peak_memory_bytes() -> int:
+    """The most memory this process, or the largest tool it has waited for, held at once (peak
+    RSS, Linux's ``ru_maxrss``). The native builder builds in this process and buildah in a child,
+    so this is the build's; Docker builds in its daemon, which no child's figure shows. In CI each
+    stage is a job of its own; on a laptop's ``tfgov-ci run`` it includes the stages before."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return int(max(own, children)) * 1024  # KiB on Linux
+
+
 def built(ctx: Context, stage: str, backend: str, clock: Clock, data: dict[str, Any]) -> StageResult:
-    """The result of a build: the same contract whichever backend built the image."""
+    """The result of a build: the same contract whichever backend built the image (with the peak
+    memory, for ``inventory forecast``)."""
+    data = {**data, "peak_memory_bytes": peak_memory_bytes()}
     message = f"{data['digest']} ({len(data['layers'])} layers on the base, {data['size'] / 1e6:.1f} MB)"
     return passed(ctx, stage, backend, clock, message, outputs={"layout": str(layout_path(ctx))}, data=data)
 
