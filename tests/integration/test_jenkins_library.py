@@ -162,3 +162,16 @@ def test_the_sign_stage_gets_its_key_and_password_from_secret_text_credentials(t
     assert "COSIGN_PASSWORD" not in scan["env"]  # only the stage that reads it
     assert "pw-for-the-key" not in sign["script"] and key not in sign["script"]  # never in the sh string
     assert calls(result, "withCredentials")[0]["ids"] == ["cosign-key", "cosign-password"]
+
+
+def test_with_tools_image_every_stage_runs_inside_the_ci_tools_image(tmp_path: Path) -> None:
+    """toolsImage: Docker Pipeline's docker.image(...).inside around the stages (the harness stands
+    in for the plugin, as for every Jenkins step: no Jenkins can run here)."""
+    image = "harbor.example.com/platform/tfgov-ci@sha256:" + "a" * 64
+    result = harness(tmp_path, f"node {{\n  tfgovPipeline(toolsImage: '{image}', stages: ['validate'])\n}}\n")
+    assert result["error"] is None
+    steps = [c["step"] for c in result["calls"]]
+    assert steps.index("docker.inside") < steps.index("stage") < steps.index("sh")
+    assert calls(result, "docker.inside") == [{"step": "docker.inside", "image": image}]
+    plain = harness(tmp_path, "node {\n  tfgovPipeline(stages: ['validate'])\n}\n")
+    assert calls(plain, "docker.inside") == [] and calls(plain, "sh")

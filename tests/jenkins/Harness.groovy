@@ -150,6 +150,13 @@ def binding = new Binding()
 binding.setVariable('__recorder', recorder)
 binding.setVariable('env', recorder.env)
 binding.setVariable('scm', [kind: 'scm'])
+// Docker Pipeline's global: docker.image(NAME).inside { ... } runs the block in that image.
+binding.setVariable('docker', [image: { String name ->
+    [inside: { Closure body ->
+        recorder.calls << [step: 'docker.inside', image: name]
+        body.call()
+    }]
+}])
 def config = new CompilerConfiguration()
 config.scriptBaseClass = PipelineScript.name
 def shell = new GroovyShell(this.class.classLoader, binding, config)

@@ -40,6 +40,12 @@ DEFAULTS = {
     "out": (".tfgov/out", "the out directory for stage results (archived)"),
     "stages": (None, "the stages to run, in pipeline order (default: all of the pipeline's)"),
     "command": ("tfgov-ci", "the tfgov-ci command on the agent"),
+    "toolsImage": (
+        None,
+        "the CI tools image the stages run in (Docker Pipeline's docker.image(...).inside), e.g. "
+        "'harbor.example.com/platform/tfgov-ci@sha256:...' (make tools-image publishes it); "
+        "null: on the agent as it is",
+    ),
     "registryCredentialsId": (None, "a username/password credential for the registry (publish, sbom)"),
     **{
         secret_setting(variable): (
@@ -170,9 +176,20 @@ def _pipeline_script(pipeline_def: PipelineDef) -> str:
         + """/**
  * The governed pipeline as Jenkins stages, inside the caller's node:
  *   node { checkout scm; tfgovPipeline(config: 'tfgov.yaml', registryCredentialsId: 'harbor') }
+ * With toolsImage set, inside that image (the CI tools image), as the GitLab jobs run in it.
  */
 def call(Map args = [:]) {
     Map cfg = tfgovStage.settings(args)
+    if (cfg.toolsImage) {
+        docker.image(cfg.toolsImage).inside {
+            runStages(cfg)
+        }
+    } else {
+        runStages(cfg)
+    }
+}
+
+def runStages(Map cfg) {
     try {
         for (String name in tfgovStage.STAGES) {
             if (!(name in cfg.stages)) {

@@ -3,9 +3,20 @@
 /**
  * The governed pipeline as Jenkins stages, inside the caller's node:
  *   node { checkout scm; tfgovPipeline(config: 'tfgov.yaml', registryCredentialsId: 'harbor') }
+ * With toolsImage set, inside that image (the CI tools image), as the GitLab jobs run in it.
  */
 def call(Map args = [:]) {
     Map cfg = tfgovStage.settings(args)
+    if (cfg.toolsImage) {
+        docker.image(cfg.toolsImage).inside {
+            runStages(cfg)
+        }
+    } else {
+        runStages(cfg)
+    }
+}
+
+def runStages(Map cfg) {
     try {
         for (String name in tfgovStage.STAGES) {
             if (!(name in cfg.stages)) {
