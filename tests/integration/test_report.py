@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import CliResult, require_tools
-from tests.integration.test_inventory import variant
+from tests.integration.test_inventory import fresh_postgres, postgres, variant  # noqa: F401 (fixtures)
 from tests.services import PYYAML_ADVISORY, RecordedBuild
 from tfgov_ci._cli import main
 
@@ -163,3 +163,24 @@ def test_bad_arguments_exit_2_and_write_nothing(
     assert neither.code == 2 and "give --html FILE" in neither.err
     assert cli("inventory", "report", "--html", str(tmp_path / "x.html"), "--threshold", "2").code == 2
     assert not (tmp_path / "x.html").exists() and not list(tmp_path.glob(".x.html.*"))
+
+
+def test_the_page_is_made_from_a_postgresql_inventory_and_survives_hostile_names(
+    recorded_build: RecordedBuild,
+    fresh_postgres: str,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+) -> None:
+    """The organisation's inventory is PostgreSQL (its GROUP BY is stricter than SQLite's); image
+    names and labels are anybody's text: a `$...$` is not mathtext, a tag is not markup."""
+    out = variant(recorded_build, tmp_path, 7)
+    build = out / "build" / "result.json"
+    build.write_text(build.read_text().replace('"ref": "', '"ref": "<script>alert(1)</script>$\\\\foo$', 1))
+    assert (
+        cli("inventory", "import", str(recorded_build.out), str(out), "--inventory", fresh_postgres).code == 0
+    )
+    page = tmp_path / "fleet.html"
+    done = cli("inventory", "report", "--html", str(page), "--inventory", fresh_postgres)
+    assert done.code == 0, done.err
+    text = page.read_text()
+    assert "<script>alert(1)" not in text and "&lt;script&gt;" in text

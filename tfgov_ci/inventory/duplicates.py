@@ -115,10 +115,10 @@ def locked_sets(
         query = select(link.c.image_id, link.c.layer, link.c.package_id).where(
             link.c.image_id.in_(ids[start : start + 500])
         )
-        for image_id, layer, package_id in conn.execute(query):
-            name = pypi.get(package_id)
+        for row in conn.execute(query):
+            name = pypi.get(int(row.package_id))
             if name is not None:
-                by_image[image_id].append((layer, name))
+                by_image[int(row.image_id)].append((str(row.layer), name))
     out = {}
     for r in images:
         found = by_image[r["id"]]

@@ -81,7 +81,7 @@ class Prometheus:
         request = urllib.request.Request(f"{self.url}{path}?{urllib.parse.urlencode(params)}")
         token = os.environ.get(TOKEN_ENV)
         if token:
-            request.add_header("Authorization", f"Bearer {token}")
+            request.add_unredirected_header("Authorization", f"Bearer {token}")  # not on to a redirect
         secrets = [token] if token else []
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:

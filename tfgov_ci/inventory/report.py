@@ -44,10 +44,9 @@ def gather(conn: Connection, *, days: int = 90, threshold: float = 0.8, shown: s
     bases = Counter(r["base_ref"] or r["base_digest"] or "(not known)" for r in images)
     tensorflow = Counter(r["tensorflow_version"] or "(not known)" for r in images)
     governed = {d: bool(g) for d, g in ((r["digest"], r["governed"]) for r in images)}
+    day = func.substr(f.c.found, 1, 10).label("day")  # one expression: PostgreSQL groups by it
     found = conn.execute(
-        select(func.substr(f.c.found, 1, 10), f.c.severity, func.count())
-        .where(f.c.excepted.is_(False))
-        .group_by(func.substr(f.c.found, 1, 10), f.c.severity)
+        select(day, f.c.severity, func.count()).where(f.c.excepted.is_(False)).group_by(day, f.c.severity)
     ).all()
     over_time: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SEVERITIES, 0))
     for day, severity, n in found:
@@ -351,7 +350,10 @@ def html(data: Mapping[str, Any]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 9})
+    # text.parse_math off: a label is an image's name or label, never mathtext ("$x$" stays "$x$")
+    plt.rcParams.update(
+        {"svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 9, "text.parse_math": False}
+    )
     title = "tfgov-ci fleet"
     header = (
         f"<header><h1>{title}</h1><p>{_e(data['inventory'])} · generated {_e(data['generated'])} · "
