@@ -250,9 +250,28 @@ def test_a_malformed_option_exits_2(
     assert done.code == 2 and says in done.err, done.err
 
 
-def test_a_url_that_is_not_http_exits_2(cli: Callable[..., CliResult], tmp_path: Path) -> None:
-    done = cli("inventory", "sync-prometheus", "--url", "prometheus:9090", "--inventory", str(tmp_path / "i"))
-    assert done.code == 2 and "is not a Prometheus URL" in done.err
+@pytest.mark.parametrize("url", ["prometheus:9090", "http://prometheus:abc", "http://[::1", "http://:9090"])
+def test_a_url_that_is_not_http_exits_2(url: str, cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    done = cli("inventory", "sync-prometheus", "--url", url, "--inventory", str(tmp_path / "i"))
+    assert done.code == 2 and "is not a Prometheus URL" in done.err and "Traceback" not in done.err
+
+
+def test_a_prometheus_without_kube_state_metrics_is_an_error_and_marks_nothing_stopped(
+    cluster: Cluster, fleet: Path, cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """No series at all is no exporter, not an empty cluster: the instances stay as they were."""
+    db = _copy(fleet, tmp_path)
+    first = cli(
+        "inventory", "sync-prometheus", "--url", cluster.url, "--cluster", "prod", "--inventory", str(db)
+    )
+    assert first.code == 0, first.err
+    before = sqlite3.connect(db).execute("SELECT count(*) FROM instances WHERE running").fetchone()
+    assert before[0] > 0
+    with LocalPrometheus([]) as empty:
+        done = cli("inventory", "sync-prometheus", "--url", empty.url, "--cluster", "prod",
+                   "--inventory", str(db))  # fmt: skip
+    assert done.code == 3 and "no series at all" in done.err and "kube-state-metrics" in done.err
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM instances WHERE running").fetchone() == before
 
 
 def test_sync_into_postgres_keeps_first_seen_and_moves_last_seen(

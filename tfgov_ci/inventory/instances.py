@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from tfgov_ci.errors import UsageError
 from tfgov_ci.inventory import tables
-from tfgov_ci.inventory.prometheus import Prometheus, Series
+from tfgov_ci.inventory.prometheus import Prometheus, PrometheusError, Series
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -216,6 +216,12 @@ def observe(prometheus: Prometheus, cluster: str, since_s: int, at: float | None
     """Ask Prometheus what runs (instant) and what ran over ``since_s`` (range); nothing stored."""
     t = time.time() if at is None else at
     now_series = prometheus.query(METRIC, at=t)
+    if not now_series:  # a cluster runs something: no series is no kube-state-metrics, not "nothing"
+        raise PrometheusError(
+            f"Prometheus {prometheus.shown}: query {METRIC!r}: no series at all, so nothing is known "
+            "to run (and nothing is marked stopped)",
+            "is kube-state-metrics scraped by this Prometheus? `kube_pod_container_info` is its metric",
+        )
     step = max(1, since_s // RANGE_POINTS)
     # each point covers the step before it, so a pod that lived between two points is not missed
     range_series = prometheus.query_range(f"last_over_time({METRIC}[{step}s])", t - since_s, t, step)

@@ -45,8 +45,13 @@ class Prometheus:
     def of(cls, url: str) -> Prometheus:
         from urllib.parse import urlsplit
 
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(url)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+            parts.port  # noqa: B018 (raises ValueError for a port that is no number)
+        except ValueError:
+            valid = False
+        if not valid:
             raise UsageError(
                 f"{redact(url)} is not a Prometheus URL",
                 "give its base URL, e.g. http://prometheus.monitoring.svc:9090",
