@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -76,6 +77,13 @@ class CliResult:
     code: int
     out: str
     err: str
+
+
+def edit_json(path: Path, change: Callable[[dict[str, object]], None]) -> None:
+    """Change a JSON file in place (a copied out directory made to stand for another image)."""
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
 
 
 def snapshot(path: Path) -> dict[str, bytes]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURES, CliResult
+from tests.helpers import FIXTURES, CliResult, edit_json
 from tests.integration.test_inventory import variant
 from tests.services import PYYAML_ADVISORY, RecordedBuild
 from tfgov_ci._cli import main
@@ -30,12 +30,6 @@ def _add_component(out: Path, name: str, version: str, purl: str) -> None:
     sbom.write_text(json.dumps(doc))
 
 
-def _edit(path: Path, change: Callable[[dict[str, object]], None]) -> None:
-    doc = json.loads(path.read_text())
-    change(doc)
-    path.write_text(json.dumps(doc))
-
-
 @pytest.fixture(scope="module")
 def fleet(recorded_build: RecordedBuild, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An inventory of three images (see the module's docstring); the database file."""
@@ -46,12 +40,14 @@ def fleet(recorded_build: RecordedBuild, tmp_path_factory: pytest.TempPathFactor
     def older(doc: dict[str, object]) -> None:
         doc["data"]["labels"]["io.tfgov.tensorflow.version"] = "2.11.0"  # type: ignore[index]
 
-    _edit(old / "build/result.json", older)
-    _edit(old / "policy/decision.json", lambda doc: doc.update(allow=False))
-    _edit(old / "record.json", lambda doc: doc.update(created="2020-01-02T03:04:05.000Z"))  # built long ago
+    edit_json(old / "build/result.json", older)
+    edit_json(old / "policy/decision.json", lambda doc: doc.update(allow=False))
+    edit_json(
+        old / "record.json", lambda doc: doc.update(created="2020-01-02T03:04:05.000Z")
+    )  # built long ago
     java = variant(recorded_build, folder, 3)
     _add_component(java, "log4j-core", "2.14.1", "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1")
-    _edit(
+    edit_json(
         java / "record.json",
         lambda doc: doc["image"].update(  # type: ignore[attr-defined]
             repository=doc["image"]["repository"].replace("ml/recorded", "ml/java")  # type: ignore[index]

@@ -16,19 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CliResult, require_tools
+from tests.helpers import CliResult, edit_json, require_tools
 from tests.integration.test_inventory import fresh_postgres, postgres, variant  # noqa: F401 (fixtures)
 from tests.services import PYYAML_ADVISORY, RecordedBuild
 from tfgov_ci._cli import main
 
 OLD, ALIKE, UNGOVERNED, UNKNOWN = ("sha256:" + f"{n:064x}" for n in (41, 42, 43, 0xEEE))
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".cache" / "screenshots"
-
-
-def _edit(path: Path, change: Callable[[dict[str, object]], None]) -> None:
-    doc = json.loads(path.read_text())
-    change(doc)
-    path.write_text(json.dumps(doc))
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +34,15 @@ def fleet(recorded_build: RecordedBuild, tmp_path_factory: pytest.TempPathFactor
 
     folder = tmp_path_factory.mktemp("report")
     old = variant(recorded_build, folder, 41, pyyaml="5.3.1")
-    _edit(
+    edit_json(
         old / "build/result.json",
         lambda d: d["data"]["labels"].update({"io.tfgov.tensorflow.version": "2.11.0"}),
     )  # type: ignore[index]
-    _edit(old / "policy/decision.json", lambda d: d.update(allow=False))
-    _edit(old / "record.json", lambda d: d.update(created="2020-01-02T03:04:05.000Z"))
-    _edit(old / "build/result.json", lambda d: d.update(started="2020-01-02T03:04:05.000Z"))
+    edit_json(old / "policy/decision.json", lambda d: d.update(allow=False))
+    edit_json(old / "record.json", lambda d: d.update(created="2020-01-02T03:04:05.000Z"))
+    edit_json(old / "build/result.json", lambda d: d.update(started="2020-01-02T03:04:05.000Z"))
     alike = variant(recorded_build, folder, 42)
-    _edit(
+    edit_json(
         alike / "record.json",
         lambda d: d["image"].update(  # type: ignore[attr-defined]
             repository=d["image"]["repository"].replace("ml/recorded", "ml/recorded-copy")
