@@ -1,7 +1,7 @@
 """`inventory duplicates` on a real SQLite inventory of variants of the recorded pipeline run
 (test_inventory.py's `variant`), each with Python packages added to its SBOM in the image's own
 layer (as syft reports them) and TensorFlow in a base layer: two teams' near-copies, one image
-unlike them, and an older build of one repository."""
+unlike them, an older build of one repository, and an image that adds no Python package of its own."""
 
 from __future__ import annotations
 
@@ -19,7 +19,14 @@ from tfgov_ci._cli import main
 COMMON = [("numpy", "1.26.4"), ("pandas", "2.2.2"), ("scikit-learn", "1.5.0"), ("scipy", "1.13.1"),
           ("joblib", "1.4.2"), ("threadpoolctl", "3.5.0"), ("python-dateutil", "2.9.0"), ("pytz", "2024.1"),
           ("tzdata", "2024.1"), ("six", "1.16.0")]  # fmt: skip
-FRAUD, CHURN, VISION, FRAUD_OLD = ("sha256:" + f"{n:064x}" for n in (21, 22, 23, 24))
+FRAUD, CHURN, VISION, FRAUD_OLD, PLAIN = ("sha256:" + f"{n:064x}" for n in (21, 22, 23, 24, 25))
+BASE_LAYER = "sha256:" + "b" * 64
+
+
+def _in_base(component: dict[str, object]) -> None:
+    for prop in component.get("properties", []):  # type: ignore[attr-defined]
+        if prop["name"].endswith(":layerID"):
+            prop["value"] = BASE_LAYER
 
 
 def _image(build: RecordedBuild, folder: Path, n: int, repository: str, added: list[tuple[str, str]],
@@ -37,10 +44,10 @@ def _image(build: RecordedBuild, folder: Path, n: int, repository: str, added: l
     base = json.loads(json.dumps(pyyaml))
     base.update(name="tensorflow", version="2.21.0", purl="pkg:pypi/tensorflow@2.21.0")
     base.pop("bom-ref", None)
-    for prop in base.get("properties", []):
-        if prop["name"].endswith(":layerID"):
-            prop["value"] = "sha256:" + "b" * 64
+    _in_base(base)
     doc["components"].append(base)
+    if not added:  # its own layer holds its code only: PyYAML came with its base too
+        _in_base(pyyaml)
     sbom.write_text(json.dumps(doc))
     record = json.loads((out / "record.json").read_text())
     record["image"]["repository"] = record["image"]["repository"].replace("ml/recorded", repository)
@@ -60,6 +67,7 @@ def fleet(recorded_build: RecordedBuild, tmp_path_factory: pytest.TempPathFactor
             recorded_build, folder, 23, "team-b/vision", [("pillow", "10.3.0"), ("opencv-python", "4.9.0.80")]
         ),
         _image(recorded_build, folder, 24, "team-a/fraud", COMMON[:6], created="2020-01-02T03:04:05.000Z"),
+        _image(recorded_build, folder, 25, "team-c/plain", []),
     ]
     db = folder / "inventory.sqlite"
     assert main(["inventory", "import", *map(str, outs), "--inventory", str(db)]) == 0
@@ -78,16 +86,21 @@ def test_near_copies_are_grouped_with_what_they_share_and_what_each_adds(
 ) -> None:
     answer = _dupes(cli, fleet)
     assert answer["method"] == "exact" and answer["images_compared"] == 3  # the newest of each repository
+    assert answer["images_adding_nothing"] == 1  # team-c/plain: not compared as all its base's packages
     (group,) = answer["groups"]  # type: ignore[misc]
     assert [m["digest"] for m in group["members"]] == [CHURN, FRAUD]
     shared = {f"{name}=={version}" for name, version in COMMON} | {"pyyaml==6.0.2"}
     assert set(group["shared"]) == shared  # not the base's TensorFlow
     assert [m["adds"] for m in group["members"]] == [["lightgbm==4.3.0"], ["xgboost==2.0.3"]]
     assert group["similarity"] == {"min": round(11 / 13, 4), "max": round(11 / 13, 4)}
-    assert group["suggestion"] == "a team base with the 11 shared packages"
+    assert (
+        group["suggestion"]
+        == "a team base with the 11 shared packages; each image then locks only what it adds"
+    )
     text = cli("inventory", "duplicates", "--inventory", str(fleet)).out
     assert text.startswith("1 group of near-copies among 3 images (the newest image of each repository): ")
     assert "exact Jaccard over every pair" in text and "adds xgboost==2.0.3" in text
+    assert "not compared: 1 image whose own layers add no Python package" in text
     assert "suggestion: a team base with the 11 shared packages" in text
 
 

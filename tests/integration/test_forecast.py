@@ -1,7 +1,8 @@
 """`inventory forecast` from a repository's build history (the recorded pipeline run and variants
 of it whose build results say other durations, peaks and sizes) and from a real Prometheus
 (Debian's, on 127.0.0.1) scraping a fixture exporter of kube-state-metrics' and cAdvisor's series
-(and DCGM's GPU memory for one pod) for the repository's running containers."""
+for the repository's running containers, and DCGM's GPU memory for one pod from a second exporter
+scraped as a cluster scrapes DCGM's pod (without honor_labels: its labels kept as exported_*)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.helpers import CliResult, require_tools
 from tests.integration.test_inventory import variant
 from tests.services import RecordedBuild
 from tfgov_ci._cli import main
-from tfgov_ci.testing.prometheus import Exporter, LocalPrometheus, cadvisor, container_info
+from tfgov_ci.testing.prometheus import Exporter, LocalPrometheus, cadvisor, container_info, dcgm
 
 GIB = 1024**3
 MIB = 1024**2
@@ -69,14 +70,17 @@ def prometheus() -> Iterator[str]:
     def text() -> str:
         n = next(scrape)
         return (
-            container_info(PODS)
-            + cadvisor(PODS[:1], n, gpu_mib=2048)
-            + cadvisor(PODS[1:2], n)
-            + cadvisor(PODS[2:], n, cores=4, memory=8 * GIB)
+            container_info(PODS) + cadvisor(PODS[:2], n) + cadvisor(PODS[2:], n, cores=4, memory=8 * GIB)
         )  # the noise pod is not the repository's: it must not count
 
-    with Exporter(text) as exporter, LocalPrometheus([exporter.target]) as prom:
+    dcgm_pod = {"namespace": "gpu-operator", "pod": "nvidia-dcgm-exporter-7xk2p"}
+    with (
+        Exporter(text) as exporter,
+        Exporter(lambda: dcgm(PODS[:1], 2048)) as gpus,
+        LocalPrometheus([exporter.target], pod_targets={gpus.target: dcgm_pod}) as prom,
+    ):
         prom.wait_for("container_cpu_usage_seconds_total", count=3)
+        prom.wait_for('DCGM_FI_DEV_FB_USED{exported_pod="fraud-0"}')
         time.sleep(4)  # a few scrapes: the rate has points
         yield prom.url
 
@@ -140,7 +144,11 @@ def test_running_containers_give_cpu_memory_and_gpu_requests_from_prometheus(
     assert running["cpu"]["p95"] == pytest.approx(0.25, rel=0.15)  # 0.25 cores each, not the noise's 4
     assert running["cpu"]["limit"] is None
     assert 300 * MIB <= running["memory"]["peak"] <= 305 * MIB  # not the noise pod's 8 GiB
-    assert running["gpu memory"]["peak"] == 2048 * MIB
+    assert running["gpu memory"]["peak"] == 2048 * MIB  # fraud-0's, not DCGM's own pod's
+    assert (
+        "DCGM_FI_DEV_FB_USED: read by its exported_namespace and exported_pod labels (its exporter is "
+        "scraped without honor_labels)" in answer["notes"]  # type: ignore[operator]
+    )
     resources = answer["resources"]
     assert "requests:\n    cpu: " in resources and "limits:\n    memory: " in resources  # type: ignore[operator]
     assert resources.endswith("nvidia.com/gpu: 1")  # type: ignore[union-attr]
@@ -170,7 +178,8 @@ def test_prometheus_unreachable_exits_3_and_an_unknown_repository_exits_1(
         str(db),
     )
     assert (
-        gone.code == 3 and f"Prometheus http://127.0.0.1:{port}: query 'irate(container_cpu_usage" in gone.err
+        gone.code == 3
+        and f"Prometheus http://127.0.0.1:{port}: query 'max_over_time(irate(container_cpu_usage" in gone.err
     )
     unknown = cli("inventory", "forecast", "ml/nothing", "--inventory", str(fleet))
     assert unknown.code == 1 and "no images of ml/nothing in the inventory" in unknown.err

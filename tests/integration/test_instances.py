@@ -303,7 +303,11 @@ def test_sync_into_postgres_keeps_first_seen_and_moves_last_seen(
 
 
 def test_a_container_that_stops_is_kept_with_its_last_seen_and_marked_as_no_longer_running(
-    cluster: Cluster, fleet: Path, cli: Callable[..., CliResult], tmp_path: Path
+    cluster: Cluster,
+    fleet: Path,
+    cli: Callable[..., CliResult],
+    tmp_path: Path,
+    recorded_build: RecordedBuild,
 ) -> None:
     db = _copy(fleet, tmp_path)
     assert cli("inventory", "sync-prometheus", "--url", cluster.url, "--inventory", str(db)).code == 0
@@ -323,11 +327,48 @@ def test_a_container_that_stops_is_kept_with_its_last_seen_and_marked_as_no_long
             .fetchone()
         )
         assert row[0] == 0 and row[1] < answer["synced"]
+        # once its image is recorded, trace shows where it ran, and that it runs no more
+        late = variant(recorded_build, tmp_path, int(UNKNOWN.removeprefix("sha256:"), 16))
+        assert cli("inventory", "import", str(late), "--inventory", str(db)).code == 0
+        traced = cli("trace", UNKNOWN, "--inventory", str(db)).out.splitlines()
+        (where,) = (line for line in traced if line.startswith(("running ", "ran ")))
         assert (
-            "ran      " not in cli("trace", UNKNOWN, "--inventory", str(db)).out
-        )  # not in the inventory: exit 1
+            where.startswith("ran          ") and "team-x/rogue/" in where and f"last seen {row[1]}" in where
+        )
     finally:
         cluster.pods.append(rogue)
+
+
+def test_a_completed_jobs_container_ran_and_does_not_run(
+    cluster: Cluster,
+    fleet: Path,
+    recorded_build: RecordedBuild,
+    cli: Callable[..., CliResult],
+    tmp_path: Path,
+) -> None:
+    """kube-state-metrics keeps a completed Job pod's info series until the pod is deleted; its
+    container's status_terminated is 1."""
+    db = _copy(fleet, tmp_path)
+    recorded = f"{REGISTRY}/ml/recorded"
+    job = {"namespace": "ml-prod", "pod": "train-28731", "container": "train", "terminated": "Completed",
+           "image": f"{recorded}:main", "image_id": f"{recorded}@{recorded_build.digest}"}  # fmt: skip
+    cluster.pods.append(job)
+    try:
+        cluster.prometheus.wait_for('kube_pod_container_status_terminated{pod="train-28731"} == 1')
+        done = cli("inventory", "sync-prometheus", "--url", cluster.url, "--format", "json", "--inventory",
+                   str(db))  # fmt: skip
+        assert done.code == 0, done.err
+        answer = json.loads(done.out)
+        assert "train-28731" not in {i["pod"] for i in answer["running"]}
+        assert "serve-a" in {i["pod"] for i in answer["running"]}  # its neighbours still run
+        assert [i["pod"] for i in answer["ran_earlier"]] == ["train-28731"]
+        row = (
+            sqlite3.connect(db).execute("SELECT running FROM instances WHERE pod = 'train-28731'").fetchone()
+        )
+        assert row == (0,)
+    finally:
+        cluster.pods.remove(job)
+        _wait_gone(cluster, "train-28731")
 
 
 def _wait_gone(cluster: Cluster, pod: str) -> None:

@@ -46,3 +46,27 @@ def test_durations(text: str, seconds: int) -> None:
 def test_a_malformed_duration_is_a_usage_error(text: str) -> None:
     with pytest.raises(UsageError, match="is not a duration"):
         instances.seconds(text)
+
+
+def test_a_server_that_is_not_prometheus_is_named_so_not_quoted_as_an_html_page() -> None:
+    """A real HTTP server (the standard library's) that answers the API's POST with its HTML error
+    page, as a web server or a proxy in front of nothing would."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tfgov_ci.inventory.prometheus import Prometheus, PrometheusError
+
+    class NoApi(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), NoApi) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with pytest.raises(PrometheusError) as raised:
+                Prometheus.of(f"http://127.0.0.1:{server.server_address[1]}").query("up")
+        finally:
+            server.shutdown()
+    said = str(raised.value)
+    assert "query 'up': HTTP 501: the answer is not JSON (is this Prometheus' base URL?)" in said
+    assert "<" not in said

@@ -3,8 +3,10 @@
 Each image is compared by its locked set: ``name==version`` of the Python packages it adds on top
 of its base (the packages the SBOM found in the image's own layers, matched by the layers' diff ids
 that the build result lists; every Python package of the image when those are not known, as for an
-image from the registry or an older build). Builds of one repository are near-copies by nature, so
-by default each repository is represented by its newest image (``every_image`` compares them all).
+image from the registry or an older build). An image whose own layers add no Python package (its
+code on its base as it is) is no snowflake: it is counted, not compared. Builds of one repository
+are near-copies by nature, so by default each repository is represented by its newest image
+(``every_image`` compares them all).
 Two sets are alike when their Jaccard similarity |A∩B| / |A∪B| is at least ``threshold``; alike
 images form groups (linked transitively), and each group is reported with what all its members
 share, what each adds, and the suggestion to make the shared set a team base.
@@ -55,8 +57,15 @@ class Group:
             ],
             "shared": list(self.shared),
             "similarity": {"min": round(self.min_similarity, 4), "max": round(self.max_similarity, 4)},
-            "suggestion": f"a team base with the {len(self.shared)} shared packages",
+            "suggestion": self.suggestion,
         }
+
+    @property
+    def suggestion(self) -> str:
+        if not self.shared:  # alike pair by pair, linked through each other, nothing common to all
+            return "no package common to every member: split the group before making a base of it"
+        shared = len(self.shared)
+        return f"a team base with the {shared} shared packages; each image then locks only what it adds"
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class Duplicates:
     pairs: int  # pairs above the threshold
     groups: tuple[Group, ...]
     every_image: bool
+    adding_nothing: int  # images whose own layers add no Python package: not compared
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +84,7 @@ class Duplicates:
             "method": self.method,
             "threshold": self.threshold,
             "images_compared": self.compared,
+            "images_adding_nothing": self.adding_nothing,
             "every_image": self.every_image,
             "pairs": self.pairs,
             "groups": [g.to_json() for g in self.groups],
@@ -82,8 +93,9 @@ class Duplicates:
 
 def locked_sets(
     conn: Connection, *, every_image: bool = False
-) -> dict[int, tuple[str, str | None, frozenset[str]]]:
-    """Each compared image's id -> (digest, repository, its locked set)."""
+) -> tuple[dict[int, tuple[str, str | None, frozenset[str]]], int]:
+    """Each compared image's id -> (digest, repository, its locked set); and how many images add
+    no Python package in their own layers (not compared)."""
     import json
 
     from sqlalchemy import select
@@ -97,7 +109,7 @@ def locked_sets(
         newest: dict[str, Mapping[str, Any]] = {}
         for r in images:
             key = r["repository"] if r["repository"] is not None else f"\0{r['id']}"
-            if key not in newest or _order(r) > _order(newest[key]):
+            if key not in newest or tables.newest_first(r) > tables.newest_first(newest[key]):
                 newest[key] = r
         images = list(newest.values())
     # SBOMs name a layer by its uncompressed digest (the diff id the build result records)
@@ -119,19 +131,17 @@ def locked_sets(
             name = pypi.get(int(row.package_id))
             if name is not None:
                 by_image[int(row.image_id)].append((str(row.layer), name))
-    out = {}
+    out, adding_nothing = {}, 0
     for r in images:
-        found = by_image[r["id"]]
-        layers = own[r["id"]]
-        mine = {name for layer, name in found if layer in layers} if layers else set()
-        chosen = mine or {name for _, name in found}  # layers unknown: every Python package
+        found, layers = by_image[r["id"]], own[r["id"]]
+        if layers:
+            chosen = {name for layer, name in found if layer in layers}
+            adding_nothing += not chosen
+        else:  # layers unknown: every Python package
+            chosen = {name for _, name in found}
         if chosen:
             out[r["id"]] = (r["digest"], r["repository"], frozenset(chosen))
-    return out
-
-
-def _order(row: Mapping[str, Any]) -> tuple[str, str, int]:
-    return (row["created"] or "", row["recorded"] or "", row["id"])
+    return out, adding_nothing
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -175,7 +185,7 @@ def _lsh_pairs(sets: Mapping[int, frozenset[str]], threshold: float) -> dict[tup
 def duplicates(
     conn: Connection, threshold: float = 0.8, *, every_image: bool = False, method: str = "auto"
 ) -> Duplicates:
-    images = locked_sets(conn, every_image=every_image)
+    images, adding_nothing = locked_sets(conn, every_image=every_image)
     sets = {k: v[2] for k, v in images.items()}
     chosen = method if method != "auto" else ("exact" if len(sets) <= EXACT_LIMIT else "minhash-lsh")
     pairs = _exact_pairs(sets, threshold) if chosen == "exact" else _lsh_pairs(sets, threshold)
@@ -212,7 +222,7 @@ def duplicates(
             )
         )
     groups.sort(key=lambda g: (-len(g.members), -len(g.shared), g.members[0].digest))
-    return Duplicates(chosen, threshold, len(sets), len(pairs), tuple(groups), every_image)
+    return Duplicates(chosen, threshold, len(sets), len(pairs), tuple(groups), every_image, adding_nothing)
 
 
 def render(result: Duplicates) -> list[str]:
@@ -227,6 +237,9 @@ def render(result: Duplicates) -> list[str]:
         f"{result.compared} images ({scope}): Jaccard >= {result.threshold:g} over locked "
         f"name==version, {how}"
     ]
+    if result.adding_nothing:
+        n = result.adding_nothing
+        lines.append(f"not compared: {n} image{'s' if n != 1 else ''} whose own layers add no Python package")
     for n, group in enumerate(result.groups, 1):
         lines.append(
             f"group {n}: {len(group.members)} images, similarity {group.min_similarity:.2f}-"
@@ -240,8 +253,5 @@ def render(result: Duplicates) -> list[str]:
             name = f"{m.repository}@{m.digest}" if m.repository else m.digest
             adds = ", ".join(m.adds[:8]) + (f", ... ({len(m.adds) - 8} more)" if len(m.adds) > 8 else "")
             lines.append(f"  {name}: {m.packages} packages; adds {adds or 'nothing'}")
-        lines.append(
-            f"  suggestion: a team base with the {len(group.shared)} shared packages; each image then "
-            "locks only what it adds"
-        )
+        lines.append(f"  suggestion: {group.suggestion}")
     return lines

@@ -2,10 +2,14 @@
 
 From the recorded history of the repository's builds (``image_builds``: the build stage's duration
 and peak memory, the image's size and its largest own layer) and, with a Prometheus URL, from the
-repository's running containers (the instances ``sync-prometheus`` stored): cAdvisor's
-``container_cpu_usage_seconds_total`` (``irate``: between the last two samples at each step) and
-``container_memory_working_set_bytes`` and, where DCGM's exporter runs, ``DCGM_FI_DEV_FB_USED``
-(GPU memory, MiB), over a window.
+repository's running containers (the instances ``sync-prometheus`` stored and saw within the
+window): cAdvisor's ``container_cpu_usage_seconds_total`` (``irate``: between a series' last two
+samples, a sample of the usage itself) and ``container_memory_working_set_bytes`` and, where DCGM's
+exporter runs, ``DCGM_FI_DEV_FB_USED`` (GPU memory, MiB), over a window. The window is read in 200
+steps, each step the largest value within it (``max_over_time``, over a subquery for CPU), so a
+peak between two steps is not missed: the percentiles are then of per-step peaks, on the safe
+side. DCGM's labels are read as kube-state-metrics' are: its own ``exported_*`` ones where
+Prometheus kept them so (scraped without ``honor_labels``).
 
 The rule, the same for each measure: the **request** is the 95th percentile of what was seen
 (linear interpolation between the samples) plus ``HEADROOM`` (20 %); the memory **limit** is the
@@ -231,18 +235,21 @@ def _selector(containers: Sequence[tuple[str, str, str]]) -> str:
 
 
 def _samples(prometheus: Prometheus, promql: str, containers: set[tuple[str, str, str]], start: float,
-             end: float, step: float) -> list[float]:  # fmt: skip
+             end: float, step: float) -> tuple[list[float], set[str]]:  # fmt: skip
+    """The samples of these containers' series, and which exported_* labels named them."""
+    from tfgov_ci.inventory.instances import own_labels
+
     values: list[float] = []
+    exported: set[str] = set()
     for series in prometheus.query_range(promql, start, end, step):
-        labels = series.labels
-        key = (
-            labels.get("namespace") or labels.get("exported_namespace", ""),
-            labels.get("pod") or labels.get("exported_pod", ""),
-            labels.get("container") or labels.get("exported_container", ""),
-        )
+        labels = own_labels(series.labels)
+        key = (labels.get("namespace", ""), labels.get("pod", ""), labels.get("container", ""))
         if key in containers:
             values.extend(v for _, v in series.samples if math.isfinite(v))
-    return values
+            exported |= {
+                k for k in series.labels if k in ("exported_namespace", "exported_pod", "exported_container")
+            }
+    return values, exported
 
 
 def forecast(
@@ -263,36 +270,55 @@ def forecast(
     from sqlalchemy import select
 
     i = tables.images
+    from tfgov_ci.inventory.instances import iso
+
     digests = [d for (d,) in conn.execute(select(i.c.digest).where(i.c.repository == repository))]
-    found = {
-        (r["namespace"], r["pod"], r["container"])
-        for entries in where_running(conn, digests).values()
-        for r in entries
-    }
+    end = time.time() if at is None else at
+    start = end - window_s
+    stored = [r for entries in where_running(conn, digests).values() for r in entries]
+    found = {(r["namespace"], r["pod"], r["container"]) for r in stored if r["last_seen"] >= iso(start)}
     running: list[Estimate] = []
-    if not found:
+    if not stored:
         notes.append(f"no instance of {repository} stored: run `tfgov-ci inventory sync-prometheus` first")
+    elif not found:
+        notes.append(f"no instance of {repository} seen in the last {window}: nothing to ask Prometheus")
     else:
-        end = time.time() if at is None else at
-        start, step = end - window_s, max(1, window_s // 200)
+        step = max(1, window_s // 200)
+        peak = f"{max(step, 60)}s"  # at least a minute: a step shorter than a scrape would hold none
         selector = _selector(sorted(found))
         queries = (
-            # irate: between a series' last two samples at each step, a sample of the usage itself
-            # (rate over 5m would smear a container's first minutes over the whole range)
-            ("cpu", "cores", f'irate({CPU}{{{selector},container!=""}}[5m])', 1.0, False),
-            ("memory", "bytes", f'{MEMORY}{{{selector},container!=""}}', 1.0, True),
-            ("gpu memory", "bytes", f"{GPU_MEMORY}", float(MIB), True),
+            # irate: between a series' last two samples, a sample of the usage itself (rate over 5m
+            # would smear a container's first minutes over the whole range)
+            (
+                "cpu",
+                "cores",
+                f'max_over_time(irate({CPU}{{{selector},container!=""}}[5m])[{peak}:])',
+                1.0,
+                False,
+            ),
+            ("memory", "bytes", f'max_over_time({MEMORY}{{{selector},container!=""}}[{peak}])', 1.0, True),
+            ("gpu memory", "bytes", f"max_over_time({GPU_MEMORY}[{peak}])", float(MIB), True),
         )
         for measure, unit, promql, scale, limit in queries:
-            values = [v * scale for v in _samples(prometheus, promql, found, start, end, step)]
+            values, exported = _samples(prometheus, promql, found, start, end, step)
             if values:
-                running.append(estimate(measure, unit, values, limit=limit))
+                running.append(estimate(measure, unit, [v * scale for v in values], limit=limit))
             elif measure != "gpu memory":
-                notes.append(f"Prometheus has no {promql.split('{')[0]} samples of these containers")
+                notes.append(f"Prometheus has no {_metric(promql)} samples of these containers")
+            if exported:
+                notes.append(
+                    f"{_metric(promql)}: read by its {' and '.join(sorted(exported))} labels (its "
+                    "exporter is scraped without honor_labels)"
+                )
     return Forecast(
         repository, len(builds), tuple(builds), estimates, tuple(f"{n}/{p}/{c}" for n, p, c in sorted(found)),
         tuple(running), prometheus.shown, window, tuple(notes),
     )  # fmt: skip
+
+
+def _metric(promql: str) -> str:
+    """The metric a query reads: ``max_over_time(irate(NAME{...}...))`` -> NAME."""
+    return promql.split("{")[0].split("[")[0].rpartition("(")[2]
 
 
 def _shown(e: Estimate, value: float | None) -> str:

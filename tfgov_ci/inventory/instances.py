@@ -20,7 +20,10 @@ the image by:
 A series without those labels is skipped too; every skipped series is named with its labels and
 counted, never guessed at. Each instance is stored once per cluster, namespace, pod, container and
 digest (a restart is the same instance; a new image in the same pod is a new one), its first seen
-kept and its last seen moved on; ``running`` says whether the cluster's newest sync saw it.
+kept and its last seen moved on; ``running`` says whether the cluster's newest sync saw it. A
+container that has finished (``kube_pod_container_status_terminated`` is 1: a Job's pod that
+completed, kept until it is deleted) still has its info series, but it ran, it does not run: it is
+stored as seen then, not running.
 Instances join images by digest when read, so an image imported after the sync is linked to its
 instances at once. The running images the inventory does not hold, or holds as ungoverned, are the
 answer a security lead wants first.
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 METRIC = "kube_pod_container_info"
+TERMINATED = "kube_pod_container_status_terminated"
 LABELS = ("namespace", "pod", "container", "image", "image_id")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -163,10 +167,10 @@ def _key(labels: Mapping[str, str], digest: str) -> tuple[str, str, str, str]:
     return labels["namespace"], labels["pod"], labels["container"], digest
 
 
-def _own_labels(labels: Mapping[str, str]) -> Mapping[str, str]:
-    """kube-state-metrics' own labels: scraped without ``honor_labels``, its ``namespace``,
-    ``pod`` and ``container`` clash with the target's and Prometheus keeps them as ``exported_*``
-    (the unprefixed ones then name kube-state-metrics' own pod)."""
+def own_labels(labels: Mapping[str, str]) -> Mapping[str, str]:
+    """An exporter's own labels (kube-state-metrics', DCGM's): scraped without ``honor_labels``,
+    its ``namespace``, ``pod`` and ``container`` clash with the target's and Prometheus keeps them
+    as ``exported_*`` (the unprefixed ones then name the exporter's own pod)."""
     if not any(k.startswith("exported_") for k in labels):
         return labels
     out = dict(labels)
@@ -181,7 +185,7 @@ def _read(series: Iterable[Series]) -> tuple[dict[tuple[str, ...], dict[str, Any
     found: dict[tuple[str, ...], dict[str, Any]] = {}
     skipped: dict[str, Skipped] = {}
     for s in series:
-        s = Series(_own_labels(s.labels), s.samples)
+        s = Series(own_labels(s.labels), s.samples)
         missing = [name for name in LABELS if name != "image_id" and not s.labels.get(name)]
         if missing:
             skip = Skipped(s.labels, f"no {', '.join(missing)} label (not kube-state-metrics' {METRIC}?)")
@@ -225,13 +229,20 @@ def observe(prometheus: Prometheus, cluster: str, since_s: int, at: float | None
     step = max(1, since_s // RANGE_POINTS)
     # each point covers the step before it, so a pod that lived between two points is not missed
     range_series = prometheus.query_range(f"last_over_time({METRIC}[{step}s])", t - since_s, t, step)
+    finished = {
+        (labels.get("namespace"), labels.get("pod"), labels.get("container"))
+        for labels in (own_labels(s.labels) for s in prometheus.query(f"{TERMINATED} == 1", at=t))
+    }
     now_found, skipped_now = _read(now_series)
     ranged, skipped_range = _read(range_series)
-    running = []
+    running, earlier = [], []
     for key, entry in now_found.items():
         first = min(entry["first"], ranged.get(key, entry)["first"])
-        running.append(_instance(cluster, entry, first, t, running=True))
-    earlier = [
+        if key[:3] in finished:  # completed: seen until now, running no more
+            earlier.append(_instance(cluster, entry, first, t, running=False))
+        else:
+            running.append(_instance(cluster, entry, first, t, running=True))
+    earlier += [
         _instance(cluster, entry, entry["first"], entry["last"], running=False)
         for key, entry in ranged.items()
         if key not in now_found

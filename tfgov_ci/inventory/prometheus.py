@@ -1,7 +1,8 @@
 """Prometheus' HTTP API, as the fleet commands read the cluster's own telemetry through it.
 
-Two calls: an instant query (``GET /api/v1/query``) and a range query (``GET
-/api/v1/query_range``), each answering a list of series (labels and samples). Anything that is not
+Two calls: an instant query (``/api/v1/query``) and a range query (``/api/v1/query_range``),
+each answering a list of series (labels and samples). Both are POSTed as a form, as Grafana does:
+a selector naming every pod of a large repository is longer than a URL may be. Anything that is not
 a successful answer is :class:`PrometheusError` (exit 3) naming the URL, the query and what
 Prometheus (or the network) said, so that a CI job's log says which query to try by hand. A
 bearer token, when the server needs one, comes from ``$TFGOV_PROMETHEUS_TOKEN`` (a masked CI
@@ -21,6 +22,7 @@ from tfgov_ci.tools import redact
 
 TOKEN_ENV = "TFGOV_PROMETHEUS_TOKEN"
 TIMEOUT_S = 60
+NOT_PROMETHEUS = "the answer is not JSON (is this Prometheus' base URL?)"
 
 
 class PrometheusError(TfgovError):
@@ -65,12 +67,12 @@ class Prometheus:
     def query(self, promql: str, at: float | None = None) -> list[Series]:
         """The instant query's series (a vector; a scalar is one series without labels)."""
         params = {"query": promql, **({"time": f"{at:.3f}"} if at is not None else {})}
-        return self._series(self._get("/api/v1/query", params, promql), promql)
+        return self._series(self._ask("/api/v1/query", params, promql), promql)
 
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[Series]:
         """The range query's series (a matrix), samples every ``step`` seconds."""
         params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
-        return self._series(self._get("/api/v1/query_range", params, promql), promql)
+        return self._series(self._ask("/api/v1/query_range", params, promql), promql)
 
     def _fail(self, promql: str, reason: str) -> PrometheusError:
         return PrometheusError(
@@ -78,12 +80,15 @@ class Prometheus:
             "check the Prometheus URL and that the query runs in Prometheus' own UI",
         )
 
-    def _get(self, path: str, params: Mapping[str, str], promql: str) -> Any:
+    def _ask(self, path: str, params: Mapping[str, str], promql: str) -> Any:
         import urllib.error
         import urllib.parse
         import urllib.request
 
-        request = urllib.request.Request(f"{self.url}{path}?{urllib.parse.urlencode(params)}")
+        form = urllib.parse.urlencode(params).encode()
+        request = urllib.request.Request(
+            f"{self.url}{path}", form, {"Content-Type": "application/x-www-form-urlencoded"}
+        )
         token = os.environ.get(TOKEN_ENV)
         if token:
             request.add_unredirected_header("Authorization", f"Bearer {token}")  # not on to a redirect
@@ -97,8 +102,9 @@ class Prometheus:
             try:
                 said = json.loads(body)
                 reason = f"{said.get('errorType', 'error')}: {said.get('error', '')}"
-            except ValueError:
-                reason = body.decode(errors="replace").strip()[:300]
+            except ValueError:  # a proxy's or another server's page: its words if they are plain text
+                text = body.decode(errors="replace").strip()
+                reason = NOT_PROMETHEUS if text.startswith("<") else text[:300]
             raise self._fail(promql, redact(f"HTTP {exc.code}: {reason}", secrets)) from None
         except (urllib.error.URLError, OSError) as exc:
             why = getattr(exc, "reason", exc)
@@ -106,7 +112,7 @@ class Prometheus:
         try:
             answer = json.loads(body)
         except ValueError:
-            raise self._fail(promql, "the answer is not JSON (is this Prometheus' base URL?)") from None
+            raise self._fail(promql, NOT_PROMETHEUS) from None
         if not isinstance(answer, dict) or answer.get("status") != "success":
             said = answer if isinstance(answer, dict) else {}
             raise self._fail(promql, f"{said.get('errorType', 'error')}: {said.get('error', answer)}")

@@ -93,8 +93,8 @@ def stale(conn: Connection, days: int, now: dt.datetime | None = None) -> Stale:
         d for (d,) in conn.execute(select(inst.c.digest).where(inst.c.running.is_(True)).distinct())
     }
     newest: dict[str, tuple[tuple[str, str, int], int]] = {}
-    for r in rows:  # the newest of each repository: by the record's time, then when it was recorded
-        order = (r["created"] or "", r["recorded"] or "", r["id"])
+    for r in rows:
+        order = tables.newest_first(r)
         key = r["repository"] if r["repository"] is not None else f"\0{r['id']}"  # none: its own
         if key not in newest or order > newest[key][0]:
             newest[key] = (order, r["id"])

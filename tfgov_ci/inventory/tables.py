@@ -11,6 +11,9 @@ these tables; a test checks that the two agree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -209,3 +212,11 @@ image_builds = Table(
     # JSON [[digest, size, diff_id], ...]: the image's own layers (diff_id '' when not recorded)
     Column("layers", Text, nullable=False),
 )
+
+
+def newest_first(row: Mapping[Any, Any]) -> tuple[str, str, int]:
+    """An image's place in its repository's history, for "the newest image of a repository": the
+    record's time, or when the inventory took it in where there is none (an image from the registry
+    without a ``created`` label is as new as its import, not older than every built one); then when
+    it was recorded, then its id."""
+    return (row["created"] or row["recorded"] or "", row["recorded"] or "", row["id"])

@@ -42,7 +42,9 @@ def series(name: str, labels: Mapping[str, str], value: float) -> str:
 def container_info(containers: Iterable[Mapping[str, str]]) -> str:
     """kube-state-metrics' ``kube_pod_container_info`` family for these containers (each with
     namespace, pod, container, image, image_id; uid and container_id are made up when absent),
-    with its HELP and TYPE lines, as internal/store/pod.go writes it."""
+    with its HELP and TYPE lines, as internal/store/pod.go writes it; and each one's
+    ``kube_pod_container_status_terminated`` (1 for a container given ``terminated``)."""
+    containers = list(containers)
     lines = [
         "# HELP kube_pod_container_info [STABLE] Information about a container in a pod.",
         "# TYPE kube_pod_container_info gauge",
@@ -58,32 +60,42 @@ def container_info(containers: Iterable[Mapping[str, str]]) -> str:
             "image_id": c.get("image_id", ""),
             "container_id": c.get("container_id", f"containerd://{abs(hash(c.get('pod', ''))):x}"),
         }
-        labels.update({k: v for k, v in c.items() if k not in labels})
+        labels.update({k: v for k, v in c.items() if k not in labels and k != "terminated"})
         lines.append(series("kube_pod_container_info", {k: v for k, v in labels.items() if k in c or v}, 1))
+    lines.append("# TYPE kube_pod_container_status_terminated gauge")
+    for c in containers:
+        own = {k: c[k] for k in ("namespace", "pod", "container") if k in c}
+        lines.append(series("kube_pod_container_status_terminated", own, 1 if c.get("terminated") else 0))
     return "\n".join(lines) + "\n"
 
 
 def cadvisor(containers: Iterable[Mapping[str, str]], scrape: int, *, cores: float = 0.25,
-             memory: int = 300 * 1024 * 1024, gpu_mib: int | None = None) -> str:  # fmt: skip
+             memory: int = 300 * 1024 * 1024) -> str:  # fmt: skip
     """cAdvisor's CPU counter and working set for these containers at the ``scrape``-th scrape (a
-    second apart: the counter grows by ``cores`` each; the working set wobbles around ``memory``),
-    and DCGM's ``DCGM_FI_DEV_FB_USED`` (MiB) when ``gpu_mib``."""
+    second apart: the counter grows by ``cores`` each; the working set wobbles around ``memory``)."""
     lines = [
         "# TYPE container_cpu_usage_seconds_total counter",
         "# TYPE container_memory_working_set_bytes gauge",
     ]
-    gpu = ["# TYPE DCGM_FI_DEV_FB_USED gauge"]
     for c in containers:
         labels = {k: c[k] for k in ("namespace", "pod", "container") if k in c}
         lines.append(series("container_cpu_usage_seconds_total", {**labels, "cpu": "total"}, scrape * cores))
         lines.append(
             series("container_memory_working_set_bytes", labels, memory + (scrape % 5) * 1024 * 1024)
         )
-        if gpu_mib is not None:
-            gpu.append(
-                series("DCGM_FI_DEV_FB_USED", {"gpu": "0", "modelName": "NVIDIA A100", **labels}, gpu_mib)
-            )
-    return "\n".join(lines + (gpu if gpu_mib is not None else [])) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def dcgm(containers: Iterable[Mapping[str, str]], gpu_mib: int) -> str:
+    """DCGM exporter's ``DCGM_FI_DEV_FB_USED`` (GPU memory used, MiB) for the GPU of each of these
+    containers, with the pod it is assigned to as DCGM's Kubernetes mode labels it."""
+    lines = ["# TYPE DCGM_FI_DEV_FB_USED gauge"]
+    for n, c in enumerate(containers):
+        labels = {k: c[k] for k in ("namespace", "pod", "container") if k in c}
+        lines.append(
+            series("DCGM_FI_DEV_FB_USED", {"gpu": str(n), "modelName": "NVIDIA A100", **labels}, gpu_mib)
+        )
+    return "\n".join(lines) + "\n"
 
 
 class Exporter:
@@ -105,6 +117,8 @@ class Exporter:
                 self.end_headers()
                 self.wfile.write(body)
 
+            do_POST = do_GET  # as Go's promhttp handler: the metrics to any method
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -125,12 +139,18 @@ class Exporter:
 
 
 class LocalPrometheus:
-    """``with LocalPrometheus([exporter.target]) as prom: prom.url`` -> "http://127.0.0.1:PORT"."""
+    """``with LocalPrometheus([exporter.target]) as prom: prom.url`` -> "http://127.0.0.1:PORT".
+
+    ``pod_targets`` are scraped as Kubernetes service discovery scrapes an exporter's pod: without
+    ``honor_labels``, with the pod's own ``namespace`` and ``pod`` as target labels (the exporter's
+    clashing labels are then kept as ``exported_*``)."""
 
     def __init__(
-        self, targets: list[str], *, scrape_interval: str = "1s", extra_args: list[str] | None = None
-    ) -> None:
+        self, targets: list[str], *, scrape_interval: str = "1s", extra_args: list[str] | None = None,
+        pod_targets: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:  # fmt: skip
         self.targets = targets
+        self.pod_targets = dict(pod_targets or {})
         self.extra_args = list(extra_args or [])
         self.scrape_interval = scrape_interval
         self.port = free_port()
@@ -150,7 +170,14 @@ class LocalPrometheus:
         config = {
             "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},
             "scrape_configs": [
-                {"job_name": "fixture", "honor_labels": True, "static_configs": [{"targets": self.targets}]}
+                {"job_name": "fixture", "honor_labels": True, "static_configs": [{"targets": self.targets}]},
+                *(
+                    {
+                        "job_name": f"pod-{n}",
+                        "static_configs": [{"targets": [target], "labels": dict(labels)}],
+                    }
+                    for n, (target, labels) in enumerate(self.pod_targets.items())
+                ),
             ],
         }
         (base / "prometheus.yml").write_text(json.dumps(config))  # YAML is a superset of JSON

@@ -25,6 +25,7 @@ Options (``stages.sign.options``):
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -316,12 +317,14 @@ def _at(target: Reference, digest: str) -> Reference:
 
 def _failure(done: tools.Completed, step: str, host: str) -> SignError:
     text = done.stderr.lower()
+    # Whole words only: a digest in cosign's message holds "412" or "403" often enough.
+    words = set(re.findall(r"[a-z0-9]+", text))
     if "decrypt" in text or "password" in text or "incorrect passphrase" in text:
         return SigningKeyError(
             "cosign could not open the signing key (wrong password?)",
             "COSIGN_PASSWORD must be the key's password; it is read from the environment only",
         )
-    if "immutable" in text or "412" in text or "precondition" in text:
+    if words & {"immutable", "412", "precondition"}:
         return SignError.of_run(
             done,
             f"{host} refused to update the image's referrers tag sha256-<digest> ({step}): "
@@ -330,7 +333,7 @@ def _failure(done: tools.Completed, step: str, host: str) -> SignError:
             "exclude sha256-* tags from the rule (Harbor: the project's Policy > Tag Immutability), "
             "or use a registry with the OCI 1.1 referrers API; nothing was tagged, run sign again",
         )
-    if "denied" in text or "unauthorized" in text or "403" in text or "forbidden" in text:
+    if words & {"denied", "unauthorized", "403", "forbidden"}:
         return SignError.of_run(
             done,
             f"{host} refused to store the signature or an attestation ({step}): access denied",
