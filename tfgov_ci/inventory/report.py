@@ -155,8 +155,8 @@ def _labels(texts: Sequence[str]) -> list[str]:
     """Short labels that stay distinct: matplotlib draws bars of the same label as one bar."""
     short = [_label(t) for t in texts]
     counts = Counter(short)
-    out = [
-        t if counts[s] == 1 else (t if len(t) <= 48 else "…" + t[-47:])
+    out = [  # a short label two texts share: the text itself (its end), then numbered
+        s if counts[s] == 1 else (t if len(t) <= 48 else "…" + t[-47:])
         for s, t in zip(short, texts, strict=True)
     ]
     seen: Counter[str] = Counter()
