@@ -4,6 +4,7 @@ Fulcio): signed by digest, attested, and accepted by cosign's own verify command
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -237,6 +238,7 @@ def test_verify_allows_the_signed_image_by_tag_and_names_every_check(
     verdict = json.loads(cli(*args, "--format", "json", cwd=repo).out)
     assert verdict["allowed"] is True and verdict["digest"] == digest
     assert verdict["signature_layout"] == "bundles (referrers tag fallback)"  # the local registry: no API
+    assert verdict["signatures_checked_by"].startswith("tfgov-ci (the bundles read and checked in-process")
     assert RECORD_PREDICATE not in verdict["attested"]  # the record stage has not run: optional
     # The team's own rules over the attested documents (--policy): one passes, one denies.
     rules = repo.parent / "rules"
@@ -386,6 +388,7 @@ def test_verify_reads_the_legacy_sig_and_att_tags_as_older_admission_controllers
     verdict = json.loads(cli(*args, "--format", "json", cwd=model).out)
     assert verdict["allowed"] is True, verdict
     assert verdict["signature_layout"].startswith("legacy .sig and .att tags")
+    assert verdict["signatures_checked_by"] == "cosign"  # the legacy layout: cosign reads it
     assert {c["name"] for c in verdict["checks"]} >= {"attestation provenance", "sbom", "policy"}
 
 
@@ -486,3 +489,47 @@ def test_verify_says_no_to_forged_evidence_a_copied_signature_and_a_moved_tag(
                    capture_output=True, check=True)  # fmt: skip
     moved = no(f"{host}/ml/verified:{sha}")
     assert f"is {small_base.ref.split('@')[1]}" in moved and "FAIL signature: never signed" in moved
+
+
+def test_reads_behind_credentials_only_skopeo_and_cosign_have_fall_back_to_them(
+    tmp_path: Path, small_base: BuiltBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry with htpasswd auth and no TFGOV_REGISTRY_USER (the credentials only in an auth
+    file, which skopeo and cosign read): the in-process bundle reader answers None (cosign checks
+    then), not a "never signed", and verify's reads go to skopeo, with the same answer."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tfgov_ci.oci.reference import Reference
+    from tfgov_ci.oci.registry import HttpRefused, Registry
+    from tfgov_ci.stages.sign import bundles
+    from tfgov_ci.stages.sign.verify import Reads
+
+    require_tool("htpasswd")
+    listed = {"manifests": [{"mediaType": bundles.MANIFEST, "digest": "sha256:" + "b" * 64, "size": 2,
+                             "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json"}]}  # fmt: skip
+    with LocalRegistry(user="ci-bot", password="s3cret-Pa55") as reg:
+        pinned = Reference(reg.host, "ml/hello", None, "sha256:" + "a" * 64)
+        key = ec.generate_private_key(ec.SECP256R1()).public_key()
+        unauthenticated = Registry(Access(reg.host, False, None, None))
+        assert bundles.read(unauthenticated, pinned, json.dumps(listed).encode(), key) is None
+        # why: the registry refused the reader (401); with the credentials it answers (404: none there)
+        entry = Reference(reg.host, "ml/hello", None, listed["manifests"][0]["digest"])
+        with pytest.raises(HttpRefused) as refused:
+            unauthenticated.read(entry)
+        with pytest.raises(HttpRefused) as absent:
+            Registry(Access(reg.host, False, None, "ci-bot", "s3cret-Pa55")).read(entry)
+        assert (refused.value.code, absent.value.code) == (401, 404)
+        # an image there, the credentials in skopeo's auth file only: read by skopeo after the 401
+        image = f"{reg.host}/ml/hello:v1"
+        subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
+                        "--dest-creds", "ci-bot:s3cret-Pa55", f"docker://{small_base.ref}", f"docker://{image}"],
+                       capture_output=True, check=True)  # fmt: skip
+        auth = tmp_path / "auth.json"
+        token = base64.b64encode(b"ci-bot:s3cret-Pa55").decode()
+        auth.write_text(json.dumps({"auths": {reg.host: {"auth": token}}}))
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
+        reads = Reads(unauthenticated)
+        raw = reads.manifest(reference.parse(image))
+        assert raw is not None and not reads.http  # skopeo's answer, HTTP given up for the rest
+        assert f"sha256:{hashlib.sha256(raw).hexdigest()}" == small_base.ref.split("@")[1]
+        assert reads.manifest(reference.parse(f"{reg.host}/ml/hello:v2")) is None  # none: still None

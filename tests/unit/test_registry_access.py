@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tfgov_ci.oci.registry import Access, Registry, RegistryError, access, is_loopback
+from tfgov_ci.oci.registry import _TOKENS, Access, Registry, RegistryError, access, is_loopback
 
 
 def test_loopback_hosts() -> None:
@@ -145,8 +145,12 @@ def test_the_catalog_follows_the_bearer_token_dance_and_its_pages_and_keeps_the_
         assert registry.catalog() == ["a", "b", "ml/c"]
         with pytest.raises(RegistryError, match="refused to list its repositories"):
             Registry(Access(host, False, None, "robot", "wrong")).catalog()
-        # A token server elsewhere over plain HTTP: asked without the password.
+        # The token is kept for the process: the next read asks no token server.
         _TokenRegistry.seen_authorization.clear()
+        assert registry.catalog() == ["a", "b", "ml/c"] and _TokenRegistry.seen_authorization == []
+        # A token server elsewhere over plain HTTP (a new process: no token kept): asked without
+        # the password.
+        _TOKENS.clear()
         _TokenRegistry.realm = f"http://localhost:{server.server_address[1]}/token"
         with pytest.raises(RegistryError):
             registry.catalog()

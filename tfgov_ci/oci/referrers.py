@@ -173,6 +173,17 @@ def fetch(
 def fetch_listed(registry: Registry, pinned: Reference, index: bytes | None, kind: str) -> bytes:
     """The newest ``kind`` SBOM that ``index``, the image's referrers tag fallback as read already
     (None: there is none), lists for the image ``pinned`` (by digest)."""
+    newest = newest_listed(pinned, index, kind)
+    with tempfile.TemporaryDirectory(prefix="tfgov-sbom-fetch.") as tmp:
+        registry.pull(_at(pinned, digest=newest["digest"]), layout_transport(tmp, "sbom"))
+        layout = Layout.open(Path(tmp))
+        manifest = layout.read_json(newest["digest"])
+        return layout.read_blob(manifest["layers"][0]["digest"])  # checked against its digest
+
+
+def newest_listed(pinned: Reference, index: bytes | None, kind: str) -> dict[str, Any]:
+    """The descriptor of the newest ``kind`` SBOM ``index`` lists for ``pinned``; ReferrerError
+    when it lists none."""
     ref = pinned
     digest = str(pinned.digest)
     repository = f"{ref.registry}/{ref.repository}"
@@ -198,8 +209,4 @@ def fetch_listed(registry: Registry, pinned: Reference, index: bytes | None, kin
             pair[0],
         ),
     )[1]
-    with tempfile.TemporaryDirectory(prefix="tfgov-sbom-fetch.") as tmp:
-        registry.pull(_at(ref, digest=newest["digest"]), layout_transport(tmp, "sbom"))
-        layout = Layout.open(Path(tmp))
-        manifest = layout.read_json(newest["digest"])
-        return layout.read_blob(manifest["layers"][0]["digest"])  # checked against its digest
+    return dict(newest)

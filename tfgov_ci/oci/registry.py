@@ -1,7 +1,10 @@
 """The one way tfgov-ci reaches a registry: TLS, credentials, and every skopeo call.
 
 :class:`Registry` inspects, copies, resolves digests and lists tags, with one timeout, one
-"not found" and one explanation of a failure. Every other tool that reads a registry gets the same
+"not found" and one explanation of a failure. Reads outside a stage that are many and small
+(:meth:`Registry.read`: verify's, the signature bundles; the catalog) go over the registry's HTTP
+API itself, with the same credentials and CA and no process; a stage's reads stay skopeo's, which
+its plan shows. Every other tool that reads a registry gets the same
 credentials and CA from :class:`Access` in the form it wants (:meth:`Access.skopeo_args`,
 :meth:`Access.syft_env`, :meth:`Access.docker_config` for cosign and other docker-config readers).
 No code outside this module cuts a host out of a string: parse a
@@ -19,6 +22,7 @@ HTTP) only for loopback hosts or where ``registries.<host>.insecure: true`` says
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import json
@@ -31,14 +35,25 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfgov_ci import tools
 from tfgov_ci.errors import GateFailed, ToolError
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.reference import Reference
 
+if TYPE_CHECKING:
+    import ssl
+
 RETRY_TIMES = 3
+MANIFEST_TYPES = ",".join(  # what a manifest read accepts: every kind an image or its referrers are
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -286,13 +301,44 @@ class Registry:
         found: list[str] = json.loads(done.stdout).get("Tags") or []
         return found
 
+    def read(self, ref: Reference, *, blob: bool = False, accept: str = MANIFEST_TYPES) -> bytes:
+        """The manifest ``ref`` names by digest or tag (or, ``blob``, the blob by digest), byte for
+        byte, over the registry's HTTP API: no process, for many small reads (signature bundles,
+        verify's reads); by digest, checked against it. Not a stage's read (a plan shows skopeo's).
+        :class:`HttpRefused` for a status that is not success (404: there is none)."""
+        name = str(ref.digest or ref.tag)
+        kind = "blobs" if blob else "manifests"
+        body, _ = _http_get(
+            self.access, f"/v2/{ref.repository}/{kind}/{name}", scope=f"repository:{ref.repository}:pull",
+            accept=None if blob else accept,
+        )  # fmt: skip
+        if ref.digest and "sha256:" + hashlib.sha256(body).hexdigest() != ref.digest:
+            raise RegistryError(f"{self.host} answered {ref} with content of another digest")
+        return body
+
     def catalog(self) -> list[str]:
         """Every repository the registry lists: the distribution spec's catalog API
         (``/v2/_catalog``, page by page), which skopeo does not call; the same credentials and CA."""
         names: list[str] = []
         path: str | None = "/v2/_catalog?n=1000"
         while path:
-            body, link = _http_get(self.access, path, scope="registry:catalog:*")
+            try:
+                body, link = _http_get(self.access, path, scope="registry:catalog:*")
+            except HttpRefused as exc:
+                if exc.code in (401, 403):
+                    raise RegistryError(
+                        f"{self.host} refused to list its repositories ({exc.code})",
+                        "the account (TFGOV_REGISTRY_USER/PASSWORD: the catalog call reads no docker "
+                        "auth file) needs the right to list the catalog (Harbor: a system robot "
+                        "account or admin); or name the repositories with --repository NAME, without "
+                        "wildcards",
+                    ) from None
+                if exc.code == 404:
+                    raise RegistryError(
+                        f"{self.host} has no catalog API (/v2/_catalog)",
+                        "name the repositories with --repository NAME, without wildcards",
+                    ) from None
+                raise
             try:
                 names += json.loads(body).get("repositories") or []
             except (ValueError, AttributeError):
@@ -304,30 +350,60 @@ class Registry:
 _WWW_AUTHENTICATE = re.compile(r'(\w+)="([^"]*)"')
 
 
-def _http_get(reach: Access, path: str, *, scope: str) -> tuple[bytes, str | None]:
+class HttpRefused(RegistryError):
+    """The registry's HTTP API answered a status that is not success (``code``)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# (access: the host and credentials, scope) -> the bearer header a token server granted them, for
+# this process: another account's token is never reused
+_TOKENS: dict[tuple[Access, str], dict[str, str]] = {}
+
+
+_SCHEMES: dict[Access, str] = {}  # the scheme each registry answered on, this process
+
+
+@functools.cache
+def _ssl_context(ca_file: Path | None, tls_verify: bool) -> ssl.SSLContext:
+    """One TLS context per CA and verification (reading the CA bundle costs ~30 ms a time)."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if not tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _http_get(reach: Access, path: str, *, scope: str, accept: str | None = None) -> tuple[bytes, str | None]:
     """GET ``path`` from the registry: HTTPS (verified, with ``ca_file`` when set; unverified, or
     plain HTTP, only where :class:`Access` allows it), basic credentials, and the bearer token
-    dance Harbor and Docker's token servers ask for. Returns the body and the ``Link`` header."""
-    import ssl
+    dance Harbor and Docker's token servers ask for (a token kept for the process, per scope).
+    Returns the body and the ``Link`` header; a status that is not success is :class:`HttpRefused`."""
     import urllib.error
     import urllib.parse
     import urllib.request
 
-    context = ssl.create_default_context(cafile=str(reach.ca_file) if reach.ca_file else None)
-    if not reach.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    context = _ssl_context(reach.ca_file, reach.tls_verify)
     basic = {"Authorization": f"Basic {reach._basic()}"} if reach.user and reach.password else {}
+    wanted = {"Accept": accept} if accept else {}
     last: Exception | None = None
-    for scheme in ("https",) if reach.tls_verify else ("https", "http"):
+    schemes = ("https",) if reach.tls_verify else ("https", "http")
+    for scheme in sorted(schemes, key=lambda s: s != _SCHEMES.get(reach)):  # the one that answered first
         url = f"{scheme}://{reach.host}{path}"
         try:
             try:
+                first = _TOKENS.get((reach, scope), basic)
                 with urllib.request.urlopen(
-                    urllib.request.Request(url, headers=basic), context=context, timeout=60
+                    urllib.request.Request(url, headers={**first, **wanted}), context=context, timeout=60
                 ) as response:
+                    _SCHEMES[reach] = scheme
                     return response.read(), response.headers.get("Link")
             except urllib.error.HTTPError as exc:
+                _SCHEMES[reach] = scheme  # it answered: this is the registry's scheme
                 challenge = exc.headers.get("WWW-Authenticate", "")
                 if exc.code != 401 or not challenge.lower().startswith("bearer"):
                     raise
@@ -342,24 +418,13 @@ def _http_get(reach: Access, path: str, *, scope: str) -> tuple[bytes, str | Non
             with urllib.request.urlopen(realm, context=context, timeout=60) as response:
                 grant = json.loads(response.read())
             bearer = {"Authorization": f"Bearer {grant.get('token') or grant.get('access_token')}"}
+            _TOKENS[(reach, scope)] = bearer
             with urllib.request.urlopen(
-                urllib.request.Request(url, headers=bearer), context=context, timeout=60
+                urllib.request.Request(url, headers={**bearer, **wanted}), context=context, timeout=60
             ) as response:
                 return response.read(), response.headers.get("Link")
         except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                raise RegistryError(
-                    f"{reach.host} refused to list its repositories ({exc.code})",
-                    "the account (TFGOV_REGISTRY_USER/PASSWORD: the catalog call reads no docker "
-                    "auth file) needs the right to list the catalog (Harbor: a system robot account "
-                    "or admin); or name the repositories with --repository NAME, without wildcards",
-                ) from None
-            if exc.code == 404:
-                raise RegistryError(
-                    f"{reach.host} has no catalog API (/v2/_catalog)",
-                    "name the repositories with --repository NAME, without wildcards",
-                ) from None
-            raise RegistryError(f"{reach.host} answered {exc.code} to {path}") from None
+            raise HttpRefused(exc.code, f"{reach.host} answered {exc.code} to {path}") from None
         except (urllib.error.URLError, OSError) as exc:
             last = exc  # plain HTTP next, where allowed
         except (ValueError, KeyError):

@@ -10,7 +10,13 @@ with its reason; one failure is a "no".
 
 Both signature layouts are read: cosign 3 bundles (OCI 1.1 referrers, or the referrers tag
 fallback ``sha256-<hex>``) and the legacy ``sha256-<hex>.sig`` / ``.att`` tags; the verdict says
-which it found. The cosign calls and registry reads are independent of each other and run at once.
+which it found. With a key file and no trusted root (the sign stage's default), the bundles in the
+referrers tag fallback are read and checked in-process first (:mod:`tfgov_ci.stages.sign.bundles`:
+the checks cosign makes, without a process per check); when they hold the signature and every
+required attestation, that "yes" stands. Anything short of it (a missing or foreign signature,
+another layout, a registry the reader cannot read), and every other kind of trust, is answered by
+cosign's own verify commands, so every "no" and its reason is cosign's. The cosign calls and
+registry reads are independent of each other and run at once.
 """
 
 from __future__ import annotations
@@ -21,13 +27,13 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tfgov_ci import tools
 from tfgov_ci.oci import reference, referrers
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import Registry, RegistryError, resolve
+from tfgov_ci.oci.registry import HttpRefused, Registry, RegistryError
 from tfgov_ci.predicates import (
     BUILD_TYPE,
     NAMESPACE,
@@ -37,6 +43,7 @@ from tfgov_ci.predicates import (
     SCAN_PREDICATE,
     SLSA_PROVENANCE,
 )
+from tfgov_ci.stages.sign import bundles
 
 KNOWN_EXTERNAL = frozenset({"repository", "ref", "commit", "config", "pipeline"})
 TRUSTED_BUILDERS = (f"{NAMESPACE}/builders/gitlab", f"{NAMESPACE}/builders/jenkins")
@@ -44,7 +51,7 @@ REQUIRED = (SLSA_PROVENANCE, SBOM_PREDICATE, SCAN_PREDICATE, POLICY_PREDICATE)
 # At once: measured on 2 cores with the TensorFlow example (bench/sign.py), verify took 1.82 s one
 # call at a time, 1.50 s two at a time, 1.71 s four at a time (cosign calls slow each other down).
 WORKERS = max(2, os.cpu_count() or 2)
-BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle"  # cosign 3's artifactType, before "v0.3+json"
+IN_PROCESS = "tfgov-ci (the bundles read and checked in-process with the key)"
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,7 @@ class Verdict:
     checks: tuple[Check, ...] = field(default_factory=tuple)
     # predicate type -> the attested predicate, each verified: what --policy rules read
     documents: Mapping[str, Any] = field(default_factory=dict)
+    checked_by: str = ""  # what checked the signatures: "cosign", or tfgov-ci's bundle reader
 
     @property
     def allowed(self) -> bool:
@@ -129,12 +137,13 @@ class Verdict:
             "digest": self.digest,
             "allowed": self.allowed,
             "signature_layout": self.layout,
+            "signatures_checked_by": self.checked_by,
             "checks": [{"name": c.name, "passed": c.passed, "reason": c.reason} for c in self.checks],
             "attested": sorted(self.documents),
         }
 
     def adding(self, checks: Sequence[Check]) -> Verdict:
-        return Verdict(self.image, self.digest, self.layout, (*self.checks, *checks), self.documents)
+        return replace(self, checks=(*self.checks, *checks))
 
 
 def _cosign(argv: list[str], registry: Registry, env: Mapping[str, str]) -> tools.Completed:
@@ -143,26 +152,89 @@ def _cosign(argv: list[str], registry: Registry, env: Mapping[str, str]) -> tool
     )
 
 
-def _statements(done: tools.Completed) -> list[dict[str, Any]]:
-    out = []
-    for line in done.stdout.splitlines():
-        if line.strip().startswith("{"):
-            envelope = json.loads(line)
-            out.append(json.loads(base64.b64decode(envelope["payload"])))
-    return out
+@dataclass(frozen=True)
+class Outcome:
+    """One signature check's answer, from cosign or from the bundles read in-process: whether it
+    held, the statements that verified (attestations), and why not."""
+
+    ok: bool
+    statements: tuple[dict[str, Any], ...] = ()
+    why: str = ""
+
+    @classmethod
+    def of_cosign(cls, done: tools.Completed) -> Outcome:
+        if done.returncode != 0:
+            return cls(False, why=_last_line(done.stderr))
+        out = []
+        for line in done.stdout.splitlines():
+            if line.strip().startswith("{"):
+                envelope = json.loads(line)
+                if "payload" in envelope:
+                    out.append(json.loads(base64.b64decode(envelope["payload"])))
+        return cls(True, tuple(out))
 
 
-def signature_layout(registry: Registry, ref: Reference, index: bytes | None) -> str:
+def _in_process(read: bundles.Read, kinds: Sequence[str], digest: str) -> tuple[Outcome, dict[str, Outcome]]:
+    """The signature's and each attestation's outcome from the bundles checked in-process."""
+    hexdigest = digest.removeprefix("sha256:")
+    signed = any(
+        hexdigest in {d.get("digest", {}).get("sha256") for d in s.get("subject", [])}
+        for s in read.of(bundles.SIGN_PREDICATE)
+    )
+    return Outcome(signed), {kind: Outcome(bool(read.of(kind)), tuple(read.of(kind))) for kind in kinds}
+
+
+class Reads:
+    """verify's registry reads: over the registry's HTTP API while it answers (no process a read),
+    by skopeo from the first read it does not (credentials only in a docker auth file, a proxy
+    that wants something else), so that the answer is the same either way."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.http = True
+
+    def manifest(self, ref: Reference) -> bytes | None:
+        """The manifest ``ref`` names, byte for byte, or None when there is none."""
+        if self.http:
+            try:
+                return self.registry.read(ref)
+            except HttpRefused as exc:
+                if exc.code == 404:
+                    return None
+                self.http = False
+            except RegistryError:
+                self.http = False
+        return self.registry.manifest(ref)
+
+    def sbom(self, pinned: Reference, index: bytes | None) -> bytes | RegistryError:
+        """The newest CycloneDX SBOM stored beside ``pinned``, or why there is none."""
+        try:
+            newest = referrers.newest_listed(pinned, index, "cyclonedx")
+            if self.http:
+                try:
+                    at = Reference(pinned.registry, pinned.repository, None, newest["digest"])
+                    layer = json.loads(self.registry.read(at))["layers"][0]["digest"]
+                    return self.registry.read(
+                        Reference(pinned.registry, pinned.repository, None, layer), blob=True
+                    )
+                except (RegistryError, ValueError, KeyError, IndexError, TypeError):
+                    self.http = False
+            return referrers.fetch_listed(self.registry, pinned, index, "cyclonedx")
+        except RegistryError as exc:
+            return exc
+
+
+def signature_layout(reads: Reads, ref: Reference, index: bytes | None) -> str:
     """Which layouts hold signatures: cosign 3 bundles in the referrers tag fallback ``index``
     (``sha256-<hex>``), the legacy ``sha256-<hex>.sig`` / ``.att`` tags, or none of these (bundles
     behind an OCI 1.1 referrers API, which skopeo cannot list, show as none here)."""
     tag = str(ref.digest).replace(":", "-")
 
     def there(name: str) -> bool:
-        return registry.manifest(Reference(ref.registry, ref.repository, name)) is not None
+        return reads.manifest(Reference(ref.registry, ref.repository, name)) is not None
 
     legacy = [suffix for suffix in (".sig", ".att") if there(tag + suffix)]
-    bundles = False
+    holds_bundles = False
     for entry in json.loads(index).get("manifests", []) if index else []:
         if entry.get("annotations", {}).get(referrers.FORMAT_ANNOTATION):
             continue  # an SBOM tfgov-ci attached
@@ -170,12 +242,12 @@ def signature_layout(registry: Registry, ref: Reference, index: bytes | None) ->
         # cosign 3 writes its config's type (empty) there, skopeo's re-encoding drops it: the
         # manifest says what it is
         if kind in (None, referrers.EMPTY_CONFIG):
-            manifest = registry.manifest(Reference(ref.registry, ref.repository, None, entry["digest"]))
+            manifest = reads.manifest(Reference(ref.registry, ref.repository, None, entry["digest"]))
             kind = json.loads(manifest or "{}").get("artifactType", "")
-        if str(kind).startswith(BUNDLE_TYPE):
-            bundles = True
+        if str(kind).startswith(bundles.BUNDLE_TYPE):
+            holds_bundles = True
             break
-    found = (["bundles (referrers tag fallback)"] if bundles else []) + (
+    found = (["bundles (referrers tag fallback)"] if holds_bundles else []) + (
         [f"legacy {' and '.join(legacy)} tags"] if legacy else []
     )
     return " and ".join(found) or "none"
@@ -191,49 +263,61 @@ def verify(
     with_record: bool = False,
 ) -> Verdict:
     """Every check, against one digest; ``with_record``: the build record's attestation read too
-    (optional: for rules that read it), one more cosign call."""
+    (optional: for rules that read it; one more cosign call where cosign checks the signatures)."""
     given = reference.parse(image)
     registry = Registry.of(given, registries, env)
+    reads = Reads(registry)
     missing = Verdict(image, "", "none", (Check("image", False, f"no image {given} in the registry"),))
-    try:
-        pinned = resolve(given, registry)  # a tag: resolved once, here
-    except RegistryError as exc:
-        if not exc.message.startswith("no image"):
-            raise  # the registry could not be read: a tool error, not a "no"
+    named = reads.manifest(given)  # a tag: resolved once, here (a registry it cannot read: exit 3)
+    if named is None and reads.http:
+        # "none" over HTTP confirmed by skopeo, with the credentials of its auth files: some
+        # registries answer 404, not 401, to a read of a private repository without them
+        named = registry.manifest(given)
+        reads.http = named is None
+    if named is None:
         return missing
-    digest = str(pinned.digest)
+    digest = str(given.digest) if given.digest else "sha256:" + hashlib.sha256(named).hexdigest()
+    pinned = Reference(given.registry, given.repository, given.tag, digest)
     by_digest = f"{pinned.registry}/{pinned.repository}@{digest}"
     tls = registry.access.tls_verify
     kinds = (*REQUIRED, RECORD_PREDICATE) if with_record else REQUIRED
     fallback = Reference(pinned.registry, pinned.repository, referrers.fallback_tag(digest))
+    key = bundles.public_key(trust.key) if trust.trusted_root is None else None
     with registry.access.docker_config() as cosign_env, ThreadPoolExecutor(max_workers=WORKERS) as pool:
 
-        def cosign(command: str, *extra: str) -> Future[tools.Completed]:
+        def cosign(command: str, *extra: str) -> Future[Outcome]:
             argv = cosign_argv(command, trust, by_digest, tls_verify=tls, extra=extra)
-            return pool.submit(_cosign, argv, registry, cosign_env)
+            return pool.submit(lambda: Outcome.of_cosign(_cosign(argv, registry, cosign_env)))
 
-        exists = pool.submit(registry.manifest, pinned) if given.digest else None
-        index = pool.submit(registry.manifest, fallback)  # read once: the layout and the SBOM
-        signed = cosign("verify")
-        attested = {kind: cosign("verify-attestation", "--type", kind) for kind in kinds}
-        layout = pool.submit(lambda: signature_layout(registry, pinned, index.result()))
-        stored = pool.submit(lambda: _stored_sbom(registry, pinned, index.result()))
-        if exists is not None and exists.result() is None:
-            return missing
+        index = pool.submit(reads.manifest, fallback)  # read once: the layout, bundles and SBOM
+        layout = pool.submit(lambda: signature_layout(reads, pinned, index.result()))
+        stored = pool.submit(lambda: reads.sbom(pinned, index.result()))
+        read = bundles.read(registry, pinned, index.result(), key) if key is not None else None
+        signed, attested = _in_process(read, kinds, digest) if read is not None else (Outcome(False), {})
+        # A "yes" from the bundles read here stands; anything short of one is cosign's to answer
+        if signed.ok and all(attested[kind].ok for kind in REQUIRED):
+            by = IN_PROCESS
+        else:
+            by = "cosign"
+            calls = cosign("verify"), {kind: cosign("verify-attestation", "--type", kind) for kind in kinds}
+            signed, attested = calls[0].result(), {kind: done.result() for kind, done in calls[1].items()}
         checks = [Check("image", True, f"{image} is {digest}" if not given.digest else f"{digest}")]
-        if signed.result().returncode != 0:
+        if not signed.ok:
             reason = (
                 "never signed: no signature in the registry"
                 if layout.result() == "none"
-                else f"no signature verifies with {trust.who} ({_last_line(signed.result().stderr)})"
+                else f"no signature verifies with {trust.who} ({signed.why})"
             )
             checks.append(Check("signature", False, reason))
-            return Verdict(image, digest, layout.result(), tuple(checks))
+            return Verdict(image, digest, layout.result(), tuple(checks), checked_by=by)
         where = layout.result() if layout.result() != "none" else "bundles (OCI 1.1 referrers API)"
-        checks.append(Check("signature", True, f"signed by {trust.who}, by digest ({where})"))
+        checker = "tfgov-ci" if by == IN_PROCESS else "cosign"
+        checks.append(
+            Check("signature", True, f"signed by {trust.who}, by digest ({where}; checked by {checker})")
+        )
         statements: dict[str, dict[str, Any]] = {}  # predicate type -> the verified statement
         for kind in kinds:
-            check, statement = _attestation(kind, attested[kind].result(), digest, trust)
+            check, statement = _attestation(kind, attested[kind], digest, trust)
             if statement is not None:
                 statements[kind] = statement
             if check is not None:
@@ -254,7 +338,7 @@ def verify(
                     "policy", allow, "the attested decision allowed it" if allow else "the policy denied it"
                 )
             )
-        return Verdict(image, digest, where, tuple(checks), statements)
+        return Verdict(image, digest, where, tuple(checks), statements, by)
 
 
 def _signed_for(statements: Sequence[Mapping[str, Any]], repository: str, expected: Expected) -> Check:
@@ -285,17 +369,19 @@ def _repository_of(name: str) -> str:
 
 
 def _attestation(
-    kind: str, done: tools.Completed, digest: str, trust: Trust
+    kind: str, outcome: Outcome, digest: str, trust: Trust
 ) -> tuple[Check | None, dict[str, Any] | None]:
     """One attestation's check and, when it holds, its statement. The build record is optional:
     it is attached after the tags (the record stage records the publish), so an image whose record
     stage has not run yet may still be allowed."""
     name = f"attestation {kind.rsplit('/', 2)[-2]}"
-    found = [s for s in _statements(done) if s.get("predicateType") == kind] if done.returncode == 0 else []
+    found = [s for s in outcome.statements if s.get("predicateType") == kind] if outcome.ok else []
     if not found:
         if kind == RECORD_PREDICATE:
             return None, None
-        return Check(name, False, f"missing, or not signed by {trust.who} ({_last_line(done.stderr)})"), None
+        return Check(
+            name, False, f"missing, or not signed by {trust.who} ({outcome.why or 'none found'})"
+        ), None
     subjects = [d.get("digest", {}).get("sha256") for d in found[-1].get("subject", [])]
     if digest.removeprefix("sha256:") not in subjects:
         return Check(name, False, f"its subject is not {digest}"), None
@@ -345,13 +431,6 @@ def provenance_checks(predicate: Mapping[str, Any], expected: Expected) -> list[
             Check("base", allowed, f"{', '.join(bases) or 'none'}" + ("" if allowed else " is not allowed"))
         )
     return checks
-
-
-def _stored_sbom(registry: Registry, pinned: Reference, index: bytes | None) -> bytes | RegistryError:
-    try:
-        return referrers.fetch_listed(registry, pinned, index, "cyclonedx")
-    except RegistryError as exc:
-        return exc
 
 
 def _sbom_check(predicate: Mapping[str, Any], stored: bytes | RegistryError) -> Check:
