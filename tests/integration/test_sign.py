@@ -533,3 +533,45 @@ def test_reads_behind_credentials_only_skopeo_and_cosign_have_fall_back_to_them(
         assert raw is not None and not reads.http  # skopeo's answer, HTTP given up for the rest
         assert f"sha256:{hashlib.sha256(raw).hexdigest()}" == small_base.ref.split("@")[1]
         assert reads.manifest(reference.parse(f"{reg.host}/ml/hello:v2")) is None  # none: still None
+
+
+def test_sign_and_verify_against_a_registry_with_tls_and_a_password(
+    model: Path,  # noqa: F811
+    key_pair: tuple[Path, Path],
+    session_registry: LocalRegistry,
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The registry an organisation runs: TLS with its own CA and a robot account's password (from
+    the environment, as a masked CI variable). Signed, attested and published there; verify's
+    in-process reads use the CA and the password; cosign's own verify accepts the same evidence;
+    the password is in no output, result or record."""
+    require_tool("htpasswd")
+    password = "s3cret-Pa55-robot"
+    monkeypatch.setenv("COSIGN_PRIVATE_KEY", key_pair[0].read_text())
+    with LocalRegistry(user="ci-bot", password=password, tls=True) as reg:
+        monkeypatch.setenv("TFGOV_REGISTRY_USER", "ci-bot")
+        monkeypatch.setenv("TFGOV_REGISTRY_PASSWORD", password)
+        config = model / "tfgov.yaml"
+        text = config.read_text().replace(f"registry: {session_registry.host}", f"registry: {reg.host}")
+        config.write_text(text + f"registries:\n  {reg.host}: {{ca_file: {reg.ca_file}}}\n")
+        digest = signed_as(model, "ml/secure", cli)
+        sha = git(model, "rev-parse", "HEAD")
+        args = ("verify", f"{reg.host}/ml/secure:{sha}", "--key", str(key_pair[1]), "--trusted-builder",
+                "https://tfgov-ci.dev/builders/local")  # fmt: skip
+        done = cli(*args, "--format", "json", cwd=model)
+        assert done.code == 0, done.out + done.err
+        verdict = json.loads(done.out)
+        assert verdict["allowed"] and verdict["digest"] == digest
+        assert verdict["signatures_checked_by"].startswith("tfgov-ci")
+        # cosign itself, the CA and the password handed over as the sign stage hands them
+        access = Access(reg.host, True, reg.ca_file, "ci-bot", password)
+        with access.docker_config() as cosign_env:
+            for name, value in cosign_env.items():
+                monkeypatch.setenv(name, value)
+            ref = f"{reg.host}/ml/secure@{digest}"
+            assert cosign_verify("verify", key_pair[1], ref).returncode == 0
+            accepted = cosign_verify("verify-attestation", key_pair[1], "--type", SLSA_PROVENANCE, ref)
+            assert accepted.returncode == 0, accepted.stderr
+        written = [p.read_text() for p in (model / ".tfgov/out").rglob("*.json")]
+        assert written and all(password not in text for text in [done.out, done.err, *written])
