@@ -505,7 +505,8 @@ def test_reads_behind_credentials_only_skopeo_and_cosign_have_fall_back_to_them(
     from tfgov_ci.stages.sign.verify import Reads
 
     require_tool("htpasswd")
-    listed = {"manifests": [{"mediaType": bundles.MANIFEST, "digest": "sha256:" + "b" * 64, "size": 2,
+    listed = {"manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 2,
+                             "digest": "sha256:" + "b" * 64,
                              "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json"}]}  # fmt: skip
     with LocalRegistry(user="ci-bot", password="s3cret-Pa55") as reg:
         pinned = Reference(reg.host, "ml/hello", None, "sha256:" + "a" * 64)

@@ -157,3 +157,46 @@ def test_the_catalog_follows_the_bearer_token_dance_and_its_pages_and_keeps_the_
         assert _TokenRegistry.seen_authorization == [""]
     finally:
         server.shutdown()
+
+
+def test_a_redirect_to_another_host_takes_no_credentials_with_it() -> None:
+    """A registry that sends a download to its storage (S3, a CDN), as Harbor and the clouds' do,
+    answers 307: the storage host gets the request, never the registry's password or token."""
+    from tfgov_ci.oci.reference import Reference
+
+    seen: list[str] = []
+    body = b'{"schemaVersion": 2}'
+
+    class Storage(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    storage = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+    where = f"http://localhost:{storage.server_address[1]}/bucket/blob"  # another host name
+
+    class Registry307(Storage):
+        def do_GET(self) -> None:
+            seen.append("registry: " + self.headers.get("Authorization", ""))
+            self.send_response(307)
+            self.send_header("Location", where)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    registry = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry307)
+    for server in (storage, registry):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{registry.server_address[1]}"
+        got = Registry(Access(host, False, None, "robot", "s3cret")).read(Reference(host, "ml/x", "v1"))
+    finally:
+        storage.shutdown()
+        registry.shutdown()
+    assert got == body
+    assert seen == ["registry: Basic " + base64.b64encode(b"robot:s3cret").decode(), ""]  # not to storage

@@ -258,7 +258,7 @@ def forecast(
 ) -> Forecast:  # fmt: skip
     import time
 
-    from tfgov_ci.inventory.instances import where_running
+    from tfgov_ci.inventory.instances import iso, where_running
 
     repository = repository_of(conn, given)
     builds = history(conn, repository)
@@ -270,8 +270,6 @@ def forecast(
     from sqlalchemy import select
 
     i = tables.images
-    from tfgov_ci.inventory.instances import iso
-
     digests = [d for (d,) in conn.execute(select(i.c.digest).where(i.c.repository == repository))]
     end = time.time() if at is None else at
     start = end - window_s

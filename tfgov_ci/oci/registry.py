@@ -43,9 +43,10 @@ from tfgov_ci.oci import reference
 from tfgov_ci.oci.reference import Reference
 
 if TYPE_CHECKING:
-    import ssl
+    import urllib.request
 
 RETRY_TIMES = 3
+MAX_READ = 4 * 1024 * 1024  # bytes: the distribution spec's manifest limit, and any small document's
 MANIFEST_TYPES = ",".join(  # what a manifest read accepts: every kind an image or its referrers are
     (
         "application/vnd.oci.image.index.v1+json",
@@ -301,19 +302,42 @@ class Registry:
         found: list[str] = json.loads(done.stdout).get("Tags") or []
         return found
 
-    def read(self, ref: Reference, *, blob: bool = False, accept: str = MANIFEST_TYPES) -> bytes:
-        """The manifest ``ref`` names by digest or tag (or, ``blob``, the blob by digest), byte for
-        byte, over the registry's HTTP API: no process, for many small reads (signature bundles,
-        verify's reads); by digest, checked against it. Not a stage's read (a plan shows skopeo's).
+    def read(self, ref: Reference, *, blob: bool = False, limit: int = MAX_READ) -> bytes:
+        """The manifest ``ref`` names by digest or tag (``latest`` when it names neither), or, with
+        ``blob``, the blob its digest names, byte for byte and at most ``limit`` bytes, over the
+        registry's HTTP API: no process, for many small reads (signature bundles, verify's reads);
+        by digest, checked against it. Not a stage's read (a plan shows skopeo's).
         :class:`HttpRefused` for a status that is not success (404: there is none)."""
-        name = str(ref.digest or ref.tag)
+        if ref.digest and not ref.digest.startswith("sha256:"):
+            raise RegistryError(
+                f"{ref}: only sha256 digests are read here", "cosign and skopeo read the rest"
+            )
+        if blob and not ref.digest:
+            raise RegistryError(f"{ref}: a blob is read by its digest", "name it REPO@sha256:...")
+        name = ref.digest or ref.tag or "latest"
         kind = "blobs" if blob else "manifests"
         body, _ = _http_get(
             self.access, f"/v2/{ref.repository}/{kind}/{name}", scope=f"repository:{ref.repository}:pull",
-            accept=None if blob else accept,
+            accept=None if blob else MANIFEST_TYPES, limit=limit,
         )  # fmt: skip
         if ref.digest and "sha256:" + hashlib.sha256(body).hexdigest() != ref.digest:
-            raise RegistryError(f"{self.host} answered {ref} with content of another digest")
+            raise RegistryError(
+                f"{self.host} answered {ref} with content of another digest", "a proxy or cache rewrote it?"
+            )
+        return body
+
+    def referrers(self, ref: Reference) -> bytes | None:
+        """The OCI 1.1 referrers API's index for ``ref``'s digest, or None where the registry has no
+        such API (404: the referrers tag fallback is what cosign reads then, and what to read)."""
+        try:
+            body, _ = _http_get(
+                self.access, f"/v2/{ref.repository}/referrers/{ref.digest}",
+                scope=f"repository:{ref.repository}:pull", accept="application/vnd.oci.image.index.v1+json",
+            )  # fmt: skip
+        except HttpRefused as exc:
+            if exc.code == 404:
+                return None
+            raise
         return body
 
     def catalog(self) -> list[str]:
@@ -360,50 +384,73 @@ class HttpRefused(RegistryError):
 
 # (access: the host and credentials, scope) -> the bearer header a token server granted them, for
 # this process: another account's token is never reused
-_TOKENS: dict[tuple[Access, str], dict[str, str]] = {}
+_TOKENS: dict[tuple[Access, str], str] = {}
 
 
-_SCHEMES: dict[Access, str] = {}  # the scheme each registry answered on, this process
+_SCHEMES: dict[Access, str] = {}  # the scheme each registry last answered a read on, this process
 
 
 @functools.cache
-def _ssl_context(ca_file: Path | None, tls_verify: bool) -> ssl.SSLContext:
-    """One TLS context per CA and verification (reading the CA bundle costs ~30 ms a time)."""
+def _opener(ca_file: Path | None, tls_verify: bool) -> urllib.request.OpenerDirector:
+    """One opener per CA and verification (a TLS context reads the CA bundle: ~30 ms a time), whose
+    redirects never downgrade HTTPS to HTTP. Credentials are unredirected headers: a registry that
+    sends a blob's download to its storage (S3, a CDN) does not send them there."""
     import ssl
+    import urllib.request
 
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     if not tls_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    return context
+
+    class NoDowngrade(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+            if req.full_url.startswith("https:") and not newurl.startswith("https:"):
+                return None  # not followed: the 3xx is the answer
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), NoDowngrade())
 
 
-def _http_get(reach: Access, path: str, *, scope: str, accept: str | None = None) -> tuple[bytes, str | None]:
-    """GET ``path`` from the registry: HTTPS (verified, with ``ca_file`` when set; unverified, or
-    plain HTTP, only where :class:`Access` allows it), basic credentials, and the bearer token
-    dance Harbor and Docker's token servers ask for (a token kept for the process, per scope).
-    Returns the body and the ``Link`` header; a status that is not success is :class:`HttpRefused`."""
-    import urllib.error
-    import urllib.parse
+def _open(
+    reach: Access, url: str, auth: str | None, accept: str | None, limit: int
+) -> tuple[bytes, str | None]:
     import urllib.request
 
-    context = _ssl_context(reach.ca_file, reach.tls_verify)
-    basic = {"Authorization": f"Basic {reach._basic()}"} if reach.user and reach.password else {}
-    wanted = {"Accept": accept} if accept else {}
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    if auth:
+        request.add_unredirected_header("Authorization", auth)
+    with _opener(reach.ca_file, reach.tls_verify).open(request, timeout=60) as response:
+        body = response.read(limit + 1)
+        if len(body) > limit:
+            raise RegistryError(
+                f"{reach.host} answered {url} with more than {limit} bytes", "is this the document it names?"
+            )
+        return body, response.headers.get("Link")
+
+
+def _http_get(
+    reach: Access, path: str, *, scope: str, accept: str | None = None, limit: int = MAX_READ
+) -> tuple[bytes, str | None]:
+    """GET ``path`` from the registry: HTTPS (verified, with ``ca_file`` when set; unverified, or
+    plain HTTP, only where :class:`Access` allows it), basic credentials, and the bearer token
+    dance Harbor and Docker's token servers ask for (a token kept for the process, per account and
+    scope); at most ``limit`` bytes. Returns the body and the ``Link`` header; a status that is not
+    success is :class:`HttpRefused`."""
+    import urllib.error
+    import urllib.parse
+
+    basic = f"Basic {reach._basic()}" if reach.user and reach.password else None
     last: Exception | None = None
     schemes = ("https",) if reach.tls_verify else ("https", "http")
-    for scheme in sorted(schemes, key=lambda s: s != _SCHEMES.get(reach)):  # the one that answered first
+    for scheme in sorted(schemes, key=lambda s: s != _SCHEMES.get(reach)):  # the one that answered last
         url = f"{scheme}://{reach.host}{path}"
         try:
             try:
-                first = _TOKENS.get((reach, scope), basic)
-                with urllib.request.urlopen(
-                    urllib.request.Request(url, headers={**first, **wanted}), context=context, timeout=60
-                ) as response:
-                    _SCHEMES[reach] = scheme
-                    return response.read(), response.headers.get("Link")
+                answer = _open(reach, url, _TOKENS.get((reach, scope), basic), accept, limit)
+                _SCHEMES[reach] = scheme
+                return answer
             except urllib.error.HTTPError as exc:
-                _SCHEMES[reach] = scheme  # it answered: this is the registry's scheme
                 challenge = exc.headers.get("WWW-Authenticate", "")
                 if exc.code != 401 or not challenge.lower().startswith("bearer"):
                     raise
@@ -414,20 +461,19 @@ def _http_get(reach: Access, path: str, *, scope: str, accept: str | None = None
             # The password goes only to a token server over HTTPS, or to the registry itself.
             trusted = realm_url.scheme == "https" or realm_url.netloc == reach.host
             query = urllib.parse.urlencode({"service": fields.get("service", ""), "scope": scope})
-            realm = urllib.request.Request(f"{fields['realm']}?{query}", headers=basic if trusted else {})
-            with urllib.request.urlopen(realm, context=context, timeout=60) as response:
-                grant = json.loads(response.read())
-            bearer = {"Authorization": f"Bearer {grant.get('token') or grant.get('access_token')}"}
+            grant = json.loads(
+                _open(reach, f"{fields['realm']}?{query}", basic if trusted else None, None, MAX_READ)[0]
+            )
+            bearer = f"Bearer {grant.get('token') or grant.get('access_token')}"
             _TOKENS[(reach, scope)] = bearer
-            with urllib.request.urlopen(
-                urllib.request.Request(url, headers={**bearer, **wanted}), context=context, timeout=60
-            ) as response:
-                return response.read(), response.headers.get("Link")
+            answer = _open(reach, url, bearer, accept, limit)
+            _SCHEMES[reach] = scheme
+            return answer
         except urllib.error.HTTPError as exc:
             raise HttpRefused(exc.code, f"{reach.host} answered {exc.code} to {path}") from None
         except (urllib.error.URLError, OSError) as exc:
             last = exc  # plain HTTP next, where allowed
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, AttributeError):
             raise RegistryError(f"{reach.host}'s token server answered with no token") from None
     raise RegistryError(
         f"registry {reach.host} is unreachable ({last})", "is it running, and is the host:port right?"

@@ -1,17 +1,20 @@
 """cosign 3's signature bundles, read and checked in-process with a public key.
 
-What ``cosign verify --key K --insecure-ignore-tlog`` and ``cosign verify-attestation`` check of
-a bundle, without a process per check: the sign stage's default (a key, no transparency log) is
-what an air-gapped admission check meets most, and five cosign processes were most of verify's
-time (bench/sign.py). A bundle (``application/vnd.dev.sigstore.bundle.v0.3+json``, one per
-signature or attestation, listed in the image's referrers) holds a DSSE envelope: an in-toto
-statement as its payload, signed over DSSE's pre-authentication encoding
-(``DSSEv1 <len> <type> <len> <payload>``). A statement counts only when one of the envelope's
-signatures verifies with the key (ECDSA P-256 with SHA-256, the key ``cosign generate-key-pair``
-makes), and it is read from the payload that verified, never from the bundle's other fields;
-cosign's image signature is the statement of type ``SIGN_PREDICATE``. Every manifest and blob is
-checked against its digest as it is read, and a bundle counts only for the image its manifest's
-``subject`` names.
+The checks ``cosign verify --key K --insecure-ignore-tlog`` and ``cosign verify-attestation``
+make of a bundle, without a process per check: the sign stage's default (a key, no transparency
+log) is what an air-gapped admission check meets most, and five cosign processes were most of
+verify's time (bench/sign.py). A bundle (``application/vnd.dev.sigstore.bundle.v0.3+json``, one
+per signature or attestation) is listed where cosign lists it: the OCI 1.1 referrers API, or where
+a registry has none, the referrers tag fallback. It holds a DSSE envelope: an in-toto statement
+as its payload, signed over DSSE's pre-authentication encoding (``DSSEv1 <len> <type> <len>
+<payload>``). A statement counts only when one of the envelope's signatures verifies with the key
+(ECDSA P-256 with SHA-256, the key ``cosign generate-key-pair`` makes), its subject is this
+image's digest (cosign skips a bundle of another artifact), and it is read from the payload that
+verified, never from the bundle's other fields. The image's signature is a statement of type
+``SIGN_PREDICATE`` (stricter than ``cosign verify``, which takes any verified bundle). Every
+manifest and blob is checked against its digest as it is read, over the registry's API with the
+credentials and CA tfgov-ci has; a referrer made for another image, gone, or malformed is
+skipped.
 
 Everything else goes to cosign itself (:mod:`tfgov_ci.stages.sign.verify`): keyless (a Fulcio
 certificate chain), a trusted root (a transparency log to check), a KMS key or a key of another
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from tfgov_ci.oci import referrers
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import Registry, RegistryError
+from tfgov_ci.oci.registry import HttpRefused, Registry, RegistryError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -40,7 +43,6 @@ if TYPE_CHECKING:
 BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle"  # cosign 3's artifactType, before "v0.3+json"
 SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"  # the statement cosign 3's `sign` signs
 IN_TOTO = "application/vnd.in-toto+json"
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 READERS = 8  # registry reads at once (small documents: the registry's latency, not CPU)
 
 
@@ -91,7 +93,7 @@ def statement(bundle: Mapping[str, Any], key: ec.EllipticCurvePublicKey) -> dict
         signatures = [
             base64.b64decode(str(s.get("sig", "")), validate=True) for s in envelope.get("signatures", [])
         ]
-    except (binascii.Error, AttributeError):
+    except (binascii.Error, AttributeError, TypeError):
         return None
     message = pae(IN_TOTO, payload)
     if not any(_verifies(key, signature, message) for signature in signatures):
@@ -115,44 +117,75 @@ class Read:
 
 
 def read(
-    registry: Registry, pinned: Reference, index: bytes | None, key: ec.EllipticCurvePublicKey
+    registry: Registry, pinned: Reference, fallback: bytes | None, key: ec.EllipticCurvePublicKey
 ) -> Read | None:
-    """The bundles the referrers tag fallback ``index`` (as read already) lists for ``pinned``, each
-    read and checked; None when there is no index or the registry's API cannot be read here (the
-    caller asks cosign then)."""
+    """The bundles listed for ``pinned``, each read and checked: those of the OCI 1.1 referrers API
+    where the registry has one, else of the referrers tag fallback index ``fallback`` (as read
+    already), as cosign chooses. A statement counts only when it verifies with the key and its
+    subject is this digest (as cosign skips a bundle of another artifact); a malformed referrer is
+    skipped. None when there is no list, or the registry's API cannot be read here: the caller asks
+    cosign then."""
+    try:
+        index = registry.referrers(pinned) or fallback
+    except RegistryError:
+        return None
     if index is None:
+        return None
+    try:
+        listed = [e for e in json.loads(index).get("manifests", []) if isinstance(e, dict)]
+    except (ValueError, AttributeError):
         return None
     entries = [
         e
-        for e in json.loads(index).get("manifests", [])
-        if not e.get("annotations", {}).get(referrers.FORMAT_ANNOTATION)  # an SBOM tfgov-ci attached
+        for e in listed
+        if isinstance(e.get("annotations", {}), dict)
+        and not e.get("annotations", {}).get(referrers.FORMAT_ANNOTATION)  # an SBOM tfgov-ci attached
         and str(e.get("artifactType") or referrers.EMPTY_CONFIG).startswith(
             (BUNDLE_TYPE, referrers.EMPTY_CONFIG)
         )
+        and isinstance(e.get("digest"), str)
     ]
 
-    def one(entry: Mapping[str, Any]) -> dict[str, Any] | None:
-        at = Reference(pinned.registry, pinned.repository, None, entry["digest"])
-        manifest = json.loads(registry.read(at, accept=MANIFEST))
-        if not str(manifest.get("artifactType", "")).startswith(BUNDLE_TYPE):
-            return None  # another referrer
-        if manifest.get("subject", {}).get("digest") != pinned.digest or not manifest.get("layers"):
-            return None  # listed here, made for another image
-        layer = Reference(pinned.registry, pinned.repository, None, manifest["layers"][0]["digest"])
-        bundle = json.loads(registry.read(layer, blob=True))
-        return {
-            "bundle": bundle,
-            "created": manifest.get("annotations", {}).get("org.opencontainers.image.created", ""),
-        }
+    def one(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        try:
+            manifest = json.loads(
+                registry.read(Reference(pinned.registry, pinned.repository, None, entry["digest"]))
+            )
+            if not str(manifest.get("artifactType", "")).startswith(BUNDLE_TYPE):
+                return None  # another referrer
+            if manifest.get("subject", {}).get("digest") != pinned.digest:
+                return None  # listed here, made for another image
+            layer = manifest["layers"][0]["digest"]
+            bundle = json.loads(
+                registry.read(Reference(pinned.registry, pinned.repository, None, layer), blob=True)
+            )
+            created = str(manifest.get("annotations", {}).get("org.opencontainers.image.created", ""))
+        except HttpRefused as exc:
+            if exc.code == 404:
+                return None  # listed, gone: cosign skips it too
+            raise
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return None  # malformed: skipped
+        return (created, bundle) if isinstance(bundle, dict) else None
 
     try:
         with ThreadPoolExecutor(max_workers=READERS) as pool:
             found = [b for b in pool.map(one, entries) if b is not None]
-    except (RegistryError, ValueError, KeyError, TypeError):
+    except RegistryError:
         return None
     statements: dict[str, list[dict[str, Any]]] = {}
-    for entry in sorted(found, key=lambda b: str(b["created"])):
-        verified = statement(entry["bundle"], key) if isinstance(entry["bundle"], dict) else None
-        if verified is not None:
+    for _, bundle in sorted(found, key=lambda b: b[0]):
+        verified = statement(bundle, key)
+        if verified is not None and _about(verified, str(pinned.digest)):
             statements.setdefault(str(verified.get("predicateType", "")), []).append(verified)
     return Read(statements)
+
+
+def _about(statement: Mapping[str, Any], digest: str) -> bool:
+    """Whether one of the statement's subjects is ``digest``."""
+    subjects = statement.get("subject")
+    hexdigest = digest.removeprefix("sha256:")
+    return isinstance(subjects, list) and any(
+        isinstance(s, dict) and isinstance(s.get("digest"), dict) and s["digest"].get("sha256") == hexdigest
+        for s in subjects
+    )

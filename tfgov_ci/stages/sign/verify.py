@@ -10,12 +10,13 @@ with its reason; one failure is a "no".
 
 Both signature layouts are read: cosign 3 bundles (OCI 1.1 referrers, or the referrers tag
 fallback ``sha256-<hex>``) and the legacy ``sha256-<hex>.sig`` / ``.att`` tags; the verdict says
-which it found. With a key file and no trusted root (the sign stage's default), the bundles in the
-referrers tag fallback are read and checked in-process first (:mod:`tfgov_ci.stages.sign.bundles`:
-the checks cosign makes, without a process per check); when they hold the signature and every
-required attestation, that "yes" stands. Anything short of it (a missing or foreign signature,
-another layout, a registry the reader cannot read), and every other kind of trust, is answered by
-cosign's own verify commands, so every "no" and its reason is cosign's. The cosign calls and
+which it found. With a key file and no trusted root (the sign stage's default), the bundles cosign
+would read (the OCI 1.1 referrers API's, else the referrers tag fallback's) are read and checked
+in-process first (:mod:`tfgov_ci.stages.sign.bundles`: the checks cosign makes, without a process
+per check); when they hold the signature and every attestation asked for, that "yes" stands.
+Anything short of it (a missing or foreign signature, the legacy layout, a registry the reader
+cannot read, ``COSIGN_REPOSITORY``), and every other kind of trust, is answered by cosign's own
+verify commands, so every "no" and its reason is cosign's. The cosign calls and
 registry reads are independent of each other and run at once.
 """
 
@@ -51,6 +52,7 @@ REQUIRED = (SLSA_PROVENANCE, SBOM_PREDICATE, SCAN_PREDICATE, POLICY_PREDICATE)
 # At once: measured on 2 cores with the TensorFlow example (bench/sign.py), verify took 1.82 s one
 # call at a time, 1.50 s two at a time, 1.71 s four at a time (cosign calls slow each other down).
 WORKERS = max(2, os.cpu_count() or 2)
+SBOM_LIMIT = 256 * 1024 * 1024  # bytes read over HTTP for the stored SBOM (more: skopeo's pull)
 IN_PROCESS = "tfgov-ci (the bundles read and checked in-process with the key)"
 
 
@@ -174,14 +176,11 @@ class Outcome:
         return cls(True, tuple(out))
 
 
-def _in_process(read: bundles.Read, kinds: Sequence[str], digest: str) -> tuple[Outcome, dict[str, Outcome]]:
-    """The signature's and each attestation's outcome from the bundles checked in-process."""
-    hexdigest = digest.removeprefix("sha256:")
-    signed = any(
-        hexdigest in {d.get("digest", {}).get("sha256") for d in s.get("subject", [])}
-        for s in read.of(bundles.SIGN_PREDICATE)
-    )
-    return Outcome(signed), {kind: Outcome(bool(read.of(kind)), tuple(read.of(kind))) for kind in kinds}
+def _in_process(read: bundles.Read, kinds: Sequence[str]) -> tuple[Outcome, dict[str, Outcome]]:
+    """The signature's and each attestation's outcome from the bundles checked in-process (each
+    statement there verified with the key, its subject this digest)."""
+    signed = Outcome(bool(read.of(bundles.SIGN_PREDICATE)))
+    return signed, {kind: Outcome(bool(read.of(kind)), tuple(read.of(kind))) for kind in kinds}
 
 
 class Reads:
@@ -292,10 +291,14 @@ def verify(
         index = pool.submit(reads.manifest, fallback)  # read once: the layout, bundles and SBOM
         layout = pool.submit(lambda: signature_layout(reads, pinned, index.result()))
         stored = pool.submit(lambda: reads.sbom(pinned, index.result()))
-        read = bundles.read(registry, pinned, index.result(), key) if key is not None else None
-        signed, attested = _in_process(read, kinds, digest) if read is not None else (Outcome(False), {})
-        # A "yes" from the bundles read here stands; anything short of one is cosign's to answer
-        if signed.ok and all(attested[kind].ok for kind in REQUIRED):
+        # cosign reads another repository's signatures with COSIGN_REPOSITORY: it answers then
+        elsewhere = {**os.environ, **(env or {})}.get("COSIGN_REPOSITORY")
+        own = key is not None and reads.http and not elsewhere
+        read = bundles.read(registry, pinned, index.result(), key) if own and key is not None else None
+        signed, attested = _in_process(read, kinds) if read is not None else (Outcome(False), {})
+        # A "yes" from the bundles read here, every kind asked for found, stands; anything short of
+        # one is cosign's to answer
+        if signed.ok and all(attested[kind].ok for kind in kinds):
             by = IN_PROCESS
         else:
             by = "cosign"
