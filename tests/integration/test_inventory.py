@@ -543,3 +543,42 @@ def test_a_large_import_read_by_worker_processes_stores_the_same_and_still_rejec
     assert f"{outs[3] / 'record.json'}: commit.sha: 'not-a-sha' does not match" in done.err
     assert "Traceback" not in done.err
     assert _table_counts(f"sqlite:///{fresh}")["images"] == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_rows_fanned_out_to_many_images_are_stored_as_given_whatever_their_text_holds(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """What a rescan writes (on PostgreSQL as COPY text it formats itself): tabs, newlines,
+    backslashes, a NULL, a float and a boolean come back as they went in."""
+    from sqlalchemy import insert, select
+
+    from tfgov_ci.inventory import tables
+    from tfgov_ci.inventory.ingest import FINDING_COLUMNS, insert_fanned_out
+    from tfgov_ci.inventory.store import open_store
+
+    url = request.getfixturevalue("fresh_postgres") if backend == "postgresql" else str(tmp_path / "i.sqlite")
+    with open_store(url) as store:
+        with store.writing() as conn:
+            ids = [
+                conn.execute(
+                    insert(tables.images).values(
+                        digest=f"sha256:{n:064x}",
+                        governed=False,
+                        signed=False,
+                        recorded="2026-12-01T00:00:00.000Z",
+                    )
+                ).inserted_primary_key[0]
+                for n in range(3)
+            ]
+            package = conn.execute(
+                insert(tables.packages).values(type="pypi", name="x", key="x", version="1", purl="")
+            ).inserted_primary_key[0]
+            title = "a\ttab, a\nnewline, a \\ backslash, \\N and a\r\nCRLF"
+            rest = (package, "CVE-1", '["GHSA-1"]', "HIGH", "fixed", '["2"]', 7.5, title, "[]", "rescan",
+                    "/db", None, "2026-12-01T00:00:00.000Z", True)  # fmt: skip
+            insert_fanned_out(conn, tables.findings, FINDING_COLUMNS, [(rest, ids[:2]), (rest, ids[2:])])
+        with store.reading() as conn:
+            f = tables.findings
+            rows = conn.execute(select(*(f.c[c] for c in FINDING_COLUMNS)).order_by(f.c.image_id)).all()
+    assert [tuple(r) for r in rows] == [(image_id, *rest) for image_id in ids]
