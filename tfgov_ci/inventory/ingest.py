@@ -283,7 +283,6 @@ def store_images(conn: Connection, images: Sequence[Prepared], cache: PackageIds
     ids = _package_ids(conn, wanted, cache)
     i = tables.images
     digests = [p.digest for p in latest]
-    before = [row.id for row in conn.execute(select(i.c.id).where(i.c.digest.in_(digests)))]
     recorded = now()
     rows = [{**p.row, "recorded": recorded} for p in latest]
     upsert = insert(conn, i)
@@ -295,11 +294,14 @@ def store_images(conn: Connection, images: Sequence[Prepared], cache: PackageIds
         digest: int(image_id)
         for digest, image_id in conn.execute(select(i.c.digest, i.c.id).where(i.c.digest.in_(digests)))
     }
-    if before:
-        for table in _CHILDREN:
-            conn.execute(delete(table).where(table.c.image_id.in_(before)))
-        findings = tables.findings
-        conn.execute(delete(findings).where(findings.c.image_id.in_(before), findings.c.origin == "scan"))
+    # What the images held before goes, after their rows are upserted (and so locked): another
+    # transaction storing one of them at the same moment has committed its rows by then, and
+    # they are replaced, not doubled (an image new to the store finds nothing to delete).
+    stored = sorted(image_ids.values())
+    for table in _CHILDREN:
+        conn.execute(delete(table).where(table.c.image_id.in_(stored)))
+    findings = tables.findings
+    conn.execute(delete(findings).where(findings.c.image_id.in_(stored), findings.c.origin == "scan"))
     tags: list[tuple[Any, ...]] = []
     built: list[tuple[Any, ...]] = []
     links: list[tuple[Any, ...]] = []
