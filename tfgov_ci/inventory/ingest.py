@@ -470,8 +470,9 @@ def import_paths(store: Store, paths: Sequence[Path]) -> Imported:
 @contextmanager
 def _no_cycle_collection() -> Iterator[None]:
     """No cyclic garbage collection while an import runs: it makes millions of objects that live
-    until it ends (rows, parsed JSON) and none in cycles, and the collector's passes over them
-    were half of its time. Refcounting still frees everything; the collector is restored after."""
+    until it ends (rows, parsed JSON), hardly any in cycles, and the collector's passes over them
+    were half of its time. Refcounting still frees them; the collector, back afterwards, takes the
+    few cycles (an exception's traceback)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
