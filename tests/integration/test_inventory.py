@@ -439,3 +439,146 @@ def counts_per_image(build: RecordedBuild) -> int:
     return sum(
         1 for c in json.loads((build.out / "sbom/sbom.cdx.json").read_text())["components"] if c.get("purl")
     )
+
+
+def _table_counts(url: str) -> dict[str, int]:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        found = {
+            table: int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())
+            for table in (
+                "images",
+                "image_tags",
+                "image_packages",
+                "findings",
+                "attestations",
+                "image_builds",
+            )
+        }
+    engine.dispose()
+    return found
+
+
+_REFUSE = {
+    "sqlite": [
+        "CREATE TRIGGER refuse BEFORE INSERT ON image_packages"
+        " WHEN (SELECT digest FROM images WHERE id = NEW.image_id) = '{digest}'"
+        " BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF (SELECT digest FROM images WHERE id = NEW.image_id) = '{digest}'"
+        " THEN RAISE EXCEPTION 'refused by a trigger'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse BEFORE INSERT ON image_packages FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ],
+}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_image_the_database_refuses_in_a_batch_is_not_stored_at_all_and_those_before_it_are(
+    backend: str,
+    recorded_build: RecordedBuild,
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+    request: pytest.FixtureRequest,
+) -> None:
+    """Five images in one batch; the database refuses the third one's package links (a trigger:
+    after its image row and tags went in). The batch is stored again image by image: the two
+    before it whole, it not at all, and the import stops there (exit 3), naming it."""
+    from sqlalchemy import create_engine
+
+    from tfgov_ci.inventory.store import open_store
+
+    given = (
+        request.getfixturevalue("fresh_postgres") if backend == "postgresql" else str(tmp_path / "i.sqlite")
+    )
+    url = f"sqlite:///{given}" if backend == "sqlite" else given
+    outs = [variant(recorded_build, tmp_path, n) for n in range(40, 45)]
+    open_store(given).close()  # made (migrated) first, so that the trigger has its table
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        for sql in _REFUSE[backend]:
+            conn.exec_driver_sql(sql.replace("{digest}", "sha256:" + f"{42:064x}"))
+    done = cli("inventory", "import", *map(str, outs), "--inventory", given)
+    assert done.code == 3, done.err
+    assert f"the inventory database failed on {outs[2] / 'record.json'}" in done.err
+    assert "refused by a trigger" in done.err and "Traceback" not in done.err
+    stored = _table_counts(url)
+    assert stored["images"] == 2 and stored["image_tags"] == 2 * 3 and stored["image_builds"] == 2
+    assert stored["image_packages"] == 2 * counts_per_image(recorded_build) and stored["findings"] == 2
+    with engine.connect() as conn:
+        digests = {row[0] for row in conn.exec_driver_sql("SELECT digest FROM images")}
+    engine.dispose()
+    assert digests == {"sha256:" + f"{n:064x}" for n in (40, 41)}
+
+
+def test_a_large_import_read_by_worker_processes_stores_the_same_and_still_rejects_a_bad_record_whole(
+    recorded_build: RecordedBuild,
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reading shared out among processes (as an import of many paths is) stores what one
+    process does; a record that breaks its schema among them is still named (file and key, as the
+    reading process found it) and nothing of any path is stored."""
+    from tfgov_ci.inventory import ingest
+
+    outs = [variant(recorded_build, tmp_path, n) for n in range(50, 56)]
+    alone, pooled = tmp_path / "alone.sqlite", tmp_path / "pooled.sqlite"
+    assert cli("inventory", "import", *map(str, outs), "--inventory", str(alone)).code == 0
+    monkeypatch.setattr(ingest, "POOL_FROM", 2)
+    monkeypatch.setattr(ingest, "_cores", lambda: 2)
+    done = cli("inventory", "import", *map(str, outs), "--inventory", str(pooled))
+    assert done.code == 0, done.err
+    assert done.out.count("recorded ") == len(outs)
+    assert _table_counts(f"sqlite:///{pooled}") == _table_counts(f"sqlite:///{alone}")
+    record = json.loads((outs[3] / "record.json").read_text())
+    record["commit"]["sha"] = "not-a-sha"
+    (outs[3] / "record.json").write_text(json.dumps(record))
+    fresh = tmp_path / "fresh.sqlite"
+    done = cli("inventory", "import", *map(str, outs), "--inventory", str(fresh))
+    assert done.code == 2
+    assert f"{outs[3] / 'record.json'}: commit.sha: 'not-a-sha' does not match" in done.err
+    assert "Traceback" not in done.err
+    assert _table_counts(f"sqlite:///{fresh}")["images"] == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_rows_fanned_out_to_many_images_are_stored_as_given_whatever_their_text_holds(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """What a rescan writes (on PostgreSQL as COPY text it formats itself): tabs, newlines,
+    backslashes, a NULL, a float and a boolean come back as they went in."""
+    from sqlalchemy import insert, select
+
+    from tfgov_ci.inventory import tables
+    from tfgov_ci.inventory.ingest import FINDING_COLUMNS, insert_fanned_out
+    from tfgov_ci.inventory.store import open_store
+
+    url = request.getfixturevalue("fresh_postgres") if backend == "postgresql" else str(tmp_path / "i.sqlite")
+    with open_store(url) as store:
+        with store.writing() as conn:
+            ids = [
+                conn.execute(
+                    insert(tables.images).values(
+                        digest=f"sha256:{n:064x}",
+                        governed=False,
+                        signed=False,
+                        recorded="2026-12-01T00:00:00.000Z",
+                    )
+                ).inserted_primary_key[0]
+                for n in range(3)
+            ]
+            package = conn.execute(
+                insert(tables.packages).values(type="pypi", name="x", key="x", version="1", purl="")
+            ).inserted_primary_key[0]
+            title = "a\ttab, a\nnewline, a \\ backslash, \\N and a\r\nCRLF"
+            rest = (package, "CVE-1", '["GHSA-1"]', "HIGH", "fixed", '["2"]', 7.5, title, "[]", "rescan",
+                    "/db", None, "2026-12-01T00:00:00.000Z", True)  # fmt: skip
+            insert_fanned_out(conn, tables.findings, FINDING_COLUMNS, [(rest, ids[:2]), (rest, ids[2:])])
+        with store.reading() as conn:
+            f = tables.findings
+            rows = conn.execute(select(*(f.c[c] for c in FINDING_COLUMNS)).order_by(f.c.image_id)).all()
+    assert [tuple(r) for r in rows] == [(image_id, *rest) for image_id in ids]

@@ -14,12 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from tfgov_ci.inventory import tables
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -60,21 +55,10 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def save(conn: Connection, image_id: int, facts: BuildFacts | None) -> None:
-    """Replace the image's build facts (inside the caller's transaction)."""
-    from sqlalchemy import delete, insert
+COLUMNS = ("image_id", "started", "duration_s", "peak_memory_bytes", "size_bytes", "layers")
 
-    table = tables.image_builds
-    conn.execute(delete(table).where(table.c.image_id == image_id))
-    if facts is None:
-        return
-    conn.execute(
-        insert(table).values(
-            image_id=image_id,
-            started=facts.started,
-            duration_s=facts.duration_s,
-            peak_memory_bytes=facts.peak_memory_bytes,
-            size_bytes=facts.size_bytes,
-            layers=json.dumps([list(layer) for layer in facts.layers]),
-        )
-    )
+
+def row(image_id: int, facts: BuildFacts) -> tuple[Any, ...]:
+    """The image's row of ``image_builds``, in the order of :data:`COLUMNS`."""
+    layers = json.dumps([list(layer) for layer in facts.layers])
+    return (image_id, facts.started, facts.duration_s, facts.peak_memory_bytes, facts.size_bytes, layers)

@@ -47,6 +47,10 @@ class RecordError(UsageError):
     def lines(self) -> list[str]:
         return [f"error: {p.render()}" for p in self.problems]
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by its problems (from an import's reading process to the one reporting it)."""
+        return (RecordError, (self.problems,))
+
 
 @dataclass(frozen=True)
 class ExceptionUsed:

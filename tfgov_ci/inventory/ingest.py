@@ -10,12 +10,18 @@ cycle. What deploy jobs and rescans added to an image (deployments, rescan findi
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
-from collections.abc import Iterable, Sequence
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfgov_ci.findings import package_key
 from tfgov_ci.inventory import builds, evidence, tables
 from tfgov_ci.inventory.evidence import ImageEvidence
 from tfgov_ci.inventory.sbom import Package
@@ -75,8 +81,13 @@ def package_ids(
     """The row id of each distinct package version, inserting those the store does not hold yet.
 
     Those ``cache`` knows are not asked again; the others are looked up by identity, the ones
-    still missing inserted (one prepared statement, executemany, in sorted order) and looked up."""
-    wanted = {(p.type, p.name, p.version, p.purl): p for p in packages}
+    still missing inserted in sorted order, their ids returned by the insert itself."""
+    return _package_ids(conn, {p.identity: package_row(p) for p in packages}, cache)
+
+
+def _package_ids(
+    conn: Connection, wanted: Mapping[Identity, PackageRow], cache: PackageIds | None
+) -> dict[Identity, int]:
     known = cache.committed if cache is not None else {}
     found = {identity: known[identity] for identity in wanted if identity in known}
     missing = sorted(identity for identity in wanted if identity not in found)
@@ -84,42 +95,38 @@ def package_ids(
         _look_up(conn, missing, found)
         absent = [identity for identity in missing if identity not in found]
         if absent:
-            rows = [
-                {
-                    "type": p.type,
-                    "name": p.name,
-                    "key": p.key,
-                    "version": p.version,
-                    "purl": p.purl,
-                    "source_name": p.source_name,
-                }
-                for p in (wanted[identity] for identity in absent)
-            ]
-            conn.execute(insert(conn, tables.packages).on_conflict_do_nothing(), rows)
-            _look_up(conn, absent, found)
+            names = ("type", "name", "version", "purl", "key", "source_name")
+            rows = [dict(zip(names, wanted[identity], strict=True)) for identity in absent]
+            p = tables.packages
+            inserted = insert(conn, p).on_conflict_do_nothing()
+            returned = inserted.returning(p.c.id, p.c.type, p.c.name, p.c.version, p.c.purl)
+            for row in conn.execute(returned, rows):
+                found[(row.type, row.name, row.version, row.purl)] = row.id
+            # those another transaction inserted (and committed) since the look-up
+            _look_up(conn, [identity for identity in absent if identity not in found], found)
         if cache is not None:
             cache.pending.update({identity: found[identity] for identity in missing})
     return found
 
 
 def _look_up(conn: Connection, identities: Sequence[Identity], found: dict[Identity, int]) -> None:
-    """Each identity's row id, where there is one. Asked as ``type = ? AND name IN (...) AND
-    version IN (...)``, which walks the identity's unique index on both SQLite and PostgreSQL (a
-    row-value ``IN`` makes SQLite scan the whole table), then keeps the exact identities."""
+    """Each identity's row id, where there is one. Asked as ``type = ? AND name IN (...)``, which
+    walks the identity's unique index on both SQLite and PostgreSQL, then keeps the exact
+    identities: the rows are every stored version of those names, far fewer than the probes of
+    ``name IN (...) AND version IN (...)`` (400 x 400 a chunk), and a row-value ``IN`` makes
+    SQLite scan the whole table."""
     from sqlalchemy import select
 
     table = tables.packages
     wanted = set(identities)
-    by_type: dict[str, list[Identity]] = {}
+    by_type: dict[str, list[str]] = {}
     for identity in identities:
-        by_type.setdefault(identity[0], []).append(identity)
-    for kind, group in sorted(by_type.items()):
-        for start in range(0, len(group), _CHUNK):
-            chunk = group[start : start + _CHUNK]
+        by_type.setdefault(identity[0], []).append(identity[1])
+    for kind, names in sorted(by_type.items()):
+        distinct = sorted(set(names))
+        for start in range(0, len(distinct), _CHUNK):
             query = select(table.c.id, table.c.name, table.c.version, table.c.purl).where(
-                table.c.type == kind,
-                table.c.name.in_(sorted({i[1] for i in chunk})),
-                table.c.version.in_(sorted({i[2] for i in chunk})),
+                table.c.type == kind, table.c.name.in_(distinct[start : start + _CHUNK])
             )
             for row in conn.execute(query):
                 identity = (kind, row.name, row.version, row.purl)
@@ -128,6 +135,7 @@ def _look_up(conn: Connection, identities: Sequence[Identity], found: dict[Ident
 
 
 def _image_row(image: ImageEvidence) -> dict[str, Any]:
+    """The image's row of ``images``, but for ``recorded`` (the time it is stored)."""
     return {
         "digest": image.digest,
         "repository": image.repository,
@@ -159,79 +167,180 @@ def _image_row(image: ImageEvidence) -> dict[str, Any]:
         "sbom_digest": image.sbom_digest,
         "record_digest": image.record_digest,
         "created": image.created,
-        "recorded": now(),
     }
+
+
+# A package version's row of ``packages``: its identity (type, name, version, purl), then its key
+# and source package. An SBOM entry adds where the image holds it: location, layer, licences (JSON).
+PackageRow = tuple[str, str, str, str, str, str | None]
+Entry = tuple[str, str, str, str, str, str | None, str, str, str]
+_FINDING_VALUES = ("advisory", "aliases", "severity", "fix_state", "fixed_versions", "cvss_score", "title",
+                   "scanners")  # fmt: skip
+
+
+def package_row(p: Package) -> PackageRow:
+    return (p.type, p.name, p.version, p.purl, _key(p.type, p.name), p.source_name)
+
+
+_key = functools.lru_cache(maxsize=1 << 16)(package_key)  # the same names in every image
+
+
+def finding_values(finding: Finding) -> tuple[Any, ...]:
+    """A finding's own columns of ``findings`` (:data:`_FINDING_VALUES`), whichever image has it."""
+    return (
+        finding.id,
+        json.dumps(sorted(finding.aliases)),
+        finding.severity,
+        finding.fix_state,
+        json.dumps(list(finding.fixed_versions)),
+        finding.cvss_score,
+        finding.title,
+        json.dumps(list(finding.scanners)),
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One image as it goes into the store: read and checked whole, made into rows that only want
+    their ids (which the store gives) and plain tuples, cheap to send from a reading process."""
+
+    source: str
+    digest: str
+    repository: str | None
+    warnings: tuple[str, ...]
+    row: Mapping[str, Any]  # the images row but ``recorded``
+    tags: tuple[str, ...]
+    build: builds.BuildFacts | None
+    packages: tuple[Entry, ...]  # each SBOM package, in the SBOM's order
+    findings: tuple[tuple[PackageRow, tuple[Any, ...], bool], ...]  # package, values, excepted
+    advisory_db: str | None
+    exceptions: tuple[tuple[str, str, str, str, str, str], ...]
+    attestations: tuple[tuple[str, str | None], ...]
+
+
+def prepare(image: ImageEvidence) -> Prepared:
+    """The rows of one image (see :class:`Prepared`)."""
+    licences: dict[tuple[str, ...], str] = {}  # an image's packages share a few licence lists
+    entries = []
+    for p in image.packages:
+        text = licences.get(p.licenses)
+        if text is None:
+            text = licences[p.licenses] = json.dumps(list(p.licenses))
+        key = _key(p.type, p.name)
+        entries.append((p.type, p.name, p.version, p.purl, key, p.source_name, p.location, p.layer, text))
+    return Prepared(
+        source=image.source,
+        digest=image.digest,
+        repository=image.repository,
+        warnings=image.warnings,
+        row=_image_row(image),
+        tags=image.tags,
+        build=image.build,
+        packages=tuple(entries),
+        findings=tuple(
+            (package_row(_finding_package(f)), finding_values(f), image.excepted(f)) for f in image.findings
+        ),
+        advisory_db=image.advisory_db,
+        exceptions=tuple(
+            (e.finding, e.package, e.reason, e.owner, e.approved_by, e.expires) for e in image.exceptions
+        ),
+        attestations=tuple((a.predicate_type, a.document_digest) for a in image.attestations),
+    )
+
+
+def read_prepared(path: Path) -> Prepared:
+    """One path read, checked and made into rows (what each process of a large import does)."""
+    return prepare(evidence.read(path))
 
 
 def save(conn: Connection, image: ImageEvidence, cache: PackageIds | None = None) -> int:
     """Store one image (inside the caller's transaction); returns its row id. ``cache``: the
     package ids an import has learnt so far (see :class:`PackageIds`)."""
-    from sqlalchemy import delete
+    return store_images(conn, [prepare(image)], cache or PackageIds())[image.digest]
 
-    ids = package_ids(conn, [*image.packages, *map(_finding_package, image.findings)], cache)
-    row = _image_row(image)
-    upsert = insert(conn, tables.images).values(row)
+
+_CHILDREN = (tables.image_tags, tables.image_packages, tables.exceptions_used, tables.attestations,
+             tables.image_builds)  # fmt: skip
+
+
+def store_images(conn: Connection, images: Sequence[Prepared], cache: PackageIds) -> dict[str, int]:
+    """Store images (inside the caller's transaction), a statement per table for all of them;
+    returns each digest's row id. Each image row is upserted by digest and everything its record
+    says replaced; what deploy jobs and rescans added (deployments, rescan findings) is kept. Of an
+    image given twice the later is stored. Package rows are inserted in one sorted order and image
+    rows in digest order, so two transactions never wait on each other in a cycle."""
+    from sqlalchemy import delete, select
+
+    latest = sorted({p.digest: p for p in images}.values(), key=lambda p: p.digest)
+    if not latest:
+        return {}
+    wanted: dict[Identity, PackageRow] = {}
+    for p in latest:
+        for entry in p.packages:
+            wanted.setdefault(entry[:4], entry[:6])
+        for package, _, _ in p.findings:
+            wanted.setdefault(package[:4], package)
+    ids = _package_ids(conn, wanted, cache)
+    i = tables.images
+    digests = [p.digest for p in latest]
+    recorded = now()
+    rows = [{**p.row, "recorded": recorded} for p in latest]
+    upsert = insert(conn, i)
     upsert = upsert.on_conflict_do_update(
-        index_elements=[tables.images.c.digest], set_={k: upsert.excluded[k] for k in row if k != "digest"}
-    ).returning(tables.images.c.id)
-    image_id = int(conn.execute(upsert).scalar_one())
-    builds.save(conn, image_id, image.build)
-    for table in (tables.image_tags, tables.image_packages, tables.exceptions_used, tables.attestations):
-        conn.execute(delete(table).where(table.c.image_id == image_id))
+        index_elements=[i.c.digest], set_={k: upsert.excluded[k] for k in rows[0] if k != "digest"}
+    )
+    conn.execute(upsert, rows)
+    image_ids: dict[str, int] = {
+        digest: int(image_id)
+        for digest, image_id in conn.execute(select(i.c.digest, i.c.id).where(i.c.digest.in_(digests)))
+    }
+    # What the images held before goes, after their rows are upserted (and so locked): another
+    # transaction storing one of them at the same moment has committed its rows by then, and
+    # they are replaced, not doubled (an image new to the store finds nothing to delete).
+    stored = sorted(image_ids.values())
+    for table in _CHILDREN:
+        conn.execute(delete(table).where(table.c.image_id.in_(stored)))
     findings = tables.findings
-    conn.execute(delete(findings).where(findings.c.image_id == image_id, findings.c.origin == "scan"))
-    _insert_rows(conn, tables.image_tags, [{"image_id": image_id, "tag": tag} for tag in image.tags])
-    links: dict[tuple[int, str], tuple[Any, ...]] = {}
-    licences: dict[tuple[str, ...], str] = {}  # an image's packages share a few licence lists
-    for p in image.packages:  # one link a package and place; the first entry of a duplicate wins
-        package_id = ids[p.identity]
-        if (package_id, p.location) not in links:
-            text = licences.get(p.licenses)
-            if text is None:
-                text = licences[p.licenses] = json.dumps(list(p.licenses))
-            links[(package_id, p.location)] = (image_id, package_id, p.location, p.layer, text)
-    insert_tuples(conn, tables.image_packages, list(links.values()))
-    found = now()
-    rows: dict[tuple[int, str], dict[str, Any]] = {}
-    for f in image.findings:
-        package_id = ids[_finding_package(f).identity]
-        row = finding_row(image_id, package_id, f, "scan", image.advisory_db, None, found)
-        rows.setdefault((package_id, f.id), row)
-        rows[(package_id, f.id)]["excepted"] = image.excepted(f)
-    _insert_rows(conn, tables.findings, list(rows.values()))
-    _insert_rows(
-        conn,
-        tables.exceptions_used,
-        list(
-            {
-                (e.finding, e.package): {
-                    "image_id": image_id,
-                    "finding": e.finding,
-                    "package": e.package,
-                    "reason": e.reason,
-                    "owner": e.owner,
-                    "approved_by": e.approved_by,
-                    "expires": e.expires,
-                }
-                for e in image.exceptions
-            }.values()
-        ),
-    )
-    _insert_rows(
-        conn,
-        tables.attestations,
-        list(
-            {
-                a.predicate_type: {
-                    "image_id": image_id,
-                    "predicate_type": a.predicate_type,
-                    "document_digest": a.document_digest,
-                }
-                for a in image.attestations
-            }.values()
-        ),
-    )
-    return image_id
+    conn.execute(delete(findings).where(findings.c.image_id.in_(stored), findings.c.origin == "scan"))
+    tags: list[tuple[Any, ...]] = []
+    built: list[tuple[Any, ...]] = []
+    links: list[tuple[Any, ...]] = []
+    found: list[tuple[Any, ...]] = []
+    excepted: list[tuple[Any, ...]] = []
+    attested: list[tuple[Any, ...]] = []
+    for p in latest:
+        image_id = image_ids[p.digest]
+        tags.extend((image_id, tag) for tag in p.tags)
+        if p.build is not None:
+            built.append(builds.row(image_id, p.build))
+        placed: set[tuple[int, str]] = set()
+        for entry in p.packages:  # one link a package and place; the first entry of a duplicate wins
+            package_id = ids[entry[:4]]
+            if (package_id, entry[6]) not in placed:
+                placed.add((package_id, entry[6]))
+                links.append((image_id, package_id, entry[6], entry[7], entry[8]))
+        scanned: dict[tuple[int, str], list[Any]] = {}
+        for package, values, is_excepted in p.findings:
+            package_id = ids[package[:4]]
+            row = scanned.setdefault(
+                (package_id, values[0]),
+                [image_id, package_id, *values, "scan", p.advisory_db, None, recorded, False],
+            )
+            row[-1] = is_excepted  # of a finding given twice, the last one's verdict stands
+        found.extend(tuple(row) for row in scanned.values())
+        excepted.extend({(e[0], e[1]): (image_id, *e) for e in p.exceptions}.values())
+        attested.extend({a[0]: (image_id, *a) for a in p.attestations}.values())
+    insert_tuples(conn, tables.image_tags, tags, ["image_id", "tag"])
+    insert_tuples(conn, tables.image_builds, built, builds.COLUMNS)
+    insert_tuples(conn, tables.image_packages, links)
+    insert_tuples(conn, tables.findings, found, FINDING_COLUMNS)
+    insert_tuples(conn, tables.exceptions_used, excepted)
+    insert_tuples(conn, tables.attestations, attested)
+    return image_ids
+
+
+FINDING_COLUMNS = ("image_id", "package_id", *_FINDING_VALUES, "origin", "advisory_db", "advisory_db_digest",
+                   "found", "excepted")  # fmt: skip
 
 
 def finding_row(
@@ -243,65 +352,188 @@ def finding_row(
     advisory_db_digest: str | None,
     found: str,
 ) -> dict[str, Any]:
-    return {
-        "image_id": image_id,
-        "package_id": package_id,
-        "advisory": finding.id,
-        "aliases": json.dumps(sorted(finding.aliases)),
-        "severity": finding.severity,
-        "fix_state": finding.fix_state,
-        "fixed_versions": json.dumps(list(finding.fixed_versions)),
-        "cvss_score": finding.cvss_score,
-        "title": finding.title,
-        "scanners": json.dumps(list(finding.scanners)),
-        "origin": origin,
-        "advisory_db": advisory_db,
-        "advisory_db_digest": advisory_db_digest,
-        "found": found,
-        "excepted": False,
-    }
-
-
-def _insert_rows(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-    from sqlalchemy import insert as core_insert
-
-    if rows:
-        conn.execute(core_insert(table), list(rows))
+    values = (image_id, package_id, *finding_values(finding), origin, advisory_db, advisory_db_digest, found)
+    return dict(zip(FINDING_COLUMNS, (*values, False), strict=True))
 
 
 def insert_tuples(
     conn: Connection, table: Any, rows: Sequence[tuple[Any, ...]], columns: Sequence[str] | None = None
 ) -> None:
-    """Rows as tuples (in the order of ``columns``, else every column of the table), straight
-    to the driver's ``executemany``: the 300 links of an image, or a rescan's findings, without
-    SQLAlchemy processing each row's parameters, which costs more than the insert itself."""
+    """Rows as tuples (in the order of ``columns``, else every column of the table), straight to
+    the driver: PostgreSQL's ``COPY`` (a round trip per batch of rows, not per row), SQLite's
+    ``executemany`` of one prepared statement; without SQLAlchemy processing each row's
+    parameters, which costs more than the insert itself (the 300 links of an image, a rescan's
+    findings). A failure is SQLAlchemy's ``DBAPIError``, as for any other statement."""
     if not rows:
         return
     names = list(columns) if columns is not None else [c.name for c in table.columns]
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
+    if conn.dialect.name == "postgresql":
+        with _copy(conn, table, names) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     marks = ", ".join(mark for _ in names)
     conn.exec_driver_sql(f"INSERT INTO {table.name} ({quoted}) VALUES ({marks})", list(rows))
+
+
+@contextmanager
+def _copy(conn: Connection, table: Any, columns: Sequence[str]) -> Iterator[Any]:
+    """psycopg's ``COPY table (columns) FROM STDIN``, on the connection's own transaction; a
+    failure is SQLAlchemy's ``DBAPIError``, as for any other statement."""
+    from sqlalchemy.exc import DBAPIError
+
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in columns)
+    sql = f"COPY {table.name} ({quoted}) FROM STDIN"
+    driver: Any = conn.connection.driver_connection
+    error = conn.dialect.loaded_dbapi.Error
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            yield copy
+    except error as exc:
+        raise DBAPIError.instance(sql, None, exc, error, dialect=conn.dialect) from exc
+
+
+def insert_fanned_out(
+    conn: Connection,
+    table: Any,
+    columns: Sequence[str],
+    groups: Iterable[tuple[tuple[Any, ...], Sequence[int]]],
+) -> None:
+    """Rows that differ only in their first column: per group, the values of the other columns and
+    the first column's values (a rescan's finding and the images holding its package version).
+    On PostgreSQL each group's part of the rows is written as COPY text once and each row is its
+    first value and that part: 160,000 findings cost the client nearly nothing to send, and the
+    groups are written as they come (the server stores the first while the next are made)."""
+    if conn.dialect.name != "postgresql":
+        insert_tuples(conn, table, [(first, *rest) for rest, firsts in groups for first in firsts], columns)
+        return
+    with _copy(conn, table, columns) as copy:
+        for rest, firsts in groups:
+            tail = "\t".join(map(_copy_text, rest))
+            copy.write("".join(f"{first}\t{tail}\n" for first in firsts))
+
+
+def _copy_text(value: Any) -> str:
+    """A value in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value)
+    if any(c in text for c in "\\\t\n\r"):
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
 
 
 @dataclass(frozen=True)
 class Imported:
     """What one ``inventory import`` stored: per image, its digest, packages, findings."""
 
-    images: tuple[ImageEvidence, ...]
+    images: tuple[Prepared, ...]
 
     @property
     def warnings(self) -> tuple[str, ...]:
         return tuple(w for image in self.images for w in image.warnings)
 
 
+BATCH = 200  # images a write transaction stores at most (a few seconds of a SQLite writer's lock)
+POOL_FROM = 32  # paths from which an import reads in worker processes (each costs a fork)
+
+
 def import_paths(store: Store, paths: Sequence[Path]) -> Imported:
-    """Read every path first (a bad one stores nothing at all), then store each image in a
-    transaction of its own."""
-    images = [evidence.read(path) for path in paths]
-    cache = PackageIds()
-    for image in images:
-        with store.writing() as conn:
-            save(conn, image, cache)
-        cache.keep()
+    """Read every path first (a bad one stores nothing at all; many paths are read by a process
+    per core), then store the images in write transactions of up to :data:`BATCH` images.
+
+    Each image is whole or not at all: a batch is stored under a savepoint, and when it fails it
+    is rolled back and its images stored again one by one, each under a savepoint of its own, so
+    that the image the database refused is not stored at all and those before it are (committed);
+    the import then stops with that failure, naming the image, as it did with a transaction per
+    image."""
+    with _no_cycle_collection():
+        images = _read_all(paths)
+        cache = PackageIds()
+        for start in range(0, len(images), BATCH):
+            batch = images[start : start + BATCH]
+            with store.writing() as conn:
+                refused = _store_batch(conn, batch, cache)
+            cache.keep()
+            if refused is not None:
+                image, exc = refused
+                raise store.failure(exc, f"the inventory database failed on {image.source}")
     return Imported(tuple(images))
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """No cyclic garbage collection while an import runs: it makes millions of objects that live
+    until it ends (rows, parsed JSON), hardly any in cycles, and the collector's passes over them
+    were half of its time. Refcounting still frees them; the collector, back afterwards, takes the
+    few cycles (an exception's traceback)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _store_batch(
+    conn: Connection, batch: Sequence[Prepared], cache: PackageIds
+) -> tuple[Prepared, Exception] | None:
+    """Store a batch under a savepoint; when the database refuses it, each image again under its
+    own; the first image refused, and why (those before it stay stored), else None."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with conn.begin_nested():
+            store_images(conn, batch, cache)
+        return None
+    except SQLAlchemyError:
+        cache.pending.clear()  # learnt inside the savepoint, which was rolled back
+    for image in batch:
+        learnt = dict(cache.pending)
+        try:
+            with conn.begin_nested():
+                store_images(conn, [image], cache)
+        except SQLAlchemyError as exc:
+            cache.pending = learnt
+            return image, exc
+    return None  # each alone went in (what failed was the batch: a deadlock that did not recur)
+
+
+def _read_all(paths: Sequence[Path]) -> list[Prepared]:
+    """Every path read, checked and made into rows, in order; the first bad one raises. Many paths
+    are shared out among a process per core (reading is most of an import's work: JSON, the
+    schema, 300 packages an image); the rows come back as plain tuples, cheap to send."""
+    workers = _cores()
+    if workers < 2 or len(paths) < POOL_FROM:
+        return [read_prepared(path) for path in paths]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork: the workers start in milliseconds with everything imported; they only read files
+    # (never the parent's database connections) and leave by os._exit
+    method = (
+        "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux" else "spawn"
+    )
+    chunk = max(1, min(64, len(paths) // (workers * 8)))
+    gc.freeze()  # what the workers inherit is not theirs to collect (nor to copy, page by page)
+    try:
+        with ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context(method), initializer=gc.disable
+        ) as pool:
+            return list(pool.map(read_prepared, paths, chunksize=chunk))
+    finally:
+        gc.unfreeze()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

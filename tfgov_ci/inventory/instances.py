@@ -43,6 +43,7 @@ from tfgov_ci.inventory import tables
 from tfgov_ci.inventory.prometheus import Prometheus, PrometheusError, Series
 
 if TYPE_CHECKING:
+    from sqlalchemy import Select
     from sqlalchemy.engine import Connection
 
 METRIC = "kube_pod_container_info"
@@ -392,17 +393,21 @@ def sync(conn: Connection, prometheus: Prometheus, cluster: str, since_s: int) -
 
 
 def where_running(
-    conn: Connection, digests: Iterable[str], *, running_only: bool = False
+    conn: Connection, digests: Iterable[str] | Select[Any], *, running_only: bool = False
 ) -> dict[str, list[dict[str, Any]]]:
     """The instances of each digest (cluster, namespace, pod, container, first and last seen,
-    running), running ones first."""
-    from sqlalchemy import select
+    running), running ones first; of the digests given, or those a query selects (one statement)."""
+    from sqlalchemy import Select, select
 
     t = tables.instances
-    wanted = sorted(set(digests))
+    if isinstance(digests, Select):
+        conditions = [t.c.digest.in_(digests)]
+    else:
+        wanted = sorted(set(digests))
+        conditions = [t.c.digest.in_(wanted[start : start + 500]) for start in range(0, len(wanted), 500)]
     out: dict[str, list[dict[str, Any]]] = {}
-    for start in range(0, len(wanted), 500):
-        query = select(t).where(t.c.digest.in_(wanted[start : start + 500]))
+    for condition in conditions:
+        query = select(t).where(condition)
         if running_only:
             query = query.where(t.c.running.is_(True))
         for row in conn.execute(query).mappings():

@@ -15,6 +15,7 @@ from tfgov_ci.errors import EXIT_GATE, TfgovError, UsageError
 from tfgov_ci.inventory import tables
 
 if TYPE_CHECKING:
+    from sqlalchemy import Select
     from sqlalchemy.engine import Connection
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -63,15 +64,20 @@ def _split_tag(ref: str) -> tuple[str, str]:
     return repository, tag
 
 
-def by_image(conn: Connection, table: Any, column: str, ids: list[int]) -> dict[int, tuple[str, ...]]:
-    """Each image's values of ``column`` in ``table`` (tags, environments), sorted."""
+def by_image(
+    conn: Connection, table: Any, column: str, ids: list[int] | Select[Any]
+) -> dict[int, tuple[str, ...]]:
+    """Each image's values of ``column`` in ``table`` (tags, environments), sorted; of the images
+    ``ids`` lists, or a query of image ids selects (asked in one statement however many)."""
     from sqlalchemy import select
 
     out: dict[int, list[str]] = {}
-    for start in range(0, len(ids), 500):
-        query = select(table.c.image_id, table.c[column]).where(
-            table.c.image_id.in_(ids[start : start + 500])
-        )
-        for image_id, value in conn.execute(query.order_by(table.c[column])):
+    if isinstance(ids, list):
+        queries = [table.c.image_id.in_(ids[start : start + 500]) for start in range(0, len(ids), 500)]
+    else:
+        queries = [table.c.image_id.in_(ids)]
+    for condition in queries:
+        query = select(table.c.image_id, table.c[column]).where(condition)
+        for image_id, value in conn.execute(query.order_by(table.c[column])).all():
             out.setdefault(image_id, []).append(value)
     return {k: tuple(v) for k, v in out.items()}

@@ -15,15 +15,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfgov_ci import findings as findings_mod
 from tfgov_ci._files import cache_dir
-from tfgov_ci.findings import Finding
+from tfgov_ci.findings import Finding, package_key
 from tfgov_ci.inventory import tables
-from tfgov_ci.inventory.ingest import finding_row, insert_tuples
+from tfgov_ci.inventory.ingest import FINDING_COLUMNS, finding_values, insert_fanned_out
 from tfgov_ci.pipeline import now
 from tfgov_ci.stages.scan import advisories
 
@@ -111,8 +112,6 @@ def _window(window_days: int | None) -> Any:
 
 def rescan(conn: Connection, folder: Path, window_days: int | None = None) -> Rescan:
     """Match, store what is new, and record the rescan (inside the caller's write transaction)."""
-    import json
-
     from sqlalchemy import func, insert, select
 
     db = advisories.Database.open(folder, cache_dir())
@@ -131,53 +130,55 @@ def rescan(conn: Connection, folder: Path, window_days: int | None = None) -> Re
     ]
     matched = db.match(packages)
     ids = sorted({versions[_identity(finding)].id for finding in matched})
-    holders: dict[int, list[Any]] = {}
-    known: dict[tuple[int, int], set[str]] = {}
-    decoded: dict[tuple[str, str], frozenset[str]] = {}
+    holders: dict[int, list[tuple[int, str, str | None, bool]]] = {}
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
         held = (
             select(link.c.package_id, i.c.id, i.c.digest, i.c.repository, i.c.governed)
             .join(i, i.c.id == link.c.image_id)
-            .where(link.c.package_id.in_(chunk), window)
-            .distinct()
-            .order_by(i.c.id)
-        )
-        for row in conn.execute(held):
-            holders.setdefault(row.package_id, []).append(row)
-        # What is known already, on this package version however its finding named it: a
-        # pipeline's trivy writes its own purl (distro=debian-12.4, no upstream=), so the same
-        # version under another purl is another package row, and the SBOM's row is what matches.
-        held_by = p.alias("sbom_package")
-        seen = (
-            select(f.c.image_id, held_by.c.id.label("package_id"), f.c.advisory, f.c.aliases)
-            .select_from(f)
-            .join(p, p.c.id == f.c.package_id)
-            .join(
-                held_by,
-                (held_by.c.key == p.c.key)
-                & (held_by.c.type == p.c.type)
-                & (held_by.c.version == p.c.version),
-            )
-            .where(held_by.c.id.in_(chunk))
-        )
-        for image_id, package_id, advisory, aliases in conn.execute(seen):
-            named = decoded.get((advisory, aliases))
-            if named is None:  # the same advisory recorded in many images: decoded once
-                named = decoded[(advisory, aliases)] = frozenset({advisory, *json.loads(aliases)})
-            known.setdefault((image_id, package_id), set()).update(named)
+            .where(link.c.package_id.in_(ids[start : start + 500]), window)
+        )  # a version at two places in an image is two rows: the second finds its finding added
+        for package_id, image_id, image_digest, repository, governed in conn.execute(held).all():
+            holders.setdefault(package_id, []).append((image_id, image_digest, repository, bool(governed)))
+    matched_versions = {versions[_identity(finding)] for finding in matched}
+    known = _known(conn, window if window_days is not None else None, matched_versions)
+    # The new findings are printed most severe first, then by repository, digest and id: one
+    # integer key each, from ranks made once, not a tuple compared 160,000 times.
+    images_in_order = sorted({(h[2] or "", h[1]) for found in holders.values() for h in found})
+    image_rank = {image_digest: n for n, (_, image_digest) in enumerate(images_in_order)}
+    id_rank = {advisory: n for n, advisory in enumerate(sorted({finding.id for finding in matched}))}
+    added: dict[tuple[int, int], set[str]] = {}  # what this rescan found, per image and package row
     new: list[NewFinding] = []
-    rows = []
-    for finding in matched:
-        package_id = versions[_identity(finding)].id
-        for image in holders.get(package_id, []):
-            if known.get((image.id, package_id), set()) & finding.ids:
-                continue
-            rows.append(finding_row(image.id, package_id, finding, "rescan", str(folder), digest, started))
-            known.setdefault((image.id, package_id), set()).update(finding.ids)
-            new.append(NewFinding(image.digest, image.repository, bool(image.governed), finding))
-    columns = list(rows[0]) if rows else []
-    insert_tuples(conn, f, [tuple(row[c] for c in columns) for row in rows], columns)
+    keys: list[int] = []
+    where = str(folder)
+
+    def fan_out() -> Iterator[tuple[tuple[Any, ...], list[int]]]:
+        """Per matched finding, its row but the image and the images it is new for; made while
+        PostgreSQL stores the ones before (COPY), so that the two overlap."""
+        for finding in matched:
+            version = versions[_identity(finding)]
+            package_id = version.id
+            named = finding.ids
+            seen = (version.type, package_key(version.type, version.name), version.version)
+            severity = findings_mod.rank(finding.severity) * len(image_rank)
+            fanned: list[int] = []
+            for image_id, image_digest, repository, governed in holders.get(package_id, ()):
+                recorded = known.get((image_id, seen))
+                if recorded is not None and recorded & named:
+                    continue
+                found = added.get((image_id, package_id))
+                if found is None:
+                    added[(image_id, package_id)] = set(named)
+                elif found & named:
+                    continue
+                else:
+                    found.update(named)
+                fanned.append(image_id)
+                new.append(NewFinding(image_digest, repository, governed, finding))
+                keys.append((severity + image_rank[image_digest]) * len(id_rank) + id_rank[finding.id])
+            if fanned:  # the finding's own columns, the same for every image: made once
+                yield (package_id, *finding_values(finding), "rescan", where, digest, started, False), fanned
+
+    insert_fanned_out(conn, f, FINDING_COLUMNS, fan_out())
     conn.execute(
         insert(tables.rescans).values(
             started=started,
@@ -189,11 +190,38 @@ def rescan(conn: Connection, folder: Path, window_days: int | None = None) -> Re
             new_findings=len(new),
         )
     )
-    new.sort(
-        key=lambda n: (findings_mod.rank(n.finding.severity), n.repository or "", n.digest, n.finding.id)
-    )
+    new = [new[n] for n in sorted(range(len(new)), key=keys.__getitem__)]  # stable: ties as found
     images = conn.execute(select(func.count()).select_from(i).where(window)).scalar_one()
     return Rescan(str(folder), digest, db.files, started, int(images), len(packages), tuple(new), db.warnings)
+
+
+def _known(conn: Connection, window: Any | None, versions: Iterable[Any]) -> dict[tuple[int, Any], set[str]]:
+    """The advisories (ids and aliases) recorded already for each image and package version (type,
+    key, version), by a pipeline's scan or an earlier rescan, of the ``versions`` matched: read in
+    one pass over the findings of the images in the window (not a join per chunk of versions). A
+    pipeline's trivy writes its own purl (distro=debian-12.4, no upstream=), so the same version
+    under another purl is another package row: the version, not the row, is what was scanned."""
+    import json
+
+    from sqlalchemy import select
+
+    p, i, f = tables.packages, tables.images, tables.findings
+    wanted = {(v.type, package_key(v.type, v.name), v.version) for v in versions}
+    query = select(f.c.image_id, p.c.type, p.c.key, p.c.version, f.c.advisory, f.c.aliases).join(
+        p, p.c.id == f.c.package_id
+    )
+    if window is not None:
+        query = query.where(f.c.image_id.in_(select(i.c.id).where(window)))
+    known: dict[tuple[int, Any], set[str]] = {}
+    decoded: dict[tuple[str, str], frozenset[str]] = {}
+    for image_id, kind, key, version, advisory, aliases in conn.execute(query).all():
+        if (kind, key, version) not in wanted:
+            continue
+        named = decoded.get((advisory, aliases))
+        if named is None:  # the same advisory recorded in many images: decoded once
+            named = decoded[(advisory, aliases)] = frozenset({advisory, *json.loads(aliases)})
+        known.setdefault((image_id, (kind, key, version)), set()).update(named)
+    return known
 
 
 def _identity(finding: Finding) -> tuple[str, str, str, str]:
@@ -209,11 +237,14 @@ def render(result: Rescan) -> list[str]:
         f"{result.folder} ({result.files} advisories, {result.digest})",
         f"{len(result.new)} new finding{'s' if len(result.new) != 1 else ''} since the last rescan",
     ]
+    found: dict[int, str] = {}  # a finding's part of its lines, made once for all its images
     for n in result.new:
         f = n.finding
-        fixed = f"fixed in {', '.join(f.fixed_versions)}" if f.fixed_versions else "no fix yet"
-        lines.append(
-            f"  {f.severity:<8} {f.id} {f.package_type}/{f.package} {f.installed_version} ({fixed}) in "
-            f"{n.repository or '-'}@{n.digest}{'' if n.governed else ' UNGOVERNED'}"
-        )
+        text = found.get(id(f))
+        if text is None:
+            fixed = f"fixed in {', '.join(f.fixed_versions)}" if f.fixed_versions else "no fix yet"
+            text = found[id(f)] = (
+                f"  {f.severity:<8} {f.id} {f.package_type}/{f.package} {f.installed_version} ({fixed}) in "
+            )
+        lines.append(f"{text}{n.repository or '-'}@{n.digest}{'' if n.governed else ' UNGOVERNED'}")
     return lines

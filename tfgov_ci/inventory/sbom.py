@@ -7,7 +7,7 @@ about Java), with its licences and where it was found, so it reads the component
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,40 +38,51 @@ class Package:
         return package_key(self.type, self.name)
 
 
-def _licenses(component: Mapping[str, Any]) -> tuple[str, ...]:
-    out = []
-    for entry in component.get("licenses") or ():
+@functools.lru_cache(maxsize=1 << 16)
+def _purl_facts(purl: str) -> tuple[str, str | None]:
+    """A purl's type and (Debian) source package: the same purls recur in every image of a fleet,
+    and parsing the qualifiers is what costs."""
+    type_ = purl_type(purl) if purl else "unknown"
+    return type_, source_name(purl) if type_ == "deb" else None
+
+
+def _licenses(entries: Any) -> tuple[str, ...]:
+    """The licence ids, names or expressions of a component, each once, in order."""
+    out: list[str] = []
+    for entry in entries:
         if not isinstance(entry, dict):
             continue
         license_ = entry.get("license") or {}
         value = entry.get("expression") or license_.get("id") or license_.get("name")
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and value not in out:
             out.append(value)
-    return tuple(dict.fromkeys(out))
+    return tuple(out)
 
 
 _PATH, _LAYER = "syft:location:0:path", "syft:location:0:layerID"
 
 
-def _location(component: Mapping[str, Any]) -> tuple[str, str]:
+def _location(properties: Any) -> tuple[str, str]:
     """The first path syft found the package at, and its layer (one pass over the properties)."""
     path = layer = ""
-    for prop in component.get("properties") or ():
+    for prop in properties:
         if not isinstance(prop, dict):
             continue
         name = prop.get("name")
-        if name in (_PATH, _LAYER):
+        if name == _PATH:
             value = prop.get("value")
-            if isinstance(value, str):
-                if name == _PATH and not path:
-                    path = value
-                elif name == _LAYER and not layer:
-                    layer = value
+            if not path and isinstance(value, str):
+                path = value
+        elif name == _LAYER:
+            value = prop.get("value")
+            if not layer and isinstance(value, str):
+                layer = value
     return path, layer
 
 
 def packages_of(doc: Any, source: str) -> list[Package]:
-    """The components with a name and a version; the purl's type is the package's type."""
+    """The components with a name and a version; the purl's type is the package's type. (One
+    pass, no more work per component than it needs: an import reads 300 components an image.)"""
     if not isinstance(doc, dict) or doc.get("bomFormat") != "CycloneDX":
         raise ReportError(
             f"{source}: not a CycloneDX SBOM (no bomFormat: CycloneDX)",
@@ -85,16 +96,17 @@ def packages_of(doc: Any, source: str) -> list[Package]:
         if not (isinstance(name, str) and name and isinstance(version, str) and version):
             continue
         purl = str(component.get("purl") or "")
-        type_ = purl_type(purl) if purl else "unknown"
-        location, layer = _location(component)
+        type_, source_package = _purl_facts(purl)
+        entries, properties = component.get("licenses"), component.get("properties")
+        location, layer = _location(properties) if properties else ("", "")
         out.append(
             Package(
                 type_,
                 name,
                 version,
                 purl,
-                source_name(purl) if type_ == "deb" else None,
-                _licenses(component),
+                source_package,
+                _licenses(entries) if entries else (),
                 location,
                 layer,
             )

@@ -100,7 +100,7 @@ image_packages = Table(
     Column("location", Text, primary_key=True),  # the path the SBOM found it at ('' unknown)
     Column("layer", String(100), nullable=False),  # the layer's digest ('' unknown)
     Column("licenses", Text, nullable=False),  # JSON list of SPDX ids or names
-    Index("ix_image_packages_package", "package_id"),
+    Index("ix_image_packages_package_image", "package_id", "image_id"),  # covering: who holds a version
 )
 
 findings = Table(

@@ -19,7 +19,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote
 
 from tfgov_ci.errors import UsageError
@@ -114,8 +114,11 @@ def _parses(package_type: str, version: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
+    """One package version in one image. A named tuple rather than a frozen dataclass: a name
+    every image holds is thousands of matches a query, and a frozen dataclass's ``__init__``
+    (a guarded ``setattr`` per field) was a third of the answer's time."""
+
     digest: str
     repository: str | None
     tags: tuple[str, ...]
@@ -194,41 +197,43 @@ def which(conn: Connection, spec: Spec) -> Answer:
             chosen[package["id"]] = package
     if not chosen:
         return Answer(spec, (), tuple(sorted(undecided)))
-    rows = conn.execute(
-        select(
-            i.c.id, i.c.digest, i.c.repository, i.c.commit_sha, i.c.governed, i.c.decision, link.c.package_id
+    # Every question below is asked of the images holding a chosen version (a subquery: no list
+    # of a thousand ids sent and bound), each once: a name every image holds is 1,000 matches.
+    holding = select(link.c.image_id).where(link.c.package_id.in_(sorted(chosen)))
+    held: dict[int, list[int]] = {}
+    query = select(link.c.image_id, link.c.package_id).where(link.c.package_id.in_(sorted(chosen))).distinct()
+    for image_id, package_id in conn.execute(query).all():
+        held.setdefault(image_id, []).append(package_id)
+    images = conn.execute(
+        select(i.c.id, i.c.digest, i.c.repository, i.c.commit_sha, i.c.governed, i.c.decision).where(
+            i.c.id.in_(holding)
         )
-        .join(link, link.c.image_id == i.c.id)
-        .where(link.c.package_id.in_(sorted(chosen)))
-        .distinct()
     ).all()
-    ids = sorted({r.id for r in rows})
-    tags = refs.by_image(conn, tables.image_tags, "tag", ids)
-    deployed = refs.by_image(conn, tables.deployments, "environment", ids)
+    tags = refs.by_image(conn, tables.image_tags, "tag", holding)
+    deployed = refs.by_image(conn, tables.deployments, "environment", holding)
     running = {
         digest: tuple(f"{r['cluster']}/{r['namespace']}/{r['pod']}/{r['container']}" for r in found)
         for digest, found in instances.where_running(
-            conn, {r.digest for r in rows}, running_only=True
+            conn, select(i.c.digest).where(i.c.id.in_(holding)), running_only=True
         ).items()
     }
-    matches = [
-        Match(
-            r.digest,
-            r.repository,
-            tags.get(r.id, ()),
-            r.commit_sha,
-            bool(r.governed),
-            r.decision,
-            chosen[r.package_id]["name"],
-            chosen[r.package_id]["type"],
-            chosen[r.package_id]["version"],
-            chosen[r.package_id]["purl"],
-            deployed.get(r.id, ()),
-            running.get(r.digest, ()),
+    # in order (repository, digest, then type, name, version), made so: images and package
+    # versions sorted once each, not every match
+    packages = {
+        package_id: (c["name"], c["type"], c["version"], c["purl"])
+        for package_id, c in sorted(
+            chosen.items(), key=lambda kv: (kv[1]["type"], kv[1]["name"], kv[1]["version"])
         )
-        for r in rows
-    ]
-    matches.sort(key=lambda m: (m.repository or "", m.digest, m.type, m.package, m.version))
+    }
+    rank = {package_id: n for n, package_id in enumerate(packages)}
+    matches = []
+    for image_id, digest, repository, commit, governed, decision in sorted(
+        images, key=lambda r: (r.repository or "", r.digest)
+    ):
+        facts = (tags.get(image_id, ()), commit, bool(governed), decision)
+        where = (deployed.get(image_id, ()), running.get(digest, ()))
+        for package_id in sorted(held.get(image_id, ()), key=rank.__getitem__):
+            matches.append(Match(digest, repository, *facts, *packages[package_id], *where))
     return Answer(spec, tuple(matches), tuple(sorted(undecided)))
 
 
@@ -259,15 +264,19 @@ def csv_rows(answer: Answer) -> list[dict[str, str]]:
 def render(answer: Answer) -> list[str]:
     images = len({m.digest for m in answer.matches})
     lines = [f"{images} image{'s' if images != 1 else ''} with {answer.spec.text}"]
+    facts: dict[str, tuple[str, str]] = {}  # an image's lines, made once for all its matches
     for m in answer.matches:
-        where = f"{m.repository}@{m.digest}" if m.repository else m.digest
-        lines.append(f"{where}  {m.type}/{m.package} {m.version}")
-        governed = "governed" if m.governed else "UNGOVERNED"
-        lines.append(
-            f"  tags {', '.join(m.tags) or '-'}; commit {m.commit or '-'}; {governed}; "
-            f"decision {m.decision or '-'}; deployed {', '.join(m.deployments) or 'not known'}; "
-            f"running {', '.join(m.running) or 'not seen'}"
-        )
+        made = facts.get(m.digest)
+        if made is None:
+            governed = "governed" if m.governed else "UNGOVERNED"
+            made = facts[m.digest] = (
+                f"{m.repository}@{m.digest}" if m.repository else m.digest,
+                f"  tags {', '.join(m.tags) or '-'}; commit {m.commit or '-'}; {governed}; "
+                f"decision {m.decision or '-'}; deployed {', '.join(m.deployments) or 'not known'}; "
+                f"running {', '.join(m.running) or 'not seen'}",
+            )
+        lines.append(f"{made[0]}  {m.type}/{m.package} {m.version}")
+        lines.append(made[1])
     if answer.undecided:
         lines.append(
             f"undecided: {len(answer.undecided)} package version(s) of that name whose ecosystem has no "
