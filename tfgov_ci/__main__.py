@@ -4,4 +4,5 @@ from __future__ import annotations
 
 from tfgov_ci._cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a worker process imports the main module (spawn)
+    raise SystemExit(main())
