@@ -463,7 +463,13 @@ def import_paths(store: Store, paths: Sequence[Path]) -> Imported:
             cache.keep()
             if refused is not None:
                 image, exc = refused
-                raise store.failure(exc, f"the inventory database failed on {image.source}")
+                before = start + batch.index(image)
+                raise store.failure(
+                    exc,
+                    f"the inventory database failed on {image.source} ({before} of {len(images)} "
+                    "images stored before it, whole; an import of the same images again is safe: "
+                    "each is one row)",
+                )
     return Imported(tuple(images))
 
 
