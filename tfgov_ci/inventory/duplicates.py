@@ -106,12 +106,7 @@ def locked_sets(
         dict(r) for r in conn.execute(query.select_from(i.outerjoin(b, b.c.image_id == i.c.id))).mappings()
     ]
     if not every_image:
-        newest: dict[str, Mapping[str, Any]] = {}
-        for r in images:
-            key = r["repository"] if r["repository"] is not None else f"\0{r['id']}"
-            if key not in newest or tables.newest_first(r) > tables.newest_first(newest[key]):
-                newest[key] = r
-        images = list(newest.values())
+        images = tables.newest_of_each_repository(images)
     # SBOMs name a layer by its uncompressed digest (the diff id the build result records)
     own = {
         r["id"]: {layer[2] for layer in json.loads(r["layers"] or "[]") if len(layer) > 2 and layer[2]}

@@ -226,8 +226,7 @@ def prepare(image: ImageEvidence) -> Prepared:
         text = licences.get(p.licenses)
         if text is None:
             text = licences[p.licenses] = json.dumps(list(p.licenses))
-        key = _key(p.type, p.name)
-        entries.append((p.type, p.name, p.version, p.purl, key, p.source_name, p.location, p.layer, text))
+        entries.append((*package_row(p), p.location, p.layer, text))
     return Prepared(
         source=image.source,
         digest=image.digest,

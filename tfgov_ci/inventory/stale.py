@@ -92,13 +92,7 @@ def stale(conn: Connection, days: int, now: dt.datetime | None = None) -> Stale:
     running_now = {
         d for (d,) in conn.execute(select(inst.c.digest).where(inst.c.running.is_(True)).distinct())
     }
-    newest: dict[str, tuple[tuple[str, str, int], int]] = {}
-    for r in rows:
-        order = tables.newest_first(r)
-        key = r["repository"] if r["repository"] is not None else f"\0{r['id']}"  # none: its own
-        if key not in newest or order > newest[key][0]:
-            newest[key] = (order, r["id"])
-    newest_ids = {image_id for _, image_id in newest.values()}
+    newest_ids = {r["id"] for r in tables.newest_of_each_repository(rows)}
     candidates, kept_running, kept_newest = [], 0, 0
     for r in rows:
         built = max(filter(None, (r["created"], r["started"])), default=None)

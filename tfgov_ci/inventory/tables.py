@@ -11,7 +11,7 @@ these tables; a test checks that the two agree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -220,3 +220,13 @@ def newest_first(row: Mapping[Any, Any]) -> tuple[str, str, int]:
     without a ``created`` label is as new as its import, not older than every built one); then when
     it was recorded, then its id."""
     return (row["created"] or row["recorded"] or "", row["recorded"] or "", row["id"])
+
+
+def newest_of_each_repository(rows: Iterable[Mapping[Any, Any]]) -> list[Mapping[Any, Any]]:
+    """The newest row (by :func:`newest_first`) of each repository; a row without one is its own."""
+    newest: dict[str, Mapping[Any, Any]] = {}
+    for r in rows:
+        key = r["repository"] if r["repository"] is not None else f"\0{r['id']}"
+        if key not in newest or newest_first(r) > newest_first(newest[key]):
+            newest[key] = r
+    return list(newest.values())

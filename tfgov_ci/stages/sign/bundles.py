@@ -116,6 +116,21 @@ class Read:
         return self.statements.get(kind, ())
 
 
+def maybe_bundle(entry: Mapping[str, Any]) -> bool:
+    """Whether an entry of a referrers index may be a cosign 3 bundle: not an SBOM tfgov-ci
+    attached, and of the bundle's type or of none said (cosign 3 lists its config's empty type
+    there, and skopeo's re-encoding drops it: the manifest says what it is)."""
+    annotations = entry.get("annotations", {})
+    return (
+        isinstance(annotations, dict)
+        and not annotations.get(referrers.FORMAT_ANNOTATION)
+        and str(entry.get("artifactType") or referrers.EMPTY_CONFIG).startswith(
+            (BUNDLE_TYPE, referrers.EMPTY_CONFIG)
+        )
+        and isinstance(entry.get("digest"), str)
+    )
+
+
 def read(
     registry: Registry, pinned: Reference, fallback: bytes | None, key: ec.EllipticCurvePublicKey
 ) -> Read | None:
@@ -135,16 +150,7 @@ def read(
         listed = [e for e in json.loads(index).get("manifests", []) if isinstance(e, dict)]
     except (ValueError, AttributeError):
         return None
-    entries = [
-        e
-        for e in listed
-        if isinstance(e.get("annotations", {}), dict)
-        and not e.get("annotations", {}).get(referrers.FORMAT_ANNOTATION)  # an SBOM tfgov-ci attached
-        and str(e.get("artifactType") or referrers.EMPTY_CONFIG).startswith(
-            (BUNDLE_TYPE, referrers.EMPTY_CONFIG)
-        )
-        and isinstance(e.get("digest"), str)
-    ]
+    entries = [e for e in listed if maybe_bundle(e)]
 
     def one(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
         try:

@@ -235,12 +235,10 @@ def signature_layout(reads: Reads, ref: Reference, index: bytes | None) -> str:
     legacy = [suffix for suffix in (".sig", ".att") if there(tag + suffix)]
     holds_bundles = False
     for entry in json.loads(index).get("manifests", []) if index else []:
-        if entry.get("annotations", {}).get(referrers.FORMAT_ANNOTATION):
-            continue  # an SBOM tfgov-ci attached
+        if not bundles.maybe_bundle(entry):
+            continue
         kind = entry.get("artifactType")
-        # cosign 3 writes its config's type (empty) there, skopeo's re-encoding drops it: the
-        # manifest says what it is
-        if kind in (None, referrers.EMPTY_CONFIG):
+        if kind in (None, referrers.EMPTY_CONFIG):  # the manifest says what it is
             manifest = reads.manifest(Reference(ref.registry, ref.repository, None, entry["digest"]))
             kind = json.loads(manifest or "{}").get("artifactType", "")
         if str(kind).startswith(bundles.BUNDLE_TYPE):
