@@ -9,21 +9,19 @@ Findings, each a value with a ``kind`` the policy stage can gate on:
   (a binary fetched with curl in a RUN step, say).
 
 Python packages come from the SBOMs (the image's and the base's); file ownership from the wheels'
-RECORD files in the image's own layers.
+RECORD files in the image's own layers (their path indices, :mod:`tfgov_ci.stages.sbom.layers`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import posixpath
-import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tfgov_ci.oci.layout import Layout
+from tfgov_ci.stages.sbom.layers import RUNTIME_FILES, LayerIndex
 from tfgov_ci.wheels import Locked, normalise_name
 
 
@@ -45,6 +43,17 @@ def pypi_packages(cyclonedx: dict[str, Any]) -> dict[str, str]:
         purl = component.get("purl", "")
         if purl.startswith("pkg:pypi/") and not _vendored(component):
             out[normalise_name(component["name"])] = str(component.get("version", ""))
+    return out
+
+
+def pypi_artifacts(artifacts: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """:func:`pypi_packages` of syft's own JSON artifacts (a catalogue's)."""
+    out: dict[str, str] = {}
+    for artifact in artifacts:
+        paths = [str(location.get("path", "")) for location in artifact.get("locations", [])]
+        vendored = bool(paths) and all("/_vendor/" in path for path in paths)
+        if str(artifact.get("purl", "")).startswith("pkg:pypi/") and not vendored:
+            out[normalise_name(artifact["name"])] = str(artifact.get("version", ""))
     return out
 
 
@@ -95,45 +104,17 @@ def package_findings(image: dict[str, str], locked: list[Locked], base: dict[str
     return findings
 
 
-def _layer_files(layout: Layout, digest: str) -> Iterable[tuple[str, tarfile.TarInfo, bytes | None]]:
-    """(path, member, RECORD bytes or None) for every file and link in a layer, streamed."""
-    with layout.blob_path(digest).open("rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
-        for member in tar:
-            path = "/" + member.name.removeprefix("./").lstrip("/")
-            record = None
-            if member.isfile() and path.endswith(".dist-info/RECORD"):
-                extracted = tar.extractfile(member)
-                record = extracted.read() if extracted else None
-            yield path, member, record
-
-
-# Container runtimes mount these over whatever the image holds; builders leave empty ones behind.
-RUNTIME_FILES = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"})
-
-
-def unowned_files(layout: Layout, manifest: dict[str, Any], base_layers: int, workdir: str) -> list[Finding]:
-    """Files in the image's own layers that no package's RECORD lists and that are not the app's.
-    An image with no base under it (the central base itself, ``base_layers`` 0) has no layers "on
+def unowned_files(own_layers: Sequence[LayerIndex], workdir: str) -> list[Finding]:
+    """Files in the image's own layers (those on its base) that no package's RECORD lists and that
+    are not the app's. An image with no base under it (the central base itself) has no layers "on
     top" of one: nothing to check (its files are its Debian packages', listed by dpkg)."""
-    if base_layers == 0:
-        return []
     files: set[str] = set()
     owned: set[str] = set()
     deleted: set[str] = set()
-    for entry in manifest["layers"][base_layers:]:
-        for path, member, record in _layer_files(layout, entry["digest"]):
-            name = posixpath.basename(path)
-            if name.startswith(".wh."):
-                deleted.add(posixpath.join(posixpath.dirname(path), name[4:]))
-                continue
-            if member.isfile() or member.issym() or member.islnk():
-                files.add(path)
-            if record is not None:
-                site = posixpath.dirname(posixpath.dirname(path))
-                for line in record.decode(errors="replace").splitlines():
-                    relative = line.rsplit(",", 2)[0] if line.count(",") >= 2 else line
-                    if relative:
-                        owned.add(posixpath.normpath(posixpath.join(site, relative)))
+    for index in own_layers:
+        files |= index.files
+        owned |= index.owned
+        deleted |= index.whiteouts
     app = workdir.rstrip("/") + "/"
     loose = sorted(
         path

@@ -12,22 +12,22 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
 from tfgov_ci import tools
-from tfgov_ci._files import atomic_write_json, cache_dir
+from tfgov_ci._files import TOOL_VERSIONS, atomic_write_json, cache_dir
 from tfgov_ci.context import Context
 from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.oci.registry import access
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, result_path
 from tfgov_ci.stages.handoff import BuiltImage
-from tfgov_ci.stages.sbom import drift
+from tfgov_ci.stages.sbom import drift, layers
 from tfgov_ci.stages.sbom.interface import SbomError
 from tfgov_ci.wheels import parse_lock
 
 SPDX_FILE = "sbom.spdx.json"
+CATALOGUE_FILE = "sbom.syft.json"  # syft's own JSON, which both documents are written from
 CYCLONEDX_FILE = "sbom.cdx.json"
 
 
@@ -58,22 +58,6 @@ class SyftSbom:
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
 
-    def _argv(self, source: str, name: str, version: str, spdx: str, cyclonedx: str) -> list[str]:
-        return [
-            "syft",
-            "scan",
-            source,
-            "--quiet",
-            "--source-name",
-            name,
-            "--source-version",
-            version,
-            "-o",
-            f"spdx-json={spdx}",
-            "-o",
-            f"cyclonedx-json={cyclonedx}",
-        ]
-
     def _source(self, ctx: Context, layout: str, digest: str) -> tuple[str, dict[str, str], tuple[str, ...]]:
         """What syft reads: the build's OCI layout (default), or with ``options.source: registry`` the
         pushed image by digest, with the registry's CA and credentials (in syft's environment)."""
@@ -88,13 +72,8 @@ class SyftSbom:
     def plan(self, ctx: Context) -> StagePlan:
         out = result_path(ctx.out_dir, self.stage).parent
         layout = BuiltImage.layout_path(ctx)
-        argv = self._argv(
-            self._source(ctx, str(layout), "<build digest>")[0],
-            ctx.images().repository,
-            "<build digest>",
-            f"{out}/<temporary dir>/{SPDX_FILE}",
-            f"{out}/<temporary dir>/{CYCLONEDX_FILE}",
-        )
+        source = self._source(ctx, str(layout), "<build digest>")[0]
+        catalogue = f"{out}/<temporary dir>/{CATALOGUE_FILE}"
         return StagePlan(
             stage=self.stage,
             backend=self.name,
@@ -102,15 +81,43 @@ class SyftSbom:
             summary=STAGES[self.stage].summary,
             tools=self.tools,
             steps=(
-                Step("catalogue the image's packages", tuple(argv), "syft"),
+                Step(
+                    "catalogue each layer syft has not catalogued before, alone (cached by its diff id: "
+                    "a code change catalogues the app layer only; skipped when every layer is cached)",
+                    tuple(_layer_argv("<one-layer layout>", "<layer catalogue>")),
+                    "syft",
+                    optional=True,
+                ),
+                Step(
+                    "merge the layers' catalogues into the image's, or, where that cannot be trusted (a layer"
+                    " deletes or replaces another's files; the result says why), catalogue the whole image"
+                ),
+                Step(
+                    "catalogue the whole image (only when the layers' catalogues cannot be merged)",
+                    tuple(self._whole_argv(source, ctx.images().repository, "<build digest>", catalogue)),
+                    "syft",
+                    optional=True,
+                ),
+                Step(
+                    "write the catalogue as SPDX 2.3 and CycloneDX",
+                    tuple(
+                        _convert_argv(
+                            catalogue,
+                            f"{out}/<temporary dir>/{SPDX_FILE}",
+                            f"{out}/<temporary dir>/{CYCLONEDX_FILE}",
+                        )
+                    ),
+                    "syft",
+                ),
                 Step("annotate both documents with commit, image digest and lock digest"),
                 Step(
-                    "catalogue the base alone, once per base digest (skipped when cached)",
+                    "catalogue the base alone, once per base digest (only when its layers' catalogues "
+                    "cannot be merged; skipped when cached)",
                     tuple(_base_argv("<temporary layout>", "<temporary dir>/sbom.cdx.json")),
                     "syft",
                     optional=True,
                 ),
-                Step("drift: the image's Python packages and files against the lock and the base's SBOM"),
+                Step("drift: the image's Python packages and files against the lock and the base's packages"),
             ),
             inputs=(str(result_path(ctx.out_dir, "build")), str(layout)),
             outputs=(
@@ -127,25 +134,46 @@ class SyftSbom:
         out = result_path(ctx.out_dir, self.stage).parent
         out.mkdir(parents=True, exist_ok=True)
         repository = ctx.images().repository
-        env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
-        # The file half of the drift check reads the image's own layers while syft works: it needs
-        # only the layout, and the two together take about as long as syft alone on two cores.
         layout = Layout.open(image.layout)
-        pool = ThreadPoolExecutor(max_workers=1)
-        loose_files = pool.submit(
-            drift.unowned_files, layout, layout.read_json(digest), image.base_layers, ctx.config.app.workdir
-        )
-        pool.shutdown(wait=False)
+        source, registry_env, secrets = self._source(ctx, str(image.layout), digest)
         with tempfile.TemporaryDirectory(prefix=".sbom.", dir=out) as tmp:
-            spdx_tmp, cdx_tmp = Path(tmp) / SPDX_FILE, Path(tmp) / CYCLONEDX_FILE
-            source, registry_env, secrets = self._source(ctx, str(image.layout), digest)
-            argv = self._argv(source, repository, digest, str(spdx_tmp), str(cdx_tmp))
-            done = tools.run(argv, env={**env, **registry_env}, secrets=secrets, check=False, timeout=3600)
+            work = Path(tmp)
+            catalogue_file = work / CATALOGUE_FILE
+            layered = layers.Layers.of(layout, digest, cache_dir(), _syft_version())
+            if registry_env or secrets or source.startswith("registry:"):
+                how = "whole image, from the registry (stages.sbom.options.source: registry)"
+                catalogue: dict[str, Any] | layers.Untrusted = layers.Untrusted(how)
+            else:
+                catalogue = layered.catalogue(
+                    source.removeprefix("oci-dir:"), repository, digest, image.base_layers, _catalogue_layer
+                )
+            if isinstance(catalogue, layers.Untrusted):
+                argv = self._whole_argv(source, repository, digest, str(catalogue_file))
+                done = tools.run(
+                    argv, env={**_ENV, **registry_env}, secrets=secrets, check=False, timeout=3600
+                )
+                if done.returncode != 0:
+                    raise SbomError.of_run(
+                        done, "syft could not catalogue the image", "see syft's output below"
+                    )
+                method: dict[str, str | None] = {"method": "whole image", "reason": catalogue.reason}
+            else:
+                atomic_write_json(catalogue_file, catalogue, compact=True)
+                method = {"method": "layers", "reason": None}
+            spdx_tmp, cdx_tmp = work / SPDX_FILE, work / CYCLONEDX_FILE
+            done = tools.run(
+                _convert_argv(str(catalogue_file), str(spdx_tmp), str(cdx_tmp)),
+                env=_ENV,
+                check=False,
+                timeout=600,
+            )
             if done.returncode != 0:
-                raise SbomError.of_run(done, "syft could not catalogue the image", "see syft's output below")
+                raise SbomError.of_run(
+                    done, "syft could not write the SBOM documents", "see syft's output below"
+                )
             spdx = json.loads(spdx_tmp.read_text())
             cyclonedx = json.loads(cdx_tmp.read_text())
-        drift_report = self._drift(ctx, image, cyclonedx, loose_files.result())
+        drift_report = self._drift(ctx, image, cyclonedx, layered)
         facts = {"commit": ctx.git.sha, "image": f"{repository}@{digest}", "lock": lock}
         spdx.setdefault("creationInfo", {})["comment"] = "tfgov-ci: " + ", ".join(
             f"{k}={v}" for k, v in facts.items()
@@ -160,40 +188,103 @@ class SyftSbom:
             "digest": digest,
             "spdx_version": spdx.get("spdxVersion"),
             "cyclonedx_version": cyclonedx.get("specVersion"),
+            "catalogue": {**method, **layered.counts()},
         }
         summary["drift"] = drift_report
         by_type = ", ".join(f"{n} {t}" for t, n in summary["by_type"].items())
         drift_count = len(drift_report["findings"])
+        how = (
+            f"{layered.counts()['catalogued']} of {len(layered.entries)} layers catalogued, the rest cached"
+            if method["method"] == "layers"
+            else f"whole image catalogued: {method['reason']}"
+        )
         return passed(
             ctx,
             self.stage,
             self.name,
             clock,
-            f"{summary['packages']} packages ({by_type}); {drift_count} drift findings",
+            f"{summary['packages']} packages ({by_type}); {drift_count} drift findings; {how}",
             outputs={"spdx": str(out / SPDX_FILE), "cyclonedx": str(out / CYCLONEDX_FILE)},
             data=summary,
             warnings=tuple(f"drift: {f['message']}" for f in drift_report["findings"]),
         )
 
+    def _whole_argv(self, source: str, name: str, version: str, output: str) -> list[str]:
+        return [
+            "syft",
+            "scan",
+            source,
+            "--quiet",
+            "--source-name",
+            name,
+            "--source-version",
+            version,
+            "-o",
+            f"syft-json={output}",
+        ]
+
     def _drift(
-        self, ctx: Context, image: BuiltImage, cyclonedx: dict[str, Any], loose_files: list[drift.Finding]
+        self, ctx: Context, image: BuiltImage, cyclonedx: dict[str, Any], layered: layers.Layers
     ) -> dict[str, Any]:
         """Compare the image's Python packages with the lock and the base; add the loose files."""
         cfg = ctx.config
-        cache = cache_dir()
-        base_doc = (
-            drift.base_sbom(cache / "base", image.base_digest, cache, _catalogue_cyclonedx)
-            if image.base_digest
-            else {"components": []}  # the central base itself: every Python package is the lock's
-        )
         lock = cfg.project_dir / cfg.dependencies.lock
-        # The central base (or the tools image) has no base under it; the wheels its factory built
-        # from this commit's source (io.tfgov.python.built) stand beside the lock's.
-        expected = drift.pypi_packages(base_doc) if image.base_digest else drift.built_packages(image.labels)
+        if not image.base_digest:
+            # The central base (or the tools image) has no base under it; the wheels its factory
+            # built from this commit's source (io.tfgov.python.built) stand beside the lock's.
+            expected = drift.built_packages(image.labels)
+        else:
+            base = layered.base_artifacts(image.base_layers, _catalogue_layer)
+            if base is None:  # the base's own layers cannot be merged: catalogue it whole, once
+                cache = cache_dir()
+                base_doc = drift.base_sbom(cache / "base", image.base_digest, cache, _catalogue_cyclonedx)
+                expected = drift.pypi_packages(base_doc)
+            else:
+                expected = drift.pypi_artifacts(base)
         findings = drift.package_findings(
             drift.pypi_packages(cyclonedx), parse_lock(lock) if lock.is_file() else [], expected
         )
-        return drift.report(findings + loose_files)
+        loose = drift.unowned_files(
+            layered.indices()[image.base_layers :] if image.base_layers else [], cfg.app.workdir
+        )
+        return drift.report(findings + loose)
+
+
+_ENV = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
+
+
+def _syft_version() -> str:
+    return tools.versions(["syft"], cache_dir() / TOOL_VERSIONS)["syft"] or "syft"
+
+
+def _catalogue_layer(layout: Path, output: Path) -> dict[str, Any]:
+    """syft's JSON of a one-layer image."""
+    done = tools.run(_layer_argv(f"oci-dir:{layout}", str(output)), env=_ENV, check=False, timeout=3600)
+    if done.returncode != 0:
+        raise SbomError.of_run(
+            done, "syft could not catalogue a layer of the image", "see syft's output below"
+        )
+    loaded: dict[str, Any] = json.loads(output.read_text())
+    return loaded
+
+
+def _layer_argv(layout: str, output: str) -> list[str]:
+    if not layout.startswith("oci-dir:"):
+        layout = f"oci-dir:{layout}"
+    return ["syft", "scan", layout, "--quiet", "-o", f"syft-json={output}"]
+
+
+def _convert_argv(catalogue: str, spdx: str, cyclonedx: str) -> list[str]:
+    return [
+        "syft",
+        "convert",
+        catalogue,
+        "--quiet",
+        "-o",
+        f"spdx-json={spdx}",
+        "-o",
+        f"cyclonedx-json={cyclonedx}",
+    ]
 
 
 def _catalogue_cyclonedx(layout_path: Path, ref: str) -> dict[str, Any]:
