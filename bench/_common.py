@@ -81,3 +81,26 @@ app: {{files: [app.py], entrypoint: [python3, app.py]}}
 stages:
   scan: {{backend: osv, options: {{advisories: advisories}}}}
 """
+
+
+def tf_example(repo: Path, base_ref: str, host: str) -> str:
+    """The TensorFlow example copied into ``repo``, pinned to ``base_ref`` and pushing to
+    ``host``: its tfgov.yaml text, for the caller to add to and write."""
+    import re
+    import shutil
+
+    shutil.copytree(ROOT / "examples" / "tf-mnist", repo, ignore=shutil.ignore_patterns(".tfgov", "model"))
+    config = (repo / "tfgov.yaml").read_text()
+    pinned = r"registry\.example\.com/platform/tf-base@sha256:[0-9a-f]{64}"
+    return re.sub(pinned, base_ref, config).replace("registry.example.com", host)
+
+
+def locked_repo(repo: Path, config: str, env: Mapping[str, str]) -> None:
+    """Write ``config`` as the repository's tfgov.yaml, commit, lock (``tfgov-ci lock``), commit."""
+    (repo / "tfgov.yaml").write_text(config)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "bench")
+    subprocess.run(["tfgov-ci", "lock"], cwd=repo, env=env, check=True, capture_output=True)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "lock")

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, SHARED_CACHE, git, pushed_base
+from _common import SHARED_CACHE, locked_repo, pushed_base, tf_example
 from sbom import BASE, run
 
 from tfgov_ci.testing.registry import LocalRegistry
@@ -55,12 +55,7 @@ def main() -> int:
         env["COSIGN_PRIVATE_KEY"] = (tmp / "cosign.key").read_text()
         base_ref = pushed_base(tmp / "base", registry, BASE)
         repo = tmp / "tf-mnist"
-        shutil.copytree(
-            ROOT / "examples" / "tf-mnist", repo, ignore=shutil.ignore_patterns(".tfgov", "model")
-        )
-        config = (repo / "tfgov.yaml").read_text()
-        pinned = r"registry\.example\.com/platform/tf-base@sha256:[0-9a-f]{64}"
-        config = re.sub(pinned, base_ref, config).replace("registry.example.com", registry.host)
+        config = tf_example(repo, base_ref, registry.host)
         advisories = tmp / "advisories"  # scanning is not what is timed: one unrelated advisory
         advisories.mkdir()
         (advisories / "PYSEC-2099-1.yaml").write_text(UNRELATED_ADVISORY)
@@ -68,13 +63,7 @@ def main() -> int:
         # sbom.py's TensorFlow-ready base carries pip's vendored packages, which the drift rule
         # flags; the gate is not what is timed here, so that one rule is off for the benchmark.
         config += "  policy:\n    options: {disable: [locked]}\n"
-        (repo / "tfgov.yaml").write_text(config)
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", "bench")
-        run(["tfgov-ci", "lock"], repo, env)
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", "lock")
+        locked_repo(repo, config, env)
         for stage in ("validate", "lock", "build", "sbom", "scan", "policy", "sign", "publish"):
             run(["tfgov-ci", "run", stage], repo, env)
         # The bare side attests the very predicates the stage made (written again, in-process).

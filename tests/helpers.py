@@ -100,7 +100,7 @@ def snapshot(path: Path) -> dict[str, bytes]:
 # tests/unit/test_pipeline.py.
 PLAN_IS_WHAT_RAN: dict[str, list[tuple[str, str]]] = {
     "tests/integration/test_native_build.py::"
-    "test_run_publish_pushes_by_digest_the_branch_tag_moves_and_commit_tags_do_not": [
+    "test_the_build_pushes_by_digest_publish_tags_it_the_branch_tag_moves_and_commit_tags_do_not": [
         ("validate", "builtin"),
         ("lock", "uv"),
         ("build", "native"),

@@ -251,6 +251,9 @@ class StageSpec:
     # GitLab template, `<stage>-allow-failure`, and a setting of the Jenkins library,
     # `allow<Stage>Failure`); None: a failure always stops the pipeline.
     soft_failure: str | None = None
+    # Folders of tfgov-ci's cache (TFGOV_CACHE_DIR) the stage reuses from one pipeline to the next,
+    # each keyed by content (a layer's diff id): CI keeps them (GitLab: the job's cache).
+    keeps: tuple[str, ...] = ()
 
     @property
     def default_backend(self) -> str:
@@ -278,11 +281,11 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "build",
-            "image from base + locked deps + app; commit tags; OCI labels",
+            "image from base + locked deps + app; commit tags; OCI labels; pushed by digest, no tag",
             ("native", "buildah", "docker", "base"),
             ("validate", "lock"),
             makes_image=True,
-            uses_registry=True,  # the base, pulled by digest
+            uses_registry=True,  # the base, pulled by digest; the image, pushed by digest
         ),
         StageSpec(
             "sbom",
@@ -290,7 +293,8 @@ STAGES: dict[str, StageSpec] = {
             ("syft",),
             ("build",),
             reports={"cyclonedx": "sbom/sbom.cdx.json"},
-            uses_registry=True,  # with options.source: registry, the pushed image
+            uses_registry=True,  # the pushed image: the layers not catalogued before
+            keeps=("sbom-layers",),
         ),
         StageSpec(
             "scan",
@@ -298,6 +302,8 @@ STAGES: dict[str, StageSpec] = {
             ("trivy", "grype", "osv"),
             ("build", "sbom"),
             combine="tfgov_ci.stages.scan.interface:Combined",
+            uses_registry=True,  # trivy and grype read the pushed image
+            keeps=("trivy",),  # trivy's cache (TRIVY_CACHE_DIR in CI): each layer's analysis, by diff id
             soft_failure="a scanner outage; the policy job still needs a scan result, so nothing "
             "unscanned is published",
         ),
@@ -306,6 +312,7 @@ STAGES: dict[str, StageSpec] = {
             "Rego gate over one input document, exceptions applied, fail-closed",
             ("regopy", "opa"),
             ("build", "sbom", "scan"),
+            uses_registry=True,  # the pushed image's manifest and config
             reports={
                 "junit": "policy/junit.xml",
                 "container_scanning": "policy/gl-container-scanning-report.json",
@@ -322,7 +329,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "publish",
-            "push by digest, then tags; attach the SBOM",
+            "tags on the digest the build pushed; attach the SBOM",
             ("skopeo",),
             # nothing is tagged without a passing policy decision, nor before it is signed
             ("build", "policy", "sign"),

@@ -1,8 +1,10 @@
 """The emitted GitLab template, run end to end by gitlab-ci-local (shell executor) on the test
 model: every job passes, the image is in the real local registry under its commit tag, a deploy
-job gets the digest from the dotenv report; then a policy violation fails the policy job and
-nothing is published. (gitlab-ci-local cannot fetch `include: project:` without a GitLab server:
-the template is copied into the repository and included as `local:`, with the same inputs.)
+job gets the digest from the dotenv report, and each job's artifacts are results and evidence
+(under 5 MB, no layout: the image moves through the registry); then a policy violation fails the
+policy job and nothing is published (tagged: the build pushed it by digest, untagged). (gitlab-ci-local
+cannot fetch `include: project:` without a GitLab server: the template is copied into the
+repository and included as `local:`, with the same inputs.)
 """
 
 from __future__ import annotations
@@ -97,6 +99,18 @@ def test_every_job_passes_the_image_is_pushed_and_the_deploy_job_gets_its_digest
         f"{session_registry.host}/ml/hello", sha, Access(session_registry.host, False, None, None)
     )
     assert digest and f"deploying {session_registry.host}/ml/hello:{sha} at {digest}" in done.stdout
+    # What each job handed the next (gitlab-ci-local keeps them under .gitlab-ci-local/artifacts/
+    # <job>): results and evidence, never the image's layers (the registry has them).
+    handed = {
+        folder.name: sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        for folder in (ci_repo / ".gitlab-ci-local" / "artifacts").iterdir()
+        if folder.is_dir()
+    }
+    assert len([name for name in handed if name.startswith("tfgov-")]) == len(STAGES.split()), handed
+    assert all(size < 5 * 1024 * 1024 for size in handed.values()), handed
+    layouts = (ci_repo / ".gitlab-ci-local" / "artifacts").glob("*/.tfgov/out/*/build/oci")
+    assert not [f for layout in layouts for f in layout.rglob("*") if f.is_file()], "a layout was handed on"
+    assert handed[next(name for name in handed if name.startswith("tfgov-build"))] > 0
 
 
 def test_a_policy_violation_fails_the_policy_job_and_nothing_is_published(

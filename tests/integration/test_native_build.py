@@ -242,20 +242,26 @@ def test_a_base_that_does_not_exist_is_a_clear_error(
     assert "not found" in result.err
 
 
-def test_run_publish_pushes_by_digest_the_branch_tag_moves_and_commit_tags_do_not(
+def test_the_build_pushes_by_digest_publish_tags_it_the_branch_tag_moves_and_commit_tags_do_not(
     model: Path, session_registry: LocalRegistry, cli: Callable[..., CliResult]
 ) -> None:
-    from tfgov_ci.oci.registry import Access, remote_digest
+    from tfgov_ci.oci.reference import parse
+    from tfgov_ci.oci.registry import Access, Registry, remote_digest
 
     first = build(cli, model)["data"]
-    refused = cli("run", "publish", cwd=model)
-    assert refused.code == 2 and "no result of stage 'policy'" in refused.err  # nothing unchecked is pushed
-    govern(cli, model)
-    published = publish(cli, model)
-    assert published.code == 0, published.err
     access = Access(session_registry.host, False, None, None)
     repository = f"{session_registry.host}/ml/hello"
     sha = git(model, "rev-parse", "HEAD")
+    assert first["pushed"] == f"{repository}@{first['digest']}"  # type: ignore[index]
+    registry = Registry(access)
+    assert registry.digest_of(parse(str(first["pushed"]))) == first["digest"]  # type: ignore[index]
+    assert remote_digest(repository, sha, access) is None  # by digest only: no tag names it yet
+    refused = cli("run", "publish", cwd=model)
+    assert refused.code == 2 and "no result of stage 'policy'" in refused.err  # nothing unchecked is tagged
+    assert remote_digest(repository, sha, access) is None
+    govern(cli, model)
+    published = publish(cli, model)
+    assert published.code == 0, published.err
     for tag in (sha, sha[:8], "main"):
         assert remote_digest(repository, tag, access) == first["digest"]  # type: ignore[index]
 
@@ -275,11 +281,14 @@ def test_run_publish_pushes_by_digest_the_branch_tag_moves_and_commit_tags_do_no
     assert ran["validate"] == []  # in-process
     assert [c[:3] for c in ran["lock"]] == [["skopeo", "inspect", "--config"], ["uv", "pip", "compile"]]
     assert ran["build"][0] == ["git", "status", "--porcelain", "--", str(model / "requirements.lock")]
+    by_digest = f"docker://{repository}@{second['digest']}"
+    assert ran["build"][-1][-1] == by_digest and ran["build"][-1][1] == "copy"  # the build's last command
+    assert not [c for c in ran["sign"] if c[0] == "skopeo"]  # sign signs what the build pushed
     second_sha = git(model, "rev-parse", "HEAD")
-    pushed = [c[-1] for c in ran["publish"] if c[1] == "copy"]
-    assert pushed[:4] == [f"docker://{repository}@{second['digest']}"] + [
-        f"docker://{repository}:{tag}" for tag in (second_sha, second_sha[:8], "main")
-    ]  # by digest first, then each tag (none named this digest yet)
+    copies = [c[-2:] for c in ran["publish"] if c[1] == "copy"]
+    assert copies[:3] == [
+        [by_digest, f"docker://{repository}:{tag}"] for tag in (second_sha, second_sha[:8], "main")
+    ]  # each tag, registry to registry (none named this digest yet)
 
 
 def test_without_a_registry_publish_fills_the_local_oci_layout(
@@ -494,6 +503,32 @@ def test_a_later_stage_reads_the_build_from_where_the_out_directory_is_now(
         sbom["data"]["digest"] == json.loads((moved / "build" / "result.json").read_text())["data"]["digest"]
     )
     assert all(str(moved) in " ".join(c["argv"]) for c in sbom["commands"])
+
+
+def test_later_stages_read_the_image_the_build_pushed_when_the_out_directory_has_no_layout(
+    model: Path, tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later CI job is handed results, not layers: the layout gone and a cache of its own (a new
+    runner), each stage reads the image from the registry by digest, and the SBOM is the same."""
+    first = build(cli, model)["data"]
+    govern(cli, model)
+    before = json.loads((model / ".tfgov/out/sbom/sbom.spdx.json").read_text())
+    shutil.rmtree(model / ".tfgov/out/build/oci")
+    runner = tmp_path / "runner-cache"
+    monkeypatch.setenv("TFGOV_CACHE_DIR", str(runner))
+    for stage in ("sbom", "scan", "policy", "sign", "publish"):
+        result = cli("run", stage, cwd=model)
+        assert result.code == 0, f"{stage}: {result.err}"
+    sbom = json.loads((model / ".tfgov/out/sbom/result.json").read_text())
+    catalogue = sbom["data"]["catalogue"]
+    assert (catalogue["method"], catalogue["cached"]) == ("layers", 0)  # every layer fetched, catalogued
+    fetched = {p.name for p in (runner / "images/blobs/sha256").iterdir()}
+    manifest = json.loads((runner / "images/blobs/sha256" / str(first["digest"]).split(":")[1]).read_text())  # type: ignore[index]
+    assert {layer["digest"].split(":")[1] for layer in manifest["layers"]} <= fetched
+    after = json.loads((model / ".tfgov/out/sbom/sbom.spdx.json").read_text())
+    assert sorted(p["SPDXID"] for p in after["packages"]) == sorted(p["SPDXID"] for p in before["packages"])
+    assert not (model / ".tfgov/out/build/oci").exists()
+    plan_is_what_ran(model, ["sbom", "scan", "policy", "sign", "publish"])
 
 
 def test_publish_attaches_the_sboms_and_sbom_fetch_finds_them_again_by_digest(

@@ -21,6 +21,18 @@ from tfgov_ci.pipeline import STAGES, PipelineDef
 
 FILES = ("tfgov.yml", "template.yml")
 OUT = ".tfgov/out/$TFGOV_CONFIG"  # one out directory per configuration (matrix) file
+CACHE = ".tfgov/cache"  # TFGOV_CACHE_DIR, under the project folder
+
+
+def artifacts() -> dict[str, Any]:
+    """What a job hands the next: results and evidence. The image goes through the registry (the
+    build pushes it by digest), so its layout, base and dependency layers included, is never one."""
+    return {
+        "when": "always",
+        "expire_in": "30 days",
+        "paths": [".tfgov/out/"],
+        "exclude": [".tfgov/out/**/build/oci/**"],
+    }
 
 
 def _secrets(pipeline_def: PipelineDef) -> dict[str, tuple[str, list[str]]]:
@@ -110,7 +122,7 @@ def jobs(pipeline_def: PipelineDef) -> dict[str, Any]:
             },
             "parallel": {"matrix": [{"TFGOV_CONFIG": "$[[ inputs.config-files ]]"}]},
             "before_script": ["tfgov-ci --version"],
-            "artifacts": {"when": "always", "expire_in": "30 days", "paths": [".tfgov/out/"]},
+            "artifacts": artifacts(),
         }
     }
     for stage in pipeline_def.stages:
@@ -125,10 +137,19 @@ def jobs(pipeline_def: PipelineDef) -> dict[str, Any]:
         }
         if spec.reports:
             hidden["artifacts"] = {
-                "when": "always",
-                "expire_in": "30 days",
-                "paths": [".tfgov/out/"],
+                **artifacts(),
                 "reports": {kind: f"{OUT}/{path}" for kind, path in spec.reports.items()},
+            }
+        if spec.keeps:
+            # tfgov-ci's cache in the project folder, where GitLab's cache can keep the stage's
+            # folders: content-keyed (a layer's diff id), so one cache for every branch and file.
+            # trivy keeps its own where TRIVY_CACHE_DIR says.
+            hidden["variables"] = {"TFGOV_CACHE_DIR": f"$CI_PROJECT_DIR/{CACHE}"}
+            if "trivy" in spec.keeps:
+                hidden["variables"]["TRIVY_CACHE_DIR"] = f"$CI_PROJECT_DIR/{CACHE}/trivy"
+            hidden["cache"] = {
+                "key": f"tfgov-{stage}",
+                "paths": [f"{CACHE}/{folder}/" for folder in spec.keeps],
             }
         if spec.id_token:  # keyless signing: cosign reads the job's OIDC token there
             hidden["id_tokens"] = {spec.id_token: {"aud": "$[[ inputs.sigstore-audience ]]"}}

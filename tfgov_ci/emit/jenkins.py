@@ -206,7 +206,9 @@ def runStages(Map cfg) {
             }
         }
     } finally {
-        archiveArtifacts(artifacts: "${cfg.out}/**", allowEmptyArchive: true, fingerprint: true)
+        // Results and evidence; the image went to the registry by digest (the build pushed it).
+        archiveArtifacts(artifacts: "${cfg.out}/**", excludes: "${cfg.out}/**/build/oci/**",
+                         allowEmptyArchive: true, fingerprint: true)
         for (Map.Entry reports in tfgovStage.REPORTS) {
             if (reports.value.junit && reports.key in cfg.stages) {
                 junit(testResults: "${cfg.out}/${reports.value.junit}", allowEmptyResults: true)

@@ -22,6 +22,7 @@ HTTP) only for loopback hosts or where ``registries.<host>.insecure: true`` says
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import ipaddress
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from tfgov_ci import tools
 from tfgov_ci.errors import GateFailed, ToolError
 from tfgov_ci.oci import reference
+from tfgov_ci.oci.layout import CHUNK, HashingWriter, Writable
 from tfgov_ci.oci.reference import Reference
 
 if TYPE_CHECKING:
@@ -117,13 +119,18 @@ class Access:
 
     def syft_env(self) -> dict[str, str]:
         """syft's registry settings (its environment: nothing on a command line)."""
-        env = {"SYFT_REGISTRY_AUTH_AUTHORITY": self.host}
+        return self.anchore_env("SYFT")
+
+    def anchore_env(self, tool: str) -> dict[str, str]:
+        """The registry settings syft and grype read from their environment (``SYFT_``, ``GRYPE_``)."""
+        env = {f"{tool}_REGISTRY_AUTH_AUTHORITY": self.host}
         if self.ca_file is not None:
-            env["SYFT_REGISTRY_CA_CERT"] = str(self.ca_file)
+            env[f"{tool}_REGISTRY_CA_CERT"] = str(self.ca_file)
         elif not self.tls_verify:
-            env["SYFT_REGISTRY_INSECURE_USE_HTTP"] = "true"
+            env[f"{tool}_REGISTRY_INSECURE_USE_HTTP"] = "true"
         if self.user and self.password:
-            env["SYFT_REGISTRY_AUTH_USERNAME"], env["SYFT_REGISTRY_AUTH_PASSWORD"] = self.user, self.password
+            env[f"{tool}_REGISTRY_AUTH_USERNAME"] = self.user
+            env[f"{tool}_REGISTRY_AUTH_PASSWORD"] = self.password
         return env
 
     @contextmanager
@@ -277,9 +284,21 @@ class Registry:
         found: dict[str, Any] = json.loads(done.stdout)
         return found
 
+    @contextmanager
+    def copy_args(self, source: str, *, planned: bool = False) -> Iterator[list[str]]:
+        """skopeo copy's options for a copy into this registry: the destination's, and the
+        source's too when the source is this registry (``docker://``: a tag set on a pushed digest)."""
+        with contextlib.ExitStack() as stack:
+            args = []
+            if source.startswith("docker://"):
+                args += stack.enter_context(self.access.skopeo_args("src", planned=planned))
+            args += stack.enter_context(self.access.skopeo_args("dest", planned=planned))
+            yield args
+
     def push(self, source: str, dest: Reference, *, index_only: bool = False) -> None:
-        """Copy ``source`` (a skopeo transport name, e.g. :func:`layout_transport`) to ``dest``."""
-        with self.access.skopeo_args("dest") as args:
+        """Copy ``source`` (a skopeo transport name, e.g. :func:`layout_transport`, or this
+        registry's ``docker://`` reference) to ``dest``."""
+        with self.copy_args(source) as args:
             done = self._run(self.copy_argv(source, f"docker://{dest}", args, index_only=index_only))
         if done.returncode != 0:
             raise self.fail(done)
@@ -325,6 +344,30 @@ class Registry:
                 f"{self.host} answered {ref} with content of another digest", "a proxy or cache rewrote it?"
             )
         return body
+
+    def fetch_blob(self, ref: Reference, into: Path) -> None:
+        """The blob ``ref``'s digest names, of any size, streamed into ``into`` (whole or not at all:
+        written beside it, checked against the digest, then renamed)."""
+        if not (ref.digest or "").startswith("sha256:"):
+            raise RegistryError(f"{ref}: a blob is fetched by its sha256 digest", "name it REPO@sha256:...")
+        into.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{into.name}.", suffix=".part", dir=into.parent)
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as sink:
+                hashing = HashingWriter(sink)
+                _http_get(
+                    self.access, f"/v2/{ref.repository}/blobs/{ref.digest}",
+                    scope=f"repository:{ref.repository}:pull", sink=hashing,
+                )  # fmt: skip
+            if hashing.digest != ref.digest:
+                raise RegistryError(
+                    f"{self.host} answered {ref} with content of another digest",
+                    "a proxy or cache rewrote it?",
+                )
+            tmp.replace(into)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def referrers(self, ref: Reference) -> bytes | None:
         """The OCI 1.1 referrers API's index for ``ref``'s digest, or None where the registry has no
@@ -413,7 +456,7 @@ def _opener(ca_file: Path | None, tls_verify: bool) -> urllib.request.OpenerDire
 
 
 def _open(
-    reach: Access, url: str, auth: str | None, accept: str | None, limit: int
+    reach: Access, url: str, auth: str | None, accept: str | None, limit: int, sink: Writable | None = None
 ) -> tuple[bytes, str | None]:
     import urllib.request
 
@@ -421,6 +464,9 @@ def _open(
     if auth:
         request.add_unredirected_header("Authorization", auth)
     with _opener(reach.ca_file, reach.tls_verify).open(request, timeout=60) as response:
+        if sink is not None:  # a blob of any size, streamed
+            shutil.copyfileobj(response, sink, CHUNK)
+            return b"", response.headers.get("Link")
         body = response.read(limit + 1)
         if len(body) > limit:
             raise RegistryError(
@@ -430,7 +476,13 @@ def _open(
 
 
 def _http_get(
-    reach: Access, path: str, *, scope: str, accept: str | None = None, limit: int = MAX_READ
+    reach: Access,
+    path: str,
+    *,
+    scope: str,
+    accept: str | None = None,
+    limit: int = MAX_READ,
+    sink: Writable | None = None,
 ) -> tuple[bytes, str | None]:
     """GET ``path`` from the registry: HTTPS (verified, with ``ca_file`` when set; unverified, or
     plain HTTP, only where :class:`Access` allows it), basic credentials, and the bearer token
@@ -447,7 +499,7 @@ def _http_get(
         url = f"{scheme}://{reach.host}{path}"
         try:
             try:
-                answer = _open(reach, url, _TOKENS.get((reach, scope), basic), accept, limit)
+                answer = _open(reach, url, _TOKENS.get((reach, scope), basic), accept, limit, sink)
                 _SCHEMES[reach] = scheme
                 return answer
             except urllib.error.HTTPError as exc:
@@ -466,7 +518,7 @@ def _http_get(
             )
             bearer = f"Bearer {grant.get('token') or grant.get('access_token')}"
             _TOKENS[(reach, scope)] = bearer
-            answer = _open(reach, url, bearer, accept, limit)
+            answer = _open(reach, url, bearer, accept, limit, sink)
             _SCHEMES[reach] = scheme
             return answer
         except urllib.error.HTTPError as exc:
@@ -519,13 +571,17 @@ def push_calls(
     target: Reference,
     digest: str,
     tags: Sequence[str],
+    *,
+    source: str | None = None,
 ) -> list[Call]:
     """The calls :func:`push_layout` makes, in order; ``digest`` may be a placeholder."""
+    pushed = source is not None  # the build pushed it: tags only, registry to registry
+    if source is None:
+        source = layout_transport(layout, layout_ref)
     with (
         registry.access.skopeo_args("", planned=True) as inspect,
-        registry.access.skopeo_args("dest", planned=True) as dest,
+        registry.copy_args(source, planned=True) as dest,
     ):
-        source = layout_transport(layout, layout_ref)
         at = _at(target, digest=digest)
         calls = [
             Call(
@@ -534,7 +590,8 @@ def push_calls(
             )
             for tag in tags
         ]
-        calls.append(Call("push by digest", tuple(registry.copy_argv(source, f"docker://{at}", dest))))
+        if not pushed:
+            calls.append(Call("push by digest", tuple(registry.copy_argv(source, f"docker://{at}", dest))))
         calls += [
             Call(
                 f"tag {tag} (skipped when it names this digest already)",
@@ -568,8 +625,10 @@ def push_layout(
     *,
     moving: Sequence[str] = (),
     force_retag: bool = False,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """Push ``layout:layout_ref`` (whose manifest is ``digest``) to ``target`` and tag it.
+    """Push ``layout:layout_ref`` (whose manifest is ``digest``) to ``target`` and tag it; or, with
+    ``source`` (``docker://target@digest``, pushed by the build), only tag it.
 
     The manifest goes by digest first (a registry accepts it only once all its blobs are there, so
     no tag ever names an incomplete image), then each tag. Every tag but those in ``moving`` (the
@@ -586,9 +645,10 @@ def push_layout(
             f"tag already points at another image: {shown}",
             "commit tags are immutable; rebuild from a new commit, or pass --force-retag",
         )
-    source = layout_transport(layout, layout_ref)
     started = time.monotonic()
-    registry.push(source, _at(repo, digest=digest))
+    if source is None:
+        source = layout_transport(layout, layout_ref)
+        registry.push(source, _at(repo, digest=digest))
     for tag in tags:
         if existing[tag] != digest:
             registry.push(source, _at(repo, tag=tag))

@@ -3,18 +3,34 @@
 Each CI job runs one stage; what it needs of an earlier stage is that stage's result file
 (``<out>/<stage>/result.json``, schema'd). These classes are the typed views later stages read,
 so no stage digs in another's ``data`` by string key.
+
+The image itself is handed over through the registry, not the out directory: with
+``image.registry`` set, the build pushes it there by digest (no tag: no tag names an image the
+gate has not allowed and cosign has not signed), and the stages after it read it by digest
+(:class:`ImageSource`): the layout, when this out directory still holds it (a laptop's run),
+else the registry, a blob at a time and each checked against its digest. So the out directory a
+CI job hands the next holds results and evidence (kilobytes to a few MB), never layers, and a
+code change uploads only the app layer and the manifests: registries keep each blob once.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tfgov_ci._files import cache_dir, display_path
 from tfgov_ci.context import Context
+from tfgov_ci.errors import StageInputError
+from tfgov_ci.oci import reference
+from tfgov_ci.oci.layout import MEDIA_MANIFEST, Layout
+from tfgov_ci.oci.reference import Reference
+from tfgov_ci.oci.registry import Registry, layout_transport
 from tfgov_ci.pipeline import read_result, result_path
 
 LAYOUT_DIR = "oci"  # <out>/build/oci: the built image, under each commit tag
+FETCHED = "images"  # <cache>/images: one OCI layout of the blobs later stages fetched by digest
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,7 @@ class BuiltImage:
     base_layers: int  # how many of the image's layers are the base's
     lock_digest: str
     layers: tuple[dict[str, Any], ...]  # the layers on the base: digest, size, what, cached
+    pushed: str  # registry/repository@digest: where the build pushed it by digest ("" for none)
 
     @property
     def base(self) -> dict[str, Any]:
@@ -63,4 +80,81 @@ class BuiltImage:
             base_layers=int(base.get("layers", 0)),
             lock_digest=str(data.get("lock_digest", "")),
             layers=tuple(data.get("layers", ())),
+            pushed=str(data.get("pushed") or ""),
         )
+
+    def source(self, ctx: Context) -> ImageSource:
+        return ImageSource(ctx, self)
+
+
+def hands_off(ctx: Context) -> Reference | None:
+    """Where the build pushes the image by digest for the later stages (``image.registry``'s
+    repository), or None: the image stays in the out directory's layout."""
+    return ctx.images().remote
+
+
+def pushed_at(ctx: Context, digest: str) -> Reference:
+    """The reference the build pushes the image to: its repository, by digest, no tag."""
+    remote = hands_off(ctx)
+    if remote is None:
+        raise StageInputError("no image.registry: the image is not pushed", "set image.registry")
+    return Reference(remote.registry, remote.repository, None, digest)
+
+
+class ImageSource:
+    """Where a stage after the build reads the image: this out directory's layout when it holds the
+    image, else the registry the build pushed it to, blob by blob into one layout in the cache
+    (``<cache>/images``, shared by every image: a blob is fetched once), each checked against its
+    digest."""
+
+    def __init__(self, ctx: Context, image: BuiltImage) -> None:
+        self.image = image
+        self.remote: Reference | None = None
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        here = image.layout
+        if (here / "index.json").is_file() and Layout.open(here).has_blob(image.digest):
+            self.layout = Layout.open(here)
+            return
+        if not image.pushed:
+            raise StageInputError(
+                f"the built image is not in {display_path(here)}, and the build did not push it",
+                "pass the build's out directory along whole, or set image.registry: the build then "
+                "pushes the image by digest and the later stages read it from there",
+            )
+        remote = reference.parse(image.pushed)
+        self.remote = remote
+        self.registry = Registry.of(remote, ctx.config.registries)
+        self.layout = Layout.create(cache_dir() / FETCHED)
+        if not self.layout.has_blob(image.digest):  # the manifest, by its digest, as a blob
+            manifest = self.registry.read(remote)
+            self.layout.put_bytes(manifest, MEDIA_MANIFEST)
+        self.fetch(self.layout.read_json(image.digest)["config"]["digest"])
+
+    @property
+    def local(self) -> bool:
+        """Whether the out directory's layout holds the image (else: the registry, by digest)."""
+        return self.remote is None
+
+    def fetch(self, digest: str) -> None:
+        """Make sure the layout holds the blob ``digest`` (fetched from the registry when not; once,
+        when several threads ask for it at the same time)."""
+        with self._guard:
+            lock = self._locks.setdefault(digest, threading.Lock())
+        with lock:
+            if self.layout.has_blob(digest):
+                return
+            if self.remote is None:
+                raise StageInputError(f"{display_path(self.layout.path)} lacks blob {digest}", "build again")
+            where = Reference(self.remote.registry, self.remote.repository, None, digest)
+            self.registry.fetch_blob(where, self.layout.blob_path(digest))
+
+    def read_json(self, digest: str) -> Any:
+        self.fetch(digest)
+        return self.layout.read_json(digest)
+
+    def transport(self, tag: str) -> str:
+        """The image as skopeo names a source: the layout under ``tag``, or the registry by digest."""
+        if self.remote is None:
+            return layout_transport(self.layout.path, tag)
+        return f"docker://{self.remote}"

@@ -21,14 +21,14 @@ from tfgov_ci.errors import ConfigError
 from tfgov_ci.oci.layer import DEFAULT_COMPRESSLEVEL
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, result_path
 from tfgov_ci.stages.build import base_factory
-from tfgov_ci.stages.build.interface import built, describe, layout_path, replace_layout
+from tfgov_ci.stages.build.interface import built, describe, handoff_steps, layout_path, replace_layout
 from tfgov_ci.wheels import lock_digest
 
 
 class BaseImageBuilder:
     stage: ClassVar[str] = "build"
     name: ClassVar[str] = "base"
-    tools: ClassVar[tuple[str, ...]] = ("apt-get", "dpkg-deb", "pip")
+    tools: ClassVar[tuple[str, ...]] = ("apt-get", "dpkg-deb", "pip", "skopeo")
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
@@ -59,6 +59,7 @@ class BaseImageBuilder:
                 Step(
                     "a distroless layer of the packages, a layer of the wheels; tagged with the commit tags"
                 ),
+                *handoff_steps(ctx),
             ),
             inputs=(str(definition), str(result_path(ctx.out_dir, "validate"))),
             outputs=(str(layout_path(ctx)), str(result_path(ctx.out_dir, self.stage))),

@@ -26,7 +26,7 @@ from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.oci.reference import Reference
 from tfgov_ci.oci.registry import Registry, RegistryError, layout_transport
 from tfgov_ci.pipeline import Clock, StageResult, Step, passed, read_result
-from tfgov_ci.stages.handoff import BuiltImage
+from tfgov_ci.stages.handoff import BuiltImage, hands_off, pushed_at
 from tfgov_ci.wheels import Target, lock_digest, manylinux_platforms
 
 
@@ -229,10 +229,44 @@ def peak_memory_bytes() -> int:
 
 def built(ctx: Context, stage: str, backend: str, clock: Clock, data: dict[str, Any]) -> StageResult:
     """The result of a build: the same contract whichever backend built the image (with the peak
-    memory, for ``inventory forecast``)."""
-    data = {**data, "peak_memory_bytes": peak_memory_bytes()}
+    memory, for ``inventory forecast``), after :func:`hand_off`."""
+    data = {**data, "peak_memory_bytes": peak_memory_bytes(), "pushed": hand_off(ctx, str(data["digest"]))}
     message = f"{data['digest']} ({len(data['layers'])} layers on the base, {data['size'] / 1e6:.1f} MB)"
     return passed(ctx, stage, backend, clock, message, outputs={"layout": str(layout_path(ctx))}, data=data)
+
+
+def handoff_steps(ctx: Context) -> tuple[Step, ...]:
+    """The plan's view of :func:`hand_off`, which every backend's build ends with."""
+    target = hands_off(ctx)
+    if target is None:
+        return (Step("keep the image in the out directory's layout (no image.registry to hand it over)"),)
+    registry = Registry.of(target, ctx.config.registries)
+    with registry.access.skopeo_args("dest", planned=True) as dest:
+        push = registry.copy_argv(
+            layout_transport(layout_path(ctx), ctx.images().tags[0]),
+            f"docker://{pushed_at(ctx, '<build digest>')}",
+            dest,
+        )
+    return (
+        Step(
+            "push the image by digest, no tag (none names an image the gate has not allowed): the later "
+            "stages read it from there, and the out directory hands them results, not layers",
+            tuple(push),
+            "skopeo",
+        ),
+    )
+
+
+def hand_off(ctx: Context, digest: str) -> str | None:
+    """Push the built image by digest to ``image.registry``'s repository, no tag; where it is
+    (``registry/repository@digest``), or None without ``image.registry``. Blobs the registry has
+    (the base's, unchanged dependency layers) are not sent again."""
+    if hands_off(ctx) is None:
+        return None
+    target = pushed_at(ctx, digest)
+    registry = Registry.of(target, ctx.config.registries)
+    registry.push(layout_transport(layout_path(ctx), ctx.images().tags[0]), target)
+    return str(target)
 
 
 # --- the pinned base, pulled by digest into the cache: every backend builds on it ---------------

@@ -37,6 +37,7 @@ from tfgov_ci.stages.build.interface import (
     built,
     checked_lock,
     finish,
+    handoff_steps,
     image_config,
     labels,
     layout_path,
@@ -137,6 +138,7 @@ class NativeBuilder:
                     f"mtime {ctx.source_date_epoch}"
                 ),
                 Step(f"image config: user {cfg.app.user}, labels, then the manifest into {layout_path(ctx)}"),
+                *handoff_steps(ctx),
             ),
             inputs=(str(result_path(ctx.out_dir, "lock")), str(lock), *cfg.app.files),
             outputs=(str(result_path(ctx.out_dir, self.stage)), str(layout_path(ctx))),

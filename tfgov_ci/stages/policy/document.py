@@ -16,7 +16,6 @@ from typing import Any
 from tfgov_ci import findings
 from tfgov_ci.context import Context
 from tfgov_ci.findings import Finding
-from tfgov_ci.oci.layout import Layout
 from tfgov_ci.pipeline import describe, read_result
 from tfgov_ci.stages.handoff import BuiltImage
 from tfgov_ci.stages.policy import exceptions
@@ -56,9 +55,9 @@ def build(
     image = BuiltImage.read(ctx)
     sbom_result = read_result(ctx, "sbom")
     applied = exceptions.apply(list(entries), report.findings, image_names(ctx), on)
-    layout = Layout.open(image.layout)
-    manifest = layout.read_json(image.digest)
-    image_config = layout.read_json(manifest["config"]["digest"])
+    source = image.source(ctx)  # the out directory's layout, or the registry the build pushed to
+    manifest = source.read_json(image.digest)
+    image_config = source.read_json(manifest["config"]["digest"])
     cyclonedx = json.loads(Path(sbom_result.outputs["cyclonedx"]).read_text(encoding="utf-8"))
     merged = json.loads(json.dumps(dict(ctx.config.merged), default=str))
     context = describe(ctx)

@@ -1,7 +1,8 @@
-"""Publish with skopeo: push by digest, then point each tag at it; commit tags are immutable.
+"""Publish with skopeo: point each tag at the digest the build pushed; commit tags are immutable.
 
-Order matters: the manifest is pushed by digest first (a registry accepts a manifest only once
-all its blobs are there, so nothing ever names an incomplete image), then each tag is set. A tag
+Order matters: the build pushed the manifest by digest (a registry accepts a manifest only once
+all its blobs are there, so nothing ever names an incomplete image), the gate allowed it and the
+sign stage signed it; then each tag is set, registry to registry (no layer moves). A tag
 that already names another digest is refused (exit 1, both digests shown) unless --force-retag.
 skopeo retries transient failures itself (``--retry-times``); a push that still fails leaves no
 tag behind, and the next run completes it (blobs already there are not sent again).
@@ -17,7 +18,7 @@ from tfgov_ci._files import atomic_write_text
 from tfgov_ci.context import Context
 from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
-from tfgov_ci.oci.layout import Descriptor, Layout
+from tfgov_ci.oci.layout import MEDIA_MANIFEST, Descriptor, Layout
 from tfgov_ci.oci.reference import Reference
 from tfgov_ci.oci.registry import Registry, push_calls, push_layout
 from tfgov_ci.pipeline import (
@@ -30,7 +31,7 @@ from tfgov_ci.pipeline import (
     read_result,
     result_path,
 )
-from tfgov_ci.stages.handoff import BuiltImage
+from tfgov_ci.stages.handoff import BuiltImage, pushed_at
 
 SBOM_KINDS = ("spdx", "cyclonedx")
 
@@ -52,7 +53,13 @@ class SkopeoPublisher:
         else:
             registry = Registry.of(images.remote, ctx.config.registries)
             pushes = push_calls(
-                registry, build_layout, images.tags[0], images.remote, "<build digest>", images.tags
+                registry,
+                build_layout,
+                images.tags[0],
+                images.remote,
+                "<build digest>",
+                images.tags,
+                source=f"docker://{pushed_at(ctx, '<build digest>')}",
             )
             sboms = referrers.attach_calls(registry, images.remote, list(SBOM_KINDS), "<build digest>")
             steps = (
@@ -71,7 +78,7 @@ class SkopeoPublisher:
                 str(result_path(ctx.out_dir, "build")),
                 str(result_path(ctx.out_dir, "policy")),
                 str(result_path(ctx.out_dir, "sign")),
-                str(build_layout),
+                *(() if images.remote else (str(build_layout),)),
             ),
             outputs=(
                 str(result_path(ctx.out_dir, self.stage).parent / "tfgov.env"),
@@ -108,6 +115,7 @@ class SkopeoPublisher:
                 ctx.config.registries,
                 moving=images.moving,
                 force_retag=ctx.force_retag,
+                source=f"docker://{pushed_at(ctx, digest)}",  # the build pushed it by digest
             )
             warnings = list(data.pop("warnings"))
             sboms, sbom_warning = attach_sboms(ctx, image, images.remote)
@@ -144,9 +152,11 @@ def attach_sboms(
     if not result_path(ctx.out_dir, "sbom").is_file():
         return [], "no SBOM attached: run the sbom stage before publish"
     sbom = read_result(ctx, "sbom")
-    manifest = Layout.open(image.layout).resolve(image.digest)
+    source = image.source(ctx)  # the manifest: its media type and size make the subject
+    manifest = source.read_json(image.digest)
+    size = source.layout.blob_path(image.digest).stat().st_size
     files = {kind: Path(sbom.outputs[kind]) for kind in SBOM_KINDS if kind in sbom.outputs}
-    subject = Descriptor(manifest.media_type, manifest.digest, manifest.size)
+    subject = Descriptor(manifest.get("mediaType", MEDIA_MANIFEST), image.digest, size)
     attached = referrers.attach(target, subject, files, rfc3339(ctx.source_date_epoch), ctx.config.registries)
     return [{"format": a.kind, "digest": a.digest, "artifact_type": a.artifact_type} for a in attached], None
 

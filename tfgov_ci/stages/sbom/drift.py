@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -134,13 +134,13 @@ def report(findings: list[Finding]) -> dict[str, Any]:
     return {"findings": [asdict(f) for f in findings], "counts": counts}
 
 
-def base_sbom(base_layout: Path, digest: str, cache: Path, syft: Any) -> dict[str, Any]:
-    """The base image's CycloneDX SBOM, made once per base digest and cached."""
+def base_sbom(digest: str, cache: Path, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The base image's CycloneDX SBOM, made once per base digest (``make()``) and cached."""
     path = cache / "sboms" / f"{digest.replace(':', '-')}.cdx.json"
     if path.is_file():
         loaded: dict[str, Any] = json.loads(path.read_text())
         return loaded
-    document: dict[str, Any] = syft(base_layout, digest.replace(":", "-"))
+    document = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(document))

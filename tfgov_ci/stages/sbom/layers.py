@@ -37,11 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from tfgov_ci._files import atomic_write_json
-from tfgov_ci.oci.layout import Descriptor, Layout
+from tfgov_ci.oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout
 
 CACHE = "sbom-layers"  # <cache>/sbom-layers/<syft version>/<diff id hex>.json
-CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
 # Container runtimes mount these over whatever the image holds; builders leave empty ones behind in
 # several layers. No cataloguer reads them.
@@ -160,20 +158,29 @@ def one_layer_image(
     source: Layout, config: dict[str, Any], layer: dict[str, Any], diff_id: str, into: Path
 ) -> Layout:
     """A layout holding one image whose only layer is ``layer`` (its blob linked, not copied)."""
+    return partial_image(source, config, [(layer, diff_id)], into)
+
+
+def partial_image(
+    source: Layout, config: dict[str, Any], entries: Sequence[tuple[dict[str, Any], str]], into: Path
+) -> Layout:
+    """A layout holding one image of these layers (descriptor, diff id), bottom first: one layer
+    alone, or the image's first layers, its base (blobs linked, not copied)."""
     single = Layout.create(into)
-    single.import_blob(source, Descriptor.from_json(layer))
+    for layer, _ in entries:
+        single.import_blob(source, Descriptor.from_json(layer))
     # The platform only: labels and history change with every commit, and nothing syft catalogues
     # reads them, so the one-layer image is the same whatever commit the layer came with.
     alone: dict[str, Any] = {key: config[key] for key in ("architecture", "os", "variant") if key in config}
-    alone["rootfs"] = {"type": "layers", "diff_ids": [diff_id]}
-    config_descriptor = single.put_json(alone, CONFIG_TYPE)
+    alone["rootfs"] = {"type": "layers", "diff_ids": [diff_id for _, diff_id in entries]}
+    config_descriptor = single.put_json(alone, MEDIA_CONFIG)
     manifest = {
         "schemaVersion": 2,
-        "mediaType": MANIFEST_TYPE,
+        "mediaType": MEDIA_MANIFEST,
         "config": config_descriptor.to_json(),
-        "layers": [layer],
+        "layers": [layer for layer, _ in entries],
     }
-    single.tag(single.put_json(manifest, MANIFEST_TYPE), ("layer",))
+    single.tag(single.put_json(manifest, MEDIA_MANIFEST), ("image",))
     return single
 
 
@@ -183,8 +190,13 @@ Syft = Callable[[Path, Path], dict[str, Any]]  # (one-layer layout, output file)
 class Layers:
     """An image's layers, bottom first: each one's index and catalogue, from the cache or made once."""
 
-    def __init__(self, layout: Layout, digest: str, cache: Cache) -> None:
+    def __init__(
+        self, layout: Layout, digest: str, cache: Cache, fetch: Callable[[str], None] | None = None
+    ) -> None:
+        """``layout`` holds the manifest and config; ``fetch(digest)`` brings a layer's blob into it
+        before it is read (from the registry the build pushed to: only layers not in the cache)."""
         self.layout, self.digest, self.cache = layout, digest, cache
+        self.fetch = fetch or (lambda digest: None)
         self.manifest = layout.read_json(digest)
         self.config = layout.read_json(self.manifest["config"]["digest"])
         diff_ids = self.config.get("rootfs", {}).get("diff_ids", [])
@@ -200,10 +212,6 @@ class Layers:
                 self._catalogues[number] = cached
                 self._indices[number] = cached.index
 
-    @classmethod
-    def of(cls, layout: Layout, digest: str, cache_root: Path, syft_version: str) -> Layers:
-        return cls(layout, digest, Cache(cache_root, syft_version))
-
     def counts(self) -> dict[str, int]:
         return {
             "layers": len(self.entries),
@@ -215,8 +223,7 @@ class Layers:
         """Every layer's index; the layers not in the cache are read (two at a time)."""
         missing = [n for n in range(len(self.entries)) if n not in self._indices]
         with ThreadPoolExecutor(max_workers=2) as pool:
-            blobs = [self.layout.blob_path(self.entries[n][0]["digest"]) for n in missing]
-            for number, index in zip(missing, pool.map(LayerIndex.read, blobs), strict=True):
+            for number, index in zip(missing, pool.map(self._index, missing), strict=True):
                 self._indices[number] = index
         return [self._indices[n] for n in range(len(self.entries))]
 
@@ -246,8 +253,14 @@ class Layers:
                     self.catalogued += 1
         return [self._catalogues[n] for n in wanted]
 
+    def _index(self, number: int) -> LayerIndex:
+        digest = self.entries[number][0]["digest"]
+        self.fetch(digest)
+        return LayerIndex.read(self.layout.blob_path(digest))
+
     def _scan(self, number: int, tmp: Path, syft: Syft) -> dict[str, Any]:
         layer, diff_id = self.entries[number]
+        self.fetch(layer["digest"])
         single = one_layer_image(self.layout, self.config, layer, diff_id, tmp / str(number) / "oci")
         return syft(single.path, tmp / str(number) / "syft.json")
 
@@ -266,6 +279,12 @@ class Layers:
         return merge(
             catalogues, image_source(self.layout, self.digest, catalogues, name, version, user_input)
         )
+
+    def base_image(self, base_layers: int, into: Path) -> Layout:
+        """The image's first ``base_layers`` layers as an image of their own (its base)."""
+        for layer, _ in self.entries[:base_layers]:
+            self.fetch(layer["digest"])
+        return partial_image(self.layout, self.config, self.entries[:base_layers], into)
 
     def base_artifacts(self, base_layers: int, syft: Syft) -> list[dict[str, Any]] | None:
         """The packages of the image's first ``base_layers`` layers (its base), or None when their
@@ -456,7 +475,7 @@ def image_source(
         userInput=user_input,
         imageID=manifest["config"]["digest"],
         manifestDigest=manifest_digest,
-        mediaType=manifest.get("mediaType", MANIFEST_TYPE),
+        mediaType=manifest.get("mediaType", MEDIA_MANIFEST),
         imageSize=sum(layer.index.size for layer in layers),
         layers=[
             {"mediaType": layer.media_type, "digest": layer.diff_id, "size": layer.index.size}

@@ -18,10 +18,9 @@ from typing import Any, ClassVar
 from tfgov_ci import tools
 from tfgov_ci._files import TOOL_VERSIONS, atomic_write_json, cache_dir
 from tfgov_ci.context import Context
-from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.oci.registry import access
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, result_path
-from tfgov_ci.stages.handoff import BuiltImage
+from tfgov_ci.stages.handoff import BuiltImage, ImageSource, hands_off, pushed_at
 from tfgov_ci.stages.sbom import drift, layers
 from tfgov_ci.stages.sbom.interface import SbomError
 from tfgov_ci.wheels import parse_lock
@@ -58,22 +57,33 @@ class SyftSbom:
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
 
-    def _source(self, ctx: Context, layout: str, digest: str) -> tuple[str, dict[str, str], tuple[str, ...]]:
-        """What syft reads: the build's OCI layout (default), or with ``options.source: registry`` the
-        pushed image by digest, with the registry's CA and credentials (in syft's environment)."""
-        if self.options.get("source", "layout") != "registry":
-            return f"oci-dir:{layout}", {}, ()
-        remote = ctx.images().remote
+    def _from_registry(self, ctx: Context, source: ImageSource | None) -> bool:
+        """Whether syft reads the whole image from the registry: with ``options.source: registry``,
+        or where the out directory does not hold the layout (a later CI job: the build pushed it)."""
+        return self.options.get("source", "layout") == "registry" or (source is not None and not source.local)
+
+    def _registry_source(self, ctx: Context, digest: str) -> tuple[str, dict[str, str], tuple[str, ...]]:
+        """The pushed image by digest, with the registry's CA and credentials (in syft's environment)."""
+        remote = hands_off(ctx)
         if remote is None:
             raise SbomError("stages.sbom.options.source: registry needs image.registry", "set image.registry")
         reach = access(remote.registry, ctx.config.registries, os.environ)
-        return f"registry:{remote}@{digest}", reach.syft_env(), reach.secrets
+        return f"registry:{pushed_at(ctx, digest)}", reach.syft_env(), reach.secrets
 
     def plan(self, ctx: Context) -> StagePlan:
         out = result_path(ctx.out_dir, self.stage).parent
         layout = BuiltImage.layout_path(ctx)
-        source = self._source(ctx, str(layout), "<build digest>")[0]
         catalogue = f"{out}/<temporary dir>/{CATALOGUE_FILE}"
+        repository = ctx.images().repository
+        # The whole image, when the layers cannot be merged: from the layout where this out
+        # directory holds it, else from the registry the build pushed it to.
+        sources = (
+            [] if self.options.get("source", "layout") == "registry" else [(f"oci-dir:{layout}", "layout")]
+        )
+        if hands_off(ctx) is not None:
+            sources.append((self._registry_source(ctx, "<build digest>")[0], "registry, by digest"))
+        elif not sources:
+            self._registry_source(ctx, "<build digest>")  # the error: source registry needs a registry
         return StagePlan(
             stage=self.stage,
             backend=self.name,
@@ -81,6 +91,10 @@ class SyftSbom:
             summary=STAGES[self.stage].summary,
             tools=self.tools,
             steps=(
+                Step(
+                    "read the image from the build's layout, or, where this out directory does not hold "
+                    "it, the layers not catalogued before from the registry, by digest (each checked)"
+                ),
                 Step(
                     "catalogue each layer syft has not catalogued before, alone (cached by its diff id: "
                     "a code change catalogues the app layer only; skipped when every layer is cached)",
@@ -92,11 +106,15 @@ class SyftSbom:
                     "merge the layers' catalogues into the image's, or, where that cannot be trusted (a layer"
                     " deletes or replaces another's files; the result says why), catalogue the whole image"
                 ),
-                Step(
-                    "catalogue the whole image (only when the layers' catalogues cannot be merged)",
-                    tuple(self._whole_argv(source, ctx.images().repository, "<build digest>", catalogue)),
-                    "syft",
-                    optional=True,
+                *(
+                    Step(
+                        f"catalogue the whole image from the {where} (only when the layers' catalogues "
+                        "cannot be merged)",
+                        tuple(self._whole_argv(source, repository, "<build digest>", catalogue)),
+                        "syft",
+                        optional=True,
+                    )
+                    for source, where in sources
                 ),
                 Step(
                     "write the catalogue as SPDX 2.3 and CycloneDX",
@@ -111,15 +129,15 @@ class SyftSbom:
                 ),
                 Step("annotate both documents with commit, image digest and lock digest"),
                 Step(
-                    "catalogue the base alone, once per base digest (only when its layers' catalogues "
-                    "cannot be merged; skipped when cached)",
+                    "catalogue the base alone, its layers of the image, once per base digest (only when "
+                    "their catalogues cannot be merged; skipped when cached)",
                     tuple(_base_argv("<temporary layout>", "<temporary dir>/sbom.cdx.json")),
                     "syft",
                     optional=True,
                 ),
                 Step("drift: the image's Python packages and files against the lock and the base's packages"),
             ),
-            inputs=(str(result_path(ctx.out_dir, "build")), str(layout)),
+            inputs=(str(result_path(ctx.out_dir, "build")), str(layout) + " (or the registry)"),
             outputs=(
                 str(out / SPDX_FILE),
                 str(out / CYCLONEDX_FILE),
@@ -134,18 +152,23 @@ class SyftSbom:
         out = result_path(ctx.out_dir, self.stage).parent
         out.mkdir(parents=True, exist_ok=True)
         repository = ctx.images().repository
-        layout = Layout.open(image.layout)
-        source, registry_env, secrets = self._source(ctx, str(image.layout), digest)
+        image_source = image.source(ctx)
+        layout = image_source.layout
+        if self._from_registry(ctx, image_source):
+            source, registry_env, secrets = self._registry_source(ctx, digest)
+        else:
+            source, registry_env, secrets = f"oci-dir:{layout.path}", {}, ()
         with tempfile.TemporaryDirectory(prefix=".sbom.", dir=out) as tmp:
             work = Path(tmp)
             catalogue_file = work / CATALOGUE_FILE
-            layered = layers.Layers.of(layout, digest, cache_dir(), _syft_version())
-            if registry_env or secrets or source.startswith("registry:"):
+            cache = layers.Cache(cache_dir(), _syft_version())
+            layered = layers.Layers(layout, digest, cache, image_source.fetch)
+            if self.options.get("source", "layout") == "registry":
                 how = "whole image, from the registry (stages.sbom.options.source: registry)"
                 catalogue: dict[str, Any] | layers.Untrusted = layers.Untrusted(how)
             else:
                 catalogue = layered.catalogue(
-                    source.removeprefix("oci-dir:"), repository, digest, image.base_layers, _catalogue_layer
+                    str(layout.path), repository, digest, image.base_layers, _catalogue_layer
                 )
             if isinstance(catalogue, layers.Untrusted):
                 argv = self._whole_argv(source, repository, digest, str(catalogue_file))
@@ -235,9 +258,10 @@ class SyftSbom:
             expected = drift.built_packages(image.labels)
         else:
             base = layered.base_artifacts(image.base_layers, _catalogue_layer)
-            if base is None:  # the base's own layers cannot be merged: catalogue it whole, once
-                cache = cache_dir()
-                base_doc = drift.base_sbom(cache / "base", image.base_digest, cache, _catalogue_cyclonedx)
+            if base is None:  # the base's own layers cannot be merged: catalogue them whole, once
+                base_doc = drift.base_sbom(
+                    image.base_digest, cache_dir(), lambda: _catalogue_base(layered, image.base_layers)
+                )
                 expected = drift.pypi_packages(base_doc)
             else:
                 expected = drift.pypi_artifacts(base)
@@ -287,20 +311,12 @@ def _convert_argv(catalogue: str, spdx: str, cyclonedx: str) -> list[str]:
     ]
 
 
-def _catalogue_cyclonedx(layout_path: Path, ref: str) -> dict[str, Any]:
-    """syft's CycloneDX of one image of a layout (copied alone into a temporary layout first)."""
-    source = Layout.open(layout_path)
-    descriptor = source.resolve(ref)
-    with tempfile.TemporaryDirectory(prefix="tfgov-syft.") as tmp:
-        single = Layout.create(Path(tmp) / "oci")
-        manifest = source.read_json(descriptor.digest)
-        for entry in [manifest["config"], *manifest["layers"]]:
-            single.import_blob(source, Descriptor.from_json(entry))
-        single.import_blob(source, descriptor)
-        single.tag(descriptor, ("image",))
+def _catalogue_base(layered: layers.Layers, base_layers: int) -> dict[str, Any]:
+    """syft's CycloneDX of the image's base: its first layers, as an image of their own."""
+    with tempfile.TemporaryDirectory(prefix=".base.", dir=layered.layout.path.parent) as tmp:
+        base = layered.base_image(base_layers, Path(tmp) / "oci")
         output = Path(tmp) / "sbom.cdx.json"
-        env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
-        done = tools.run(_base_argv(str(single.path), str(output)), env=env, check=False, timeout=3600)
+        done = tools.run(_base_argv(str(base.path), str(output)), env=_ENV, check=False, timeout=3600)
         if done.returncode != 0:
             raise SbomError.of_run(done, "syft could not catalogue the base image")
         loaded: dict[str, Any] = json.loads(output.read_text())

@@ -9,6 +9,7 @@ grype's JSON (``grype -o json``) becomes normalised findings in :func:`parse_rep
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,7 +46,7 @@ class GrypeScanner(ScanBackend):
         report = self._report(ctx)
         if report is not None:
             return (Step(f"import grype's report {report}"),)
-        argv = ("grype", f"oci-dir:{target.layout}", "-o", "json", "--file", "<findings.grype.json>")
+        argv = ("grype", _source(target), "-o", "json", "--file", "<findings.grype.json>")
         return (
             Step("scan the image for vulnerable packages", argv, "grype"),
             Step("normalise grype's matches"),
@@ -58,8 +59,15 @@ class GrypeScanner(ScanBackend):
             return ScanReport(target.name, imported.scanners, imported.findings)
         with tempfile.TemporaryDirectory(prefix="tfgov-grype.") as tmp:
             output = Path(tmp) / "grype.json"
-            argv = ["grype", f"oci-dir:{target.layout}", "-o", "json", "--file", str(output)]
-            done = tools.run(argv, check=False, timeout=int(self.options.get("timeout", 1800)))
+            argv = ["grype", _source(target), "-o", "json", "--file", str(output)]
+            reach = target.access(ctx) if target.pushed else None
+            done = tools.run(
+                argv,
+                env={**os.environ, **reach.anchore_env("GRYPE")} if reach else None,
+                secrets=reach.secrets if reach else (),
+                check=False,
+                timeout=int(self.options.get("timeout", 1800)),
+            )
             if done.returncode != 0:
                 raise ScanError.of_run(done, "grype could not scan the image")
             parsed = parse_report(findings.read_json(output), output)
@@ -124,3 +132,8 @@ def _finding(match: dict[str, Any]) -> Finding:
             if loc.get("path")
         ),
     )
+
+
+def _source(target: Target) -> str:
+    """The image the build pushed, from the registry; else its OCI layout."""
+    return f"registry:{target.pushed}" if target.pushed else f"oci-dir:{target.layout}"

@@ -10,6 +10,7 @@ The scan stage reports; it does not judge. The policy stage is the gate.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from tfgov_ci import findings
 from tfgov_ci.context import Context
 from tfgov_ci.errors import ToolError
 from tfgov_ci.findings import ReportError, ScanReport
+from tfgov_ci.oci.registry import Access, access
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, read_result, result_path
-from tfgov_ci.stages.handoff import BuiltImage
+from tfgov_ci.stages.handoff import BuiltImage, hands_off, pushed_at
 
 FINDINGS_FILE = "findings.json"
 
@@ -32,12 +34,15 @@ class ScanError(ToolError):
 
 @dataclass(frozen=True)
 class Target:
-    """The built image as the scanners see it: its OCI layout, digest, name and SBOM."""
+    """The built image as the scanners see it: its OCI layout, or, where the build pushed it (the
+    image is handed over through the registry: :mod:`tfgov_ci.stages.handoff`), the registry's
+    ``registry/repository@digest``; its digest, name and SBOM."""
 
     layout: Path
     digest: str
     name: str  # repository@digest
     cyclonedx: Path
+    pushed: str | None = None  # registry/repository@digest: scanners read the image from there
 
     @classmethod
     def planned(cls, ctx: Context) -> Target:
@@ -46,6 +51,7 @@ class Target:
             digest="<build digest>",
             name=f"{ctx.images().repository}@<build digest>",
             cyclonedx=result_path(ctx.out_dir, "sbom").parent / "sbom.cdx.json",
+            pushed=str(pushed_at(ctx, "<build digest>")) if hands_off(ctx) else None,
         )
 
     @classmethod
@@ -56,7 +62,13 @@ class Target:
             digest=image.digest,
             name=f"{ctx.images().repository}@{image.digest}",
             cyclonedx=Path(sbom.outputs["cyclonedx"]),
+            pushed=image.pushed or None,
         )
+
+    def access(self, ctx: Context) -> Access:
+        """The credentials and CA for the registry the image was pushed to."""
+        assert self.pushed is not None
+        return access(self.pushed.split("/", 1)[0], ctx.config.registries, os.environ)
 
 
 class ScanBackend(ABC):

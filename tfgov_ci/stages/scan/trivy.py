@@ -1,7 +1,8 @@
-"""trivy: the scanner binary on the build's OCI layout (default) or on its CycloneDX SBOM.
+"""trivy: the scanner binary on the built image (default) or on its CycloneDX SBOM.
 
 Options (``stages.scan.options``):
-  ``trivy_target``: ``image`` (the OCI layout; findings carry their layer) or ``sbom``.
+  ``trivy_target``: ``image`` (findings carry their layer: the image the build pushed, read from the
+  registry, or without image.registry the OCI layout) or ``sbom``.
   ``cache_dir``: trivy's cache with its vulnerability database (relative to tfgov.yaml).
   ``skip_db_update``: true to use that database as it is (offline and air-gapped runners).
   ``db_repository``: an OCI mirror of trivy's database.
@@ -12,6 +13,8 @@ Its JSON (SchemaVersion 2) becomes normalised findings in :func:`parse_report`, 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,6 +57,10 @@ class TrivyScanner(ScanBackend):
         argv = ["trivy"]
         if self.options.get("trivy_target", "image") == "sbom":
             argv += ["sbom", str(target.cyclonedx)]
+        elif target.pushed:  # from the registry: trivy's cache keeps each layer's analysis by diff id
+            argv += ["image", "--image-src", "remote", target.pushed]
+            if not target.access(ctx).tls_verify:
+                argv += ["--insecure"]
         else:
             argv += ["image", "--input", str(target.layout)]
         argv += ["--scanners", "vuln", "--format", "json", "--quiet", "--output", output]
@@ -76,7 +83,18 @@ class TrivyScanner(ScanBackend):
         with tempfile.TemporaryDirectory(prefix="tfgov-trivy.") as tmp:
             output = Path(tmp) / "trivy.json"
             argv = self._argv(ctx, target, str(output))
-            done = tools.run(argv, check=False, timeout=int(self.options.get("timeout", 1800)))
+            with contextlib.ExitStack() as stack:
+                env = None
+                if target.pushed and argv[1] == "image":  # the registry's credentials and CA
+                    env = {**os.environ, **stack.enter_context(target.access(ctx).docker_config())}
+                timeout = int(self.options.get("timeout", 1800))
+                done = tools.run(
+                    argv,
+                    env=env,
+                    secrets=target.access(ctx).secrets if env else (),
+                    check=False,
+                    timeout=timeout,
+                )
             if done.returncode != 0:
                 no_db = "vulnerability database" in done.stderr or "--skip-db-update" in done.stderr
                 raise ScanError.of_run(

@@ -1,9 +1,10 @@
-"""Sign and attest with cosign 3, by digest, after pushing the image by digest (no tag yet).
+"""Sign and attest with cosign 3, by digest, the image the build pushed by digest (no tag yet).
 
-Order (no tag ever names an unsigned image): the image goes to the registry by digest only; cosign
-signs that digest and attests the evidence (provenance, SBOM, scan, policy decision); ``publish``
-then points the commit's tags at it. cosign writes bundles as OCI 1.1 referrers, or through the
-referrers tag fallback (``sha256-<hex>``) on a registry without the referrers API.
+Order (no tag ever names an unsigned image): the build sends the image to the registry by digest
+only (:mod:`tfgov_ci.stages.handoff`); cosign signs that digest and attests the evidence
+(provenance, SBOM, scan, policy decision); ``publish`` then points the commit's tags at it.
+cosign writes bundles as OCI 1.1 referrers, or through the referrers tag fallback
+(``sha256-<hex>``) on a registry without the referrers API.
 
 Options (``stages.sign.options``):
 
@@ -33,8 +34,9 @@ from typing import Any, ClassVar
 
 from tfgov_ci import tools
 from tfgov_ci.context import Context
+from tfgov_ci.errors import StageInputError
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import Registry, layout_transport
+from tfgov_ci.oci.registry import Registry
 from tfgov_ci.pipeline import (
     SIGSTORE_ID_TOKEN,
     STAGES,
@@ -212,15 +214,6 @@ class CosignSigner:
                 ),
                 notes=("cosign signs an image in a registry: set image.registry",),
             )
-        target = self._target(ctx)
-        registry = Registry.of(target, ctx.config.registries)
-        layout = BuiltImage.layout_path(ctx)
-        with registry.access.skopeo_args("dest", planned=True) as dest:
-            push = registry.copy_argv(
-                layout_transport(layout, ctx.images().tags[0]),
-                f"docker://{target.registry}/{target.repository}@<build digest>",
-                dest,
-            )
         predicates = {kind: f"<temporary dir>/{predicate_file(i, kind)}" for i, kind in enumerate(ATTESTED)}
         commands = self._commands(ctx, "<temporary dir>", "<build digest>", predicates)
         what = {
@@ -239,9 +232,8 @@ class CosignSigner:
             tools=self.tools,
             steps=(
                 Step(
-                    "push the image by digest, no tag yet (no tag names an unsigned image)",
-                    (*push,),
-                    "skopeo",
+                    "the image the build pushed by digest (no tag names it yet: none names an unsigned "
+                    "image), read from the build's result"
                 ),
                 Step("the provenance, SBOM, scan and policy predicates, from the earlier stages' results"),
                 *(Step(what[name], (*argv,), "cosign") for name, argv in commands.items()),
@@ -267,7 +259,12 @@ class CosignSigner:
         target = self._target(ctx)
         registry = Registry.of(target, ctx.config.registries)
         key = self.usable_key(ctx)
-        registry.push(layout_transport(image.layout, ctx.images().tags[0]), _at(target, image.digest))
+        if image.pushed != str(_at(target, image.digest)):
+            raise StageInputError(
+                f"the build did not push {image.digest} to {target.registry}/{target.repository}"
+                + (f" (it pushed {image.pushed})" if image.pushed else ""),
+                "run the build stage again with this tfgov.yaml: it pushes the image by digest",
+            )
         with tempfile.TemporaryDirectory(prefix="tfgov-sign.") as tmp:
             predicates = write_predicates(Path(tmp), evidence(ctx, image, plan_pipeline(ctx)))
             self.execute(
