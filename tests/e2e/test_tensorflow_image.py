@@ -1,5 +1,6 @@
 """The TensorFlow example image, end to end: locked, built natively with tensorflow-cpu in a layer of
-its own, pushed, pulled back by digest, and `import tensorflow` run inside its root filesystem."""
+its own, its SBOM from the layers' catalogues equal to syft's whole-image scan, pushed, pulled back
+by digest, and `import tensorflow` run inside its root filesystem."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import EXAMPLE, CliResult, extract_image, git, make_repo, require_tools, run_in_rootfs
+from tests.integration.test_sbom_layers import assert_same_as_whole_image
 from tests.services import BuiltBase
 from tfgov_ci.oci.registry import push_layout
 from tfgov_ci.testing.registry import LocalRegistry
@@ -49,6 +51,13 @@ def test_tensorflow_example_builds_pushes_pulls_back_and_imports(
     layers = build["data"]["layers"]
     assert layers[0]["what"] == "tfgov-ci native: wheels tensorflow-cpu==2.21.0"  # a layer of its own
     assert len(layers) == 3 and layers[2]["what"].startswith("tfgov-ci native: app")
+
+    # The SBOM from the layers' catalogues is syft's whole-image scan of the same 1.5 GB image.
+    result = cli("run", "sbom", cwd=repo)
+    assert result.code == 0, result.err
+    sbom = json.loads((repo / ".tfgov/out/sbom/result.json").read_text())
+    assert sbom["data"]["catalogue"]["method"] == "layers", sbom["message"]
+    assert_same_as_whole_image(repo, sbom, tmp_path)
 
     digest, tags = build["data"]["digest"], tuple(build["data"]["tags"])
     repository = f"{host}/ml/tf-mnist"

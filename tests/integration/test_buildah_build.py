@@ -81,8 +81,9 @@ def test_buildah_builds_the_dockerfile_on_the_pinned_base_as_the_configured_user
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("hello from buildah on 3.11")
     ran = plan_is_what_ran(docker_project, ["validate", "lock", "build"])
-    assert [c[0] for c in ran["build"][-4:]] == ["skopeo", "buildah", "buildah", "buildah"]
-    assert [c[7] for c in ran["build"][-3:]] == ["bud", "push", "rmi"]  # after buildah's storage options
+    assert [c[0] for c in ran["build"][-5:]] == ["skopeo", "buildah", "buildah", "buildah", "skopeo"]
+    assert [c[7] for c in ran["build"][-4:-1]] == ["bud", "push", "rmi"]  # after buildah's storage options
+    assert ran["build"][-1][-1].startswith("docker://")  # then pushed by digest, for the later stages
 
 
 def test_docker_builds_the_same_dockerfile_with_the_same_contract(
@@ -116,7 +117,8 @@ def test_docker_builds_the_same_dockerfile_with_the_same_contract(
     assert done.returncode == 0, done.stderr
     ran = plan_is_what_ran(docker_project, ["validate", "lock", "build"])
     # The base into the engine, the image out of it: skopeo; the build itself goes through the SDK.
-    assert [c[3] for c in ran["build"][-2:]] == ["--dest-daemon-host", "--src-daemon-host"]
+    assert [c[3] for c in ran["build"][-3:-1]] == ["--dest-daemon-host", "--src-daemon-host"]
+    assert ran["build"][-1][-1].startswith("docker://")  # then pushed by digest, for the later stages
     assert done.stdout.startswith("hello from buildah on 3.11")  # the same app, another builder
 
 

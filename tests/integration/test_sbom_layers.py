@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def _cyclonedx_content(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _assert_same_as_whole_image(repo: Path, result: dict[str, Any], tmp: Path) -> None:
+def assert_same_as_whole_image(repo: Path, result: dict[str, Any], tmp: Path) -> None:
     spdx = json.loads(Path(result["outputs"]["spdx"]).read_text())
     cyclonedx = json.loads(Path(result["outputs"]["cyclonedx"]).read_text())
     whole_spdx, whole_cyclonedx = _whole_image_scan(repo, result, tmp)
@@ -115,7 +116,7 @@ def test_the_merged_layers_are_syfts_whole_image_scan_and_a_code_change_catalogu
     assert len(built["data"]["layers"]) == 4  # type: ignore[index,arg-type]  # pyyaml, markdown-it-py, mdurl, app
     first = _sbom(cli, repo)
     assert first["data"]["catalogue"]["method"] == "layers", first["message"]
-    _assert_same_as_whole_image(repo, first, tmp_path)
+    assert_same_as_whole_image(repo, first, tmp_path)
     spdx = json.loads(Path(first["outputs"]["spdx"]).read_text())
     names = {p["SPDXID"]: p["name"] for p in spdx["packages"]}
     links = {
@@ -125,7 +126,8 @@ def test_the_merged_layers_are_syfts_whole_image_scan_and_a_code_change_catalogu
     }
     assert ("pyyaml", "markdown-it-py") in links  # drawn across two layers
 
-    (repo / "app.py").write_text(APP + "# one line more\n")
+    # A line no earlier run wrote: the cache is shared between runs, and this app layer is new.
+    (repo / "app.py").write_text(APP + f"# one line more: {uuid.uuid4()}\n")
     git(repo, "commit", "-qam", "a code change")
     build(cli, repo)
     again = _sbom(cli, repo)
@@ -134,7 +136,7 @@ def test_the_merged_layers_are_syfts_whole_image_scan_and_a_code_change_catalogu
     assert "1 of" in again["message"]
     ran = [c["argv"] for c in again["commands"]]
     assert [argv[:2] for argv in ran] == [["syft", "scan"], ["syft", "convert"]]  # the app layer only
-    _assert_same_as_whole_image(repo, again, tmp_path)
+    assert_same_as_whole_image(repo, again, tmp_path)
 
 
 PASSWD = "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532::/home/nonroot:/bin/false\n"
@@ -172,4 +174,4 @@ def test_a_layer_replacing_a_base_file_is_catalogued_whole_and_the_result_says_w
     assert "/etc/passwd of layer 1" in catalogue["reason"] and catalogue["reason"] in result["message"]
     assert result["commands"][-2]["argv"][:2] == ["syft", "scan"]
     assert "--source-name" in result["commands"][-2]["argv"]  # the whole image, named as the image
-    _assert_same_as_whole_image(repo, result, tmp_path)
+    assert_same_as_whole_image(repo, result, tmp_path)
