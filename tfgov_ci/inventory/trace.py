@@ -73,10 +73,11 @@ def trace(conn: Connection, ref: str) -> Trace:
                 f.c.found,
             )
             .join(p, p.c.id == f.c.package_id)
-            .where(f.c.image_id == image_id)
+            .where(f.c.image_id == image_id, f.c.origin == "scan")
             .order_by(f.c.severity, f.c.advisory)
         ).mappings()
     ]
+    found.extend(_rescanned(conn, image_id))
     for entry in found:
         entry["fixed_versions"] = json.loads(entry["fixed_versions"])
     severities = Counter(entry["severity"] for entry in found if not entry["excepted"])
@@ -98,6 +99,57 @@ def trace(conn: Connection, ref: str) -> Trace:
         deployments=rows(tables.deployments, tables.deployments.c.environment),
         instances=instances.where_running(conn, [row["digest"]]).get(row["digest"], []),
     )
+
+
+def _rescanned(conn: Connection, image_id: int) -> list[dict[str, Any]]:
+    """The rescans' findings this image has (see :class:`~tfgov_ci.inventory.rescan.History`): of
+    the rescans that counted it, on the package rows it holds, but for those its scan or an earlier
+    rescan had named."""
+    import json
+
+    from sqlalchemy import select
+
+    from tfgov_ci.inventory.rescan import History, stored_findings
+
+    f, p, link, scope = tables.findings, tables.packages, tables.image_packages, tables.rescan_images
+    rescans = select(scope.c.rescan_id).where(scope.c.image_id == image_id)
+    held = select(link.c.package_id).where(link.c.image_id == image_id)
+    decoded: dict[tuple[str, str], frozenset[str]] = {}
+    rf = tables.rescan_findings
+    stored = stored_findings(conn, rf.c.rescan_id.in_(rescans) & rf.c.package_id.in_(held), decoded)
+    if not stored:
+        return []
+    me = frozenset({image_id})
+    scanned: dict[tuple[str, str, str], dict[str, frozenset[int]]] = {}
+    query = (
+        select(p.c.type, p.c.key, p.c.version, f.c.advisory, f.c.aliases)
+        .join(p, p.c.id == f.c.package_id)
+        .where(f.c.image_id == image_id, f.c.origin == "scan")
+    )
+    for kind, key, version, advisory, aliases in conn.execute(query):
+        for named in {advisory, *json.loads(aliases)}:
+            scanned.setdefault((kind, key, version), {})[named] = me
+    history = History(
+        {s.package_id: me for s in stored},
+        {s.package_id: (s.row["type"], s.row["key"], s.row["version"]) for s in stored},
+        scanned,
+    )
+    return [
+        {
+            "id": s.row["advisory"],
+            "severity": s.row["severity"],
+            "package": s.row["name"],
+            "type": s.row["type"],
+            "version": s.row["version"],
+            "fixed_versions": s.row["fixed_versions"],
+            "origin": "rescan",
+            "excepted": False,
+            "advisory_db": s.row["advisory_db"],
+            "found": s.row["started"],
+        }
+        for s, images in history.replay(stored, {s.rescan_id: me for s in stored})
+        if images
+    ]
 
 
 def _or(value: Any, absent: str = "-") -> str:
