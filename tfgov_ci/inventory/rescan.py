@@ -242,13 +242,26 @@ def _ids(advisory: str, aliases: str, decoded: dict[tuple[str, str], frozenset[s
 
 
 def stored_findings(
-    conn: Connection, condition: Any, decoded: dict[tuple[str, str], frozenset[str]]
+    conn: Connection,
+    condition: Any,
+    decoded: dict[tuple[str, str], frozenset[str]],
+    params: Mapping[str, Any] | None = None,
+    *,
+    query: Any = None,
 ) -> list[Stored]:
-    """The stored rescan findings ``condition`` selects, with their package and rescan, in order."""
+    """The stored rescan findings ``condition`` selects (or ``query``, a :func:`stored_query`
+    made before), with their package and rescan, in order; ``params``: its bound values."""
+    return [
+        Stored(row["rescan_id"], row["package_id"], _ids(row["advisory"], row["aliases"], decoded), dict(row))
+        for row in conn.execute(stored_query(condition) if query is None else query, params or {}).mappings()
+    ]
+
+
+def stored_query(condition: Any) -> Any:
     from sqlalchemy import select
 
     rf, p, r = tables.rescan_findings, tables.packages, tables.rescans
-    query = (
+    return (
         select(rf, p.c.type, p.c.name, p.c.key, p.c.version, r.c.started, r.c.advisory_db,
                r.c.advisory_db_digest)
         .join(p, p.c.id == rf.c.package_id)
@@ -256,10 +269,6 @@ def stored_findings(
         .where(condition)
         .order_by(rf.c.rescan_id, rf.c.id)
     )  # fmt: skip
-    return [
-        Stored(row["rescan_id"], row["package_id"], _ids(row["advisory"], row["aliases"], decoded), dict(row))
-        for row in conn.execute(query).mappings()
-    ]
 
 
 def _concatenated(
