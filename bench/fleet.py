@@ -49,6 +49,8 @@ def make_fleet(db: Path) -> None:
     teams = [rng.sample(names, 40) for _ in range(TEAMS)]
     packages: dict[tuple[str, str], int] = {}
 
+    moved_to: dict[int, int] = {}  # image -> the package version its build moved
+
     def package(name: str, version: str) -> int:
         return packages.setdefault((name, version), len(packages) + 1)
 
@@ -64,6 +66,7 @@ def make_fleet(db: Path) -> None:
             n = repo * BUILDS + build + 1
             moved = rng.choice(own or team)  # a build moves one of its own versions
             versions[moved] = f"1.{build + 4}.0"
+            moved_to[n] = package(moved, versions[moved])
             layer, diff = _digest("a", n), _digest("d", n)
             images.append(
                 {
@@ -146,11 +149,30 @@ def make_fleet(db: Path) -> None:
             "fixed_versions": "[]",
             "title": "",
             "scanners": "[]",
-            "origin": "scan" if k % 5 else "rescan",
-            "found": DAY.format(1 + k % 28) if k % 5 else DAY.format(28),
+            "origin": "scan",
+            "found": DAY.format(1 + k % 28),
             "excepted": False,
         }
         for k in range(FINDINGS)
+        if k % 5
+    ]
+    # a rescan's findings are stored once per package version, with the images it counted: here
+    # one finding on the version each of a fifth of the images' builds moved
+    rescanned = {1 + k % IMAGES: k for k in range(0, FINDINGS, 5)}
+    rescan_findings = [
+        {
+            "rescan_id": 1,
+            "package_id": moved_to[n],
+            "advisory": f"PYSEC-2099-{k}",
+            "aliases": "[]",
+            "severity": ("CRITICAL", "HIGH", "MEDIUM", "LOW")[k % 4],
+            "fix_state": "fixed",
+            "fixed_versions": "[]",
+            "title": "",
+            "scanners": "[]",
+            "images": 1,
+        }
+        for n, k in rescanned.items()
     ]
     with open_store(str(db)) as store, store.writing() as conn:
         for table, data in (
@@ -165,14 +187,17 @@ def make_fleet(db: Path) -> None:
                 conn.execute(insert(table), data[start : start + 20_000])
         conn.execute(
             insert(tables.rescans).values(
+                id=1,
                 started=DAY.format(28),
                 advisory_db="vulns",
                 advisory_db_digest="sha256:" + "f" * 64,
                 advisory_files=1,
                 package_versions=len(packages),
-                new_findings=FINDINGS // 5,
+                new_findings=len(rescan_findings),
             )
         )
+        conn.execute(insert(tables.rescan_findings), rescan_findings)
+        conn.execute(insert(tables.rescan_images), [{"rescan_id": 1, "image_id": n} for n in rescanned])
 
 
 def timed(*args: str) -> tuple[float, str]:

@@ -493,7 +493,7 @@ def measure(name: str, url: str, fleet: Fleet, folder: Path, env: dict[str, str]
         print(f"bench: {name}: rescan", file=sys.stderr)
         outcome: list[rescan_mod.Rescan] = []
         result.rescan_first = timed(lambda: outcome.append(_rescan(store, folder)))
-        result.rescan_new, result.rescan_versions = len(outcome[0].new), outcome[0].package_versions
+        result.rescan_new, result.rescan_versions = outcome[0].count, outcome[0].package_versions
         result.rescan_again = timed(lambda: _rescan(store, folder))
     spec = SPECS[0][0]
     result.cli_which = statistics.median(
@@ -511,7 +511,7 @@ def which_times(store: Store) -> tuple[dict[str, list[float]], dict[str, int]]:
     for text, purl in SPECS:
         spec = spec_of(text, purl)
         answer = _which(store, spec)
-        images[text] = len({m.digest for m in answer.matches})
+        images[text] = len(answer.holders)
         times[text] = [timed(lambda spec=spec: _which(store, spec)) for _ in range(REPS)]  # type: ignore[misc]
     return times, images
 

@@ -276,10 +276,13 @@ def test_rescan_stores_what_is_newly_affected_with_the_database_digest_and_time_
     assert "1 new finding since the last rescan" in first.out
     assert "UNKNOWN  PYSEC-2021-142 pypi/pyyaml 5.3.1 (fixed in 5.4) in " in first.out
     assert first.out.rstrip().endswith(f"@{OLD}")
-    query = "SELECT i.digest, f.advisory, f.found, f.advisory_db, f.advisory_db_digest FROM findings f"
-    stored = _rows(db, f"{query} JOIN images i ON i.id = f.image_id WHERE origin = 'rescan'")
-    assert [row[:2] for row in stored] == [(OLD, "PYSEC-2021-142")] and str(stored[0][2]).startswith("20")
-    assert stored[0][3:] == (str(pypa), folder_digest(pypa))
+    # stored once for the package version, with the image the rescan found it new in
+    query = "SELECT p.name, p.version, f.advisory, f.images, r.started FROM rescan_findings f"
+    stored = _rows(db, f"{query} JOIN packages p ON p.id = f.package_id JOIN rescans r ON r.id = f.rescan_id")
+    assert [(str(row[0]).lower(), *row[1:4]) for row in stored] == [("pyyaml", "5.3.1", "PYSEC-2021-142", 1)]
+    assert str(stored[0][4]).startswith("20")
+    assert _rows(db, "SELECT i.digest FROM rescan_images s JOIN images i ON i.id = s.image_id") == [(OLD,)]
+    assert _rows(db, "SELECT count(*) FROM findings WHERE origin = 'rescan'") == [(0,)]
     assert _rows(db, "SELECT advisory_db_digest, advisory_files, new_findings FROM rescans") == [
         (folder_digest(pypa), 2661, 1)
     ]

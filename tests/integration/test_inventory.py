@@ -209,6 +209,119 @@ def test_a_database_made_by_the_first_schema_is_migrated_and_keeps_its_images(
     engine.dispose()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_rescan_findings_an_older_schema_stored_per_image_move_to_their_version_and_read_the_same(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, cli: Callable[..., CliResult]
+) -> None:
+    """Revision 0007 stores a rescan's findings once per package version: those an older rescan
+    stored per image are moved, and trace and the next rescan answer as they did."""
+    from sqlalchemy import create_engine, insert
+
+    from tests.services import PYYAML_ADVISORY
+    from tfgov_ci.inventory import tables
+    from tfgov_ci.inventory.store import migrate
+
+    url = (
+        request.getfixturevalue("fresh_postgres") if backend == "postgresql" else f"sqlite:///{tmp_path}/i.db"
+    )
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    migrate(engine, "0006")
+    rescanned, scanned = "sha256:" + "0a" * 32, "sha256:" + "0b" * 32
+    then = "2026-11-01T00:00:00.000Z"
+    finding = {
+        "package_id": 1,
+        "aliases": '["CVE-2099-7"]',
+        "severity": "MEDIUM",
+        "fix_state": "fixed",
+        "fixed_versions": '["6.0.3"]',
+        "title": "a moderate flaw",
+        "scanners": '["osv"]',
+        "excepted": False,
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            insert(tables.images),
+            [
+                {
+                    "id": n,
+                    "digest": d,
+                    "governed": True,
+                    "signed": True,
+                    "tools": "{}",
+                    "recorded": then,
+                    "created": then,
+                }
+                for n, d in ((1, rescanned), (2, scanned))
+            ],
+        )
+        conn.execute(
+            insert(tables.packages).values(
+                id=1, type="pypi", name="PyYAML", key="pyyaml", version="5.3.1", purl="pkg:pypi/pyyaml@5.3.1"
+            )
+        )
+        conn.execute(
+            insert(tables.image_packages),
+            [
+                {"image_id": n, "package_id": 1, "location": "/site/yaml", "layer": "", "licenses": "[]"}
+                for n in (1, 2)
+            ],
+        )
+        conn.execute(
+            insert(tables.rescans).values(
+                id=1,
+                started=then,
+                advisory_db="/old",
+                advisory_db_digest="sha256:1",
+                advisory_files=1,
+                package_versions=1,
+                new_findings=1,
+            )
+        )
+        # an old rescan found PYSEC-2099-7 new in one image; the other's scan had named it by its CVE
+        conn.execute(
+            insert(tables.findings).values(
+                image_id=1,
+                advisory="PYSEC-2099-7",
+                origin="rescan",
+                advisory_db="/old",
+                advisory_db_digest="sha256:1",
+                found=then,
+                **finding,
+            )
+        )
+        conn.execute(
+            insert(tables.findings).values(
+                image_id=2, advisory="CVE-2099-7", origin="scan", found=then, **{**finding, "aliases": "[]"}
+            )
+        )
+        if backend == "postgresql":  # the ids given above: the sequences carry on after them
+            for table in ("images", "packages", "rescans"):
+                conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 9)")
+    engine.dispose()
+    before = cli("trace", rescanned, "--format", "json", "--inventory", url)  # migrates to the newest
+    assert before.code == 0, before.err
+    assert [
+        (f["id"], f["origin"], f["found"], f["advisory_db"], f["fixed_versions"])
+        for f in json.loads(before.out)["finding_ids"]
+    ] == [("PYSEC-2099-7", "rescan", then, "/old", ["6.0.3"])]
+    other = cli("trace", scanned, "--inventory", url)
+    assert "findings     1: 1 medium" in other.out and "CVE-2099-7 PyYAML 5.3.1 -> 6.0.3" in other.out
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM findings WHERE origin = 'rescan'").scalar() == 0
+        assert conn.exec_driver_sql(
+            "SELECT rescan_id, package_id, advisory, images FROM rescan_findings"
+        ).all() == [(1, 1, "PYSEC-2099-7", 1)]
+        assert conn.exec_driver_sql("SELECT rescan_id, image_id FROM rescan_images").all() == [(1, 1)]
+        assert _schema_differences(conn) == []
+    engine.dispose()
+    folder = tmp_path / "advisories"
+    folder.mkdir()
+    (folder / "PYSEC-2099-7.yaml").write_text(PYYAML_ADVISORY)
+    again = cli("rescan", "--advisories", str(folder), "--fail-on", "UNKNOWN", "--inventory", url)
+    assert again.code == 0 and "0 new findings since the last rescan" in again.out, again.out
+
+
 def test_a_database_a_newer_tfgov_ci_migrated_is_a_clear_error_and_left_as_it_is(
     recorded_build: RecordedBuild, tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
@@ -546,15 +659,15 @@ def test_a_large_import_read_by_worker_processes_stores_the_same_and_still_rejec
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_rows_fanned_out_to_many_images_are_stored_as_given_whatever_their_text_holds(
+def test_rows_written_straight_to_the_driver_are_stored_as_given_whatever_their_text_holds(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """What a rescan writes (on PostgreSQL as COPY text it formats itself): tabs, newlines,
-    backslashes, a NULL, a float and a boolean come back as they went in."""
+    """What an import and a rescan write (on PostgreSQL by COPY): tabs, newlines, backslashes, a
+    NULL, a float and a boolean come back as they went in."""
     from sqlalchemy import insert, select
 
     from tfgov_ci.inventory import tables
-    from tfgov_ci.inventory.ingest import FINDING_COLUMNS, insert_fanned_out
+    from tfgov_ci.inventory.ingest import FINDING_COLUMNS, insert_tuples
     from tfgov_ci.inventory.store import open_store
 
     url = request.getfixturevalue("fresh_postgres") if backend == "postgresql" else str(tmp_path / "i.sqlite")
@@ -577,7 +690,7 @@ def test_rows_fanned_out_to_many_images_are_stored_as_given_whatever_their_text_
             title = "a\ttab, a\nnewline, a \\ backslash, \\N and a\r\nCRLF"
             rest = (package, "CVE-1", '["GHSA-1"]', "HIGH", "fixed", '["2"]', 7.5, title, "[]", "rescan",
                     "/db", None, "2026-12-01T00:00:00.000Z", True)  # fmt: skip
-            insert_fanned_out(conn, tables.findings, FINDING_COLUMNS, [(rest, ids[:2]), (rest, ids[2:])])
+            insert_tuples(conn, tables.findings, [(image_id, *rest) for image_id in ids], FINDING_COLUMNS)
         with store.reading() as conn:
             f = tables.findings
             rows = conn.execute(select(*(f.c[c] for c in FINDING_COLUMNS)).order_by(f.c.image_id)).all()

@@ -5,7 +5,8 @@ by digest (the same image twice is one row), everything its record says is repla
 are inserted once per distinct version (``ON CONFLICT DO NOTHING``), then looked up. Two pipelines
 recording at once into PostgreSQL cannot lose or duplicate a row: the unique constraints decide,
 and each transaction inserts packages in one sorted order, so two never wait on each other in a
-cycle. What deploy jobs and rescans added to an image (deployments, rescan findings) is kept.
+cycle. What deploy jobs and rescans added to an image (deployments, the rescans that counted it)
+is kept.
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ _CHILDREN = (tables.image_tags, tables.image_packages, tables.exceptions_used, t
 def store_images(conn: Connection, images: Sequence[Prepared], cache: PackageIds) -> dict[str, int]:
     """Store images (inside the caller's transaction), a statement per table for all of them;
     returns each digest's row id. Each image row is upserted by digest and everything its record
-    says replaced; what deploy jobs and rescans added (deployments, rescan findings) is kept. Of an
+    says replaced; what deploy jobs and rescans added (deployments, rescan scopes) is kept. Of an
     image given twice the later is stored. Package rows are inserted in one sorted order and image
     rows in digest order, so two transactions never wait on each other in a cycle."""
     from sqlalchemy import delete, select
@@ -342,27 +343,14 @@ FINDING_COLUMNS = ("image_id", "package_id", *_FINDING_VALUES, "origin", "adviso
                    "found", "excepted")  # fmt: skip
 
 
-def finding_row(
-    image_id: int,
-    package_id: int,
-    finding: Finding,
-    origin: str,
-    advisory_db: str | None,
-    advisory_db_digest: str | None,
-    found: str,
-) -> dict[str, Any]:
-    values = (image_id, package_id, *finding_values(finding), origin, advisory_db, advisory_db_digest, found)
-    return dict(zip(FINDING_COLUMNS, (*values, False), strict=True))
-
-
 def insert_tuples(
     conn: Connection, table: Any, rows: Sequence[tuple[Any, ...]], columns: Sequence[str] | None = None
 ) -> None:
     """Rows as tuples (in the order of ``columns``, else every column of the table), straight to
     the driver: PostgreSQL's ``COPY`` (a round trip per batch of rows, not per row), SQLite's
     ``executemany`` of one prepared statement; without SQLAlchemy processing each row's
-    parameters, which costs more than the insert itself (the 300 links of an image, a rescan's
-    findings). A failure is SQLAlchemy's ``DBAPIError``, as for any other statement."""
+    parameters, which costs more than the insert itself (the 300 links of an image). A failure is
+    SQLAlchemy's ``DBAPIError``, as for any other statement."""
     if not rows:
         return
     names = list(columns) if columns is not None else [c.name for c in table.columns]
@@ -394,40 +382,6 @@ def _copy(conn: Connection, table: Any, columns: Sequence[str]) -> Iterator[Any]
         raise DBAPIError.instance(sql, None, exc, error, dialect=conn.dialect) from exc
 
 
-def insert_fanned_out(
-    conn: Connection,
-    table: Any,
-    columns: Sequence[str],
-    groups: Iterable[tuple[tuple[Any, ...], Sequence[int]]],
-) -> None:
-    """Rows that differ only in their first column: per group, the values of the other columns and
-    the first column's values (a rescan's finding and the images holding its package version).
-    On PostgreSQL each group's part of the rows is written as COPY text once and each row is its
-    first value and that part: 160,000 findings cost the client nearly nothing to send, and the
-    groups are written as they come (the server stores the first while the next are made)."""
-    if conn.dialect.name != "postgresql":
-        insert_tuples(conn, table, [(first, *rest) for rest, firsts in groups for first in firsts], columns)
-        return
-    with _copy(conn, table, columns) as copy:
-        for rest, firsts in groups:
-            tail = "\t".join(map(_copy_text, rest))
-            copy.write("".join(f"{first}\t{tail}\n" for first in firsts))
-
-
-def _copy_text(value: Any) -> str:
-    """A value in COPY's text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, int | float):
-        return repr(value)
-    text = str(value)
-    if any(c in text for c in "\\\t\n\r"):
-        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return text
-
-
 @dataclass(frozen=True)
 class Imported:
     """What one ``inventory import`` stored: per image, its digest, packages, findings."""
@@ -452,7 +406,7 @@ def import_paths(store: Store, paths: Sequence[Path]) -> Imported:
     that the image the database refused is not stored at all and those before it are (committed);
     the import then stops with that failure, naming the image, as it did with a transaction per
     image."""
-    with _no_cycle_collection():
+    with no_cycle_collection():
         images = _read_all(paths)
         cache = PackageIds()
         for start in range(0, len(images), BATCH):
@@ -473,11 +427,12 @@ def import_paths(store: Store, paths: Sequence[Path]) -> Imported:
 
 
 @contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """No cyclic garbage collection while an import runs: it makes millions of objects that live
-    until it ends (rows, parsed JSON), hardly any in cycles, and the collector's passes over them
-    were half of its time. Refcounting still frees them; the collector, back afterwards, takes the
-    few cycles (an exception's traceback)."""
+def no_cycle_collection() -> Iterator[None]:
+    """No cyclic garbage collection while an import or a rescan runs: they make millions of
+    objects that live until they end (rows, parsed JSON, sets of images), hardly any in cycles,
+    and the collector's passes over them were half of an import's time and a third of a rescan's.
+    Refcounting still frees them; the collector, back afterwards, takes the few cycles (an
+    exception's traceback)."""
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -48,6 +48,16 @@ def gather(conn: Connection, *, days: int = 90, threshold: float = 0.8, shown: s
     found = conn.execute(
         select(day, f.c.severity, func.count()).where(f.c.excepted.is_(False)).group_by(day, f.c.severity)
     ).all()
+    rs, rf = tables.rescans, tables.rescan_findings
+    rescanned = func.substr(rs.c.started, 1, 10).label("day")  # as each rescan counted them
+    found = [
+        *found,
+        *conn.execute(
+            select(rescanned, rf.c.severity, func.sum(rf.c.images))
+            .join(rs, rs.c.id == rf.c.rescan_id)
+            .group_by(rescanned, rf.c.severity)
+        ).all(),
+    ]
     over_time: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SEVERITIES, 0))
     for day, severity, n in found:
         over_time[day][severity if severity in SEVERITIES else "UNKNOWN"] += int(n)
@@ -97,19 +107,42 @@ def gather(conn: Connection, *, days: int = 90, threshold: float = 0.8, shown: s
 def _newest_rescan(conn: Connection) -> dict[str, Any] | None:
     from sqlalchemy import select
 
-    r, f, p, i = tables.rescans, tables.findings, tables.packages, tables.images
+    from tfgov_ci.inventory.rescan import history
+
+    r, rf, p, i = tables.rescans, tables.rescan_findings, tables.packages, tables.images
     newest = conn.execute(select(r).order_by(r.c.started.desc(), r.c.id.desc()).limit(1)).mappings().first()
     if newest is None:
         return None
-    rows = conn.execute(
-        select(f.c.advisory, f.c.severity, p.c.name, p.c.version, f.c.fixed_versions, i.c.digest,
-               i.c.repository, i.c.governed)
-        .join(p, p.c.id == f.c.package_id)
-        .join(i, i.c.id == f.c.image_id)
-        .where(f.c.origin == "rescan", f.c.found == newest["started"])
-    ).mappings()  # fmt: skip
+    versions = conn.execute(
+        select(p.c.id, p.c.type, p.c.key, p.c.version)
+        .where(p.c.id.in_(select(rf.c.package_id).where(rf.c.rescan_id == newest["id"])))
+    ).all()  # fmt: skip
+    known, stored, scopes = history(
+        conn, [(v.type, v.key, v.version) for v in versions], [v.id for v in versions]
+    )
+    applied = [(s, images) for s, images in known.replay(stored, scopes) if s.rescan_id == newest["id"]]
+    wanted = sorted(set().union(*(images for _, images in applied)))
+    facts: dict[int, Any] = {}
+    for start in range(0, len(wanted), 500):
+        query = select(i.c.id, i.c.digest, i.c.repository, i.c.governed).where(
+            i.c.id.in_(wanted[start : start + 500])
+        )
+        facts.update({row.id: row for row in conn.execute(query)})
     found = sorted(
-        (dict(row) for row in rows),
+        (
+            {
+                "advisory": s.row["advisory"],
+                "severity": s.row["severity"],
+                "name": s.row["name"],
+                "version": s.row["version"],
+                "fixed_versions": s.row["fixed_versions"],
+                "digest": facts[image_id].digest,
+                "repository": facts[image_id].repository,
+                "governed": facts[image_id].governed,
+            }
+            for s, images in applied
+            for image_id in sorted(images)
+        ),
         key=lambda e: (SEVERITIES.index(e["severity"]) if e["severity"] in SEVERITIES else 9, e["advisory"]),
     )
     return {**dict(newest), "findings": found}

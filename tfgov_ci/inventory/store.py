@@ -78,6 +78,23 @@ class Store:
         self.close()
 
 
+def plain_rows(conn: Connection, statement: Any) -> list[tuple[Any, ...]]:
+    """A select's rows as the driver gives them (tuples; SQLite's booleans as 0 and 1): run by
+    SQLAlchemy (its cache of compiled statements), fetched from the driver's cursor, for answers
+    of tens of thousands of rows, where SQLAlchemy's result rows cost more than the query. A
+    failure is SQLAlchemy's ``DBAPIError``, as for any other statement."""
+    from sqlalchemy.exc import DBAPIError
+
+    result: Any = conn.execute(statement)
+    error = conn.dialect.loaded_dbapi.Error
+    try:
+        return list(result.cursor.fetchall())
+    except error as exc:
+        raise DBAPIError.instance(str(statement), None, exc, error, dialect=conn.dialect) from exc
+    finally:
+        result.close()
+
+
 def _error(url: URL, shown: str, what: str, exc: Exception) -> InventoryError:
     """The driver's own reason, first line, with the password and any URL credentials masked."""
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()

@@ -117,7 +117,7 @@ findings = Table(
     Column("cvss_score", Float),
     Column("title", Text, nullable=False),
     Column("scanners", Text, nullable=False),  # JSON list
-    Column("origin", String(10), nullable=False),  # scan (the pipeline's) or rescan
+    Column("origin", String(10), nullable=False),  # scan (the pipeline's); rescans': rescan_findings
     Column("advisory_db", Text),  # what the scanner matched against
     Column("advisory_db_digest", String(100)),
     Column("found", String(32), nullable=False),
@@ -165,6 +165,38 @@ rescans = Table(
     Column("window_days", Integer),  # None: every image
     Column("package_versions", Integer, nullable=False),  # distinct versions matched
     Column("new_findings", Integer, nullable=False),
+)
+
+# A rescan's findings, once per package version (the row the matcher found it on) and rescan: an
+# image has one when it holds that package row, the rescan counted it (``rescan_images``: the
+# images it found something new in), and neither the image's scan nor an earlier rescan had named
+# that advisory or an alias of it for that version (see ``rescan.applied``). The advisory database
+# and the time are the rescan's.
+rescan_findings = Table(
+    "rescan_findings",
+    metadata,
+    Column("id", Integer, primary_key=True),  # in the matcher's order within a rescan
+    Column("rescan_id", ForeignKey("rescans.id", ondelete="CASCADE"), nullable=False),
+    Column("package_id", ForeignKey("packages.id"), nullable=False),
+    Column("advisory", String(200), nullable=False),
+    Column("aliases", Text, nullable=False),  # JSON list
+    Column("severity", String(10), nullable=False),
+    Column("fix_state", String(20), nullable=False),
+    Column("fixed_versions", Text, nullable=False),  # JSON list
+    Column("cvss_score", Float),
+    Column("title", Text, nullable=False),
+    Column("scanners", Text, nullable=False),  # JSON list
+    Column("images", Integer, nullable=False),  # the images it was new in, when the rescan ran
+    UniqueConstraint("rescan_id", "package_id", "advisory", name="uq_rescan_findings_identity"),
+    Index("ix_rescan_findings_package", "package_id"),
+)
+
+rescan_images = Table(
+    "rescan_images",
+    metadata,
+    Column("rescan_id", ForeignKey("rescans.id", ondelete="CASCADE"), primary_key=True),
+    Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_rescan_images_image", "image_id"),
 )
 
 instances = Table(

@@ -14,6 +14,7 @@ decided once, and only then are the images holding the matching versions looked 
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import re
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote
 
 from tfgov_ci.errors import UsageError
-from tfgov_ci.inventory import instances, refs, tables
+from tfgov_ci.inventory import tables
+from tfgov_ci.inventory.store import plain_rows
 from tfgov_ci.stages.scan.advisories import version_key
 from tfgov_ci.wheels import normalise_name
 
@@ -45,6 +47,7 @@ EXPECTED = (
 _ORDERINGS = {"pypi": "PEP 440", "deb": "dpkg"}
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._+-]*)(.*)$")
 _CLAUSE = re.compile(r"^\s*(==|!=|<=|>=|<|>)\s*([A-Za-z0-9][A-Za-z0-9.+~:_-]*)\s*$")
+_SEPARATOR = "\x1f"  # between an image's tags as the database joins them (a tag has no control characters)
 _PURL = re.compile(r"^pkg:[a-z0-9.+-]+/[^@?#\s]+(@[^?#\s]+)?$")
 
 
@@ -146,24 +149,50 @@ class Match(NamedTuple):
         }
 
 
+class Holder(NamedTuple):
+    """An image holding chosen versions, with the answer's facts of it and those versions (name,
+    type, version, purl), in order: an image's facts are read, kept and rendered once, however
+    many of its packages match (the Debian openssl purl is three in every image)."""
+
+    digest: str
+    repository: str | None
+    tags: tuple[str, ...]
+    commit: str | None
+    governed: bool
+    decision: str | None
+    deployments: tuple[str, ...]
+    running: tuple[str, ...]
+    packages: tuple[tuple[str, str, str, str], ...]
+
+
 @dataclass(frozen=True)
 class Answer:
     spec: Spec
-    matches: tuple[Match, ...]
+    holders: tuple[Holder, ...] = ()  # by repository, then digest
     undecided: tuple[str, ...] = field(default=())  # package versions no ordering could place
+
+    @functools.cached_property
+    def matches(self) -> tuple[Match, ...]:
+        """One per image and package version, in order (repository, digest, type, name, version)."""
+        return tuple(
+            Match(h.digest, h.repository, h.tags, h.commit, h.governed, h.decision, *package, h.deployments,
+                  h.running)
+            for h in self.holders
+            for package in h.packages
+        )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         return {
             "schema_version": 1,
             "spec": self.spec.text,
-            "images": len({m.digest for m in self.matches}),
+            "images": len(self.holders),
             "matches": [m.to_json() for m in self.matches],
             "undecided": list(self.undecided),
         }
 
 
 def which(conn: Connection, spec: Spec) -> Answer:
-    from sqlalchemy import or_, select
+    from sqlalchemy import String, cast, exists, func, literal, or_, select
 
     p, link, i = tables.packages, tables.image_packages, tables.images
     if spec.purl is not None:
@@ -197,28 +226,57 @@ def which(conn: Connection, spec: Spec) -> Answer:
             chosen[package["id"]] = package
     if not chosen:
         return Answer(spec, (), tuple(sorted(undecided)))
-    # Every question below is asked of the images holding a chosen version (a subquery: no list
-    # of a thousand ids sent and bound), each once: a name every image holds is 1,000 matches.
-    holding = select(link.c.image_id).where(link.c.package_id.in_(sorted(chosen)))
-    held: dict[int, list[int]] = {}
-    query = select(link.c.image_id, link.c.package_id).where(link.c.package_id.in_(sorted(chosen))).distinct()
-    for image_id, package_id in conn.execute(query).all():
-        held.setdefault(image_id, []).append(package_id)
-    images = conn.execute(
-        select(i.c.id, i.c.digest, i.c.repository, i.c.commit_sha, i.c.governed, i.c.decision).where(
-            i.c.id.in_(holding)
+    # The images holding a chosen version (a subquery), in order (repository, digest: sorted by
+    # the database in Python's order of strings), each with its tags joined by the database (a
+    # probe of its tags' key); the versions each holds, joined by the database too; deployments
+    # and running instances a statement each; all read as the driver's tuples: a name every image
+    # holds is 10,000 images and, for the Debian openssl purl, 30,000 links at 10,000 images.
+    ids = sorted(chosen)
+    holds = link.c.package_id.in_(ids)
+    tg, d, t = tables.image_tags, tables.deployments, tables.instances
+    postgresql = conn.dialect.name == "postgresql"
+    order = [func.coalesce(i.c.repository, ""), i.c.digest]
+    if postgresql:  # code point order, as Python compares, not the locale's
+        from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+        order = [column.collate("C") for column in order]
+        held = func.string_agg(cast(link.c.package_id, String), ",")
+        tagged = func.string_agg(tg.c.tag, aggregate_order_by(literal(_SEPARATOR), tg.c.tag))
+    else:
+        held = func.group_concat(link.c.package_id, ",")
+        tagged = func.group_concat(tg.c.tag, _SEPARATOR)
+    images = plain_rows(
+        conn,
+        select(
+            i.c.id, i.c.digest, i.c.repository, i.c.commit_sha, i.c.governed, i.c.decision,
+            select(tagged).where(tg.c.image_id == i.c.id).scalar_subquery(),
         )
-    ).all()
-    tags = refs.by_image(conn, tables.image_tags, "tag", holding)
-    deployed = refs.by_image(conn, tables.deployments, "environment", holding)
-    running = {
-        digest: tuple(f"{r['cluster']}/{r['namespace']}/{r['pod']}/{r['container']}" for r in found)
-        for digest, found in instances.where_running(
-            conn, select(i.c.digest).where(i.c.id.in_(holding)), running_only=True
-        ).items()
-    }
-    # in order (repository, digest, then type, name, version), made so: images and package
-    # versions sorted once each, not every match
+        .where(i.c.id.in_(select(link.c.image_id).where(holds)))
+        .order_by(*order),
+    )  # fmt: skip
+    held_by = dict(plain_rows(conn, select(link.c.image_id, held).where(holds).group_by(link.c.image_id)))
+    # a small table (deployments, instances) is asked row by row whether its image holds one
+    # (the links' index), not given the list of every holder made first
+    deployed: dict[int, list[str]] = {}
+    for image_id, environment in plain_rows(
+        conn,
+        select(d.c.image_id, d.c.environment)
+        .where(exists().where(link.c.image_id == d.c.image_id, holds))
+        .order_by(d.c.image_id, d.c.environment),
+    ):
+        deployed.setdefault(image_id, []).append(environment)
+    instances_of: dict[str, list[tuple[str, str, str, str]]] = {}
+    for digest, *where in plain_rows(
+        conn,
+        select(t.c.digest, t.c.cluster, t.c.namespace, t.c.pod, t.c.container).where(
+            t.c.running.is_(True),
+            exists().where(i.c.digest == t.c.digest, link.c.image_id == i.c.id, holds),
+        ),
+    ):
+        instances_of.setdefault(digest, []).append(tuple(where))
+    running = {digest: tuple("/".join(r) for r in sorted(found)) for digest, found in instances_of.items()}
+    # the versions in order (type, name, version), each ranked once; an image's, once for each
+    # set of them (the images of a fleet hold a few)
     packages = {
         package_id: (c["name"], c["type"], c["version"], c["purl"])
         for package_id, c in sorted(
@@ -226,15 +284,27 @@ def which(conn: Connection, spec: Spec) -> Answer:
         )
     }
     rank = {package_id: n for n, package_id in enumerate(packages)}
-    matches = []
-    for image_id, digest, repository, commit, governed, decision in sorted(
-        images, key=lambda r: (r.repository or "", r.digest)
-    ):
-        facts = (tags.get(image_id, ()), commit, bool(governed), decision)
-        where = (deployed.get(image_id, ()), running.get(digest, ()))
-        for package_id in sorted(held.get(image_id, ()), key=rank.__getitem__):
-            matches.append(Match(digest, repository, *facts, *packages[package_id], *where))
-    return Answer(spec, tuple(matches), tuple(sorted(undecided)))
+    versions_of: dict[str, tuple[tuple[str, str, str, str], ...]] = {}
+    empty: tuple[str, ...] = ()
+    holders = []
+    for image_id, digest, repository, commit, governed, decision, tag_text in images:
+        held_ids = held_by[image_id]
+        versions = versions_of.get(held_ids)
+        if versions is None:  # a version at two places in an image is one match
+            mine = sorted({int(n) for n in held_ids.split(",")}, key=rank.__getitem__)
+            versions = versions_of[held_ids] = tuple(packages[n] for n in mine)
+        if not tag_text:
+            tags = empty
+        elif postgresql:  # ordered by the database, as tags always were there
+            tags = tuple(tag_text.split(_SEPARATOR))
+        else:  # SQLite's group_concat keeps no order it promises: its ORDER BY's, the binary one
+            tags = tuple(sorted(tag_text.split(_SEPARATOR)))
+        environments = deployed.get(image_id)
+        holders.append(
+            Holder(digest, repository, tags, commit, bool(governed), decision,
+                   tuple(environments) if environments else empty, running.get(digest, empty), versions)
+        )  # fmt: skip
+    return Answer(spec, tuple(holders), tuple(sorted(undecided)))
 
 
 CSV_FIELDS = ("repository", "digest", "tags", "commit", "governed", "decision", "type", "package", "version",
@@ -262,21 +332,23 @@ def csv_rows(answer: Answer) -> list[dict[str, str]]:
 
 
 def render(answer: Answer) -> list[str]:
-    images = len({m.digest for m in answer.matches})
+    images = len(answer.holders)
     lines = [f"{images} image{'s' if images != 1 else ''} with {answer.spec.text}"]
-    facts: dict[str, tuple[str, str]] = {}  # an image's lines, made once for all its matches
-    for m in answer.matches:
-        made = facts.get(m.digest)
-        if made is None:
-            governed = "governed" if m.governed else "UNGOVERNED"
-            made = facts[m.digest] = (
-                f"{m.repository}@{m.digest}" if m.repository else m.digest,
-                f"  tags {', '.join(m.tags) or '-'}; commit {m.commit or '-'}; {governed}; "
-                f"decision {m.decision or '-'}; deployed {', '.join(m.deployments) or 'not known'}; "
-                f"running {', '.join(m.running) or 'not seen'}",
-            )
-        lines.append(f"{made[0]}  {m.type}/{m.package} {m.version}")
-        lines.append(made[1])
+    versions: dict[tuple[str, str, str, str], str] = {}  # a version's part of a line, made once
+    for h in answer.holders:
+        name = f"{h.repository}@{h.digest}" if h.repository else h.digest
+        governed = "governed" if h.governed else "UNGOVERNED"
+        facts = (
+            f"  tags {', '.join(h.tags) or '-'}; commit {h.commit or '-'}; {governed}; "
+            f"decision {h.decision or '-'}; deployed {', '.join(h.deployments) or 'not known'}; "
+            f"running {', '.join(h.running) or 'not seen'}"
+        )
+        for package in h.packages:
+            version = versions.get(package)
+            if version is None:
+                version = versions[package] = f"  {package[1]}/{package[0]} {package[2]}"
+            lines.append(name + version)
+            lines.append(facts)
     if answer.undecided:
         lines.append(
             f"undecided: {len(answer.undecided)} package version(s) of that name whose ecosystem has no "
