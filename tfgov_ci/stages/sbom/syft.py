@@ -57,7 +57,7 @@ class SyftSbom:
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
 
-    def _from_registry(self, ctx: Context, source: ImageSource | None) -> bool:
+    def _from_registry(self, source: ImageSource | None) -> bool:
         """Whether syft reads the whole image from the registry: with ``options.source: registry``,
         or where the out directory does not hold the layout (a later CI job: the build pushed it)."""
         return self.options.get("source", "layout") == "registry" or (source is not None and not source.local)
@@ -154,7 +154,7 @@ class SyftSbom:
         repository = ctx.images().repository
         image_source = image.source(ctx)
         layout = image_source.layout
-        if self._from_registry(ctx, image_source):
+        if self._from_registry(image_source):
             source, registry_env, secrets = self._registry_source(ctx, digest)
         else:
             source, registry_env, secrets = f"oci-dir:{layout.path}", {}, ()
@@ -173,7 +173,7 @@ class SyftSbom:
             if isinstance(catalogue, layers.Untrusted):
                 argv = self._whole_argv(source, repository, digest, str(catalogue_file))
                 done = tools.run(
-                    argv, env={**_ENV, **registry_env}, secrets=secrets, check=False, timeout=3600
+                    argv, env={**_env(), **registry_env}, secrets=secrets, check=False, timeout=3600
                 )
                 if done.returncode != 0:
                     raise SbomError.of_run(
@@ -186,7 +186,7 @@ class SyftSbom:
             spdx_tmp, cdx_tmp = work / SPDX_FILE, work / CYCLONEDX_FILE
             done = tools.run(
                 _convert_argv(str(catalogue_file), str(spdx_tmp), str(cdx_tmp)),
-                env=_ENV,
+                env=_env(),
                 check=False,
                 timeout=600,
             )
@@ -274,7 +274,9 @@ class SyftSbom:
         return drift.report(findings + loose)
 
 
-_ENV = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
+def _env() -> dict[str, str]:
+    """syft's environment: this process's as it is now (not as it was at import), no update check."""
+    return {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
 
 
 def _syft_version() -> str:
@@ -283,7 +285,7 @@ def _syft_version() -> str:
 
 def _catalogue_layer(layout: Path, output: Path) -> dict[str, Any]:
     """syft's JSON of a one-layer image."""
-    done = tools.run(_layer_argv(f"oci-dir:{layout}", str(output)), env=_ENV, check=False, timeout=3600)
+    done = tools.run(_layer_argv(f"oci-dir:{layout}", str(output)), env=_env(), check=False, timeout=3600)
     if done.returncode != 0:
         raise SbomError.of_run(
             done, "syft could not catalogue a layer of the image", "see syft's output below"
@@ -316,7 +318,7 @@ def _catalogue_base(layered: layers.Layers, base_layers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=".base.", dir=layered.layout.path.parent) as tmp:
         base = layered.base_image(base_layers, Path(tmp) / "oci")
         output = Path(tmp) / "sbom.cdx.json"
-        done = tools.run(_base_argv(str(base.path), str(output)), env=_ENV, check=False, timeout=3600)
+        done = tools.run(_base_argv(str(base.path), str(output)), env=_env(), check=False, timeout=3600)
         if done.returncode != 0:
             raise SbomError.of_run(done, "syft could not catalogue the base image")
         loaded: dict[str, Any] = json.loads(output.read_text())
