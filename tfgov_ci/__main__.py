@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tfgov_ci._cli import main
+from tfgov_ci._cli import entry
 
 if __name__ == "__main__":  # not when a worker process imports the main module (spawn)
-    raise SystemExit(main())
+    raise SystemExit(entry())

@@ -215,6 +215,24 @@ def test_building_the_parser_imports_none_of_the_library() -> None:
     assert {m for m in loaded if not m.startswith("tfgov_ci.commands.")} == parser_modules
 
 
+def test_the_command_keeps_jsonschemas_slow_iri_checker_out_of_its_process(tmp_path: Path) -> None:
+    """rfc3987-syntax (installed here by the test extra, as Jupyter installs it) costs 1.7 s at
+    import; the command reads schemas without it, and a plain import of jsonschema still loads it."""
+    code = (
+        "import sys\n"
+        "from tfgov_ci import _cli\n"
+        "sys.argv = ['tfgov-ci', 'validate']\n"
+        "code = _cli.entry()\n"
+        "import jsonschema\n"
+        "print(code, sys.modules.get('rfc3987_syntax'))\n"
+    )
+    (tmp_path / "tfgov.yaml").write_text("version: 1\nimage: {name: 7}\n")  # read against its schema
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.stdout.split() == ["2", "None"] and "image.name" in done.stderr, done.stderr
+    plain = "import sys, jsonschema; print(sys.modules.get('rfc3987_syntax') is not None)"
+    assert subprocess.run([sys.executable, "-c", plain], capture_output=True, text=True).stdout == "True\n"
+
+
 def test_gitlab_note_looks_for_the_summary_the_policy_stage_writes(
     tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
