@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import SHARED_CACHE, git, locked_repo, pushed_base, tf_example
+from _common import SHARED_CACHE, code_change, locked_repo, pushed_base, tf_example
 
 from tfgov_ci.testing.registry import LocalRegistry
 
@@ -74,9 +74,7 @@ def main() -> int:
             cold.append(run(["tfgov-ci", "run", "sbom"], repo, env))
             before.append(run(whole, repo, env) + run(base_alone, repo, env))
             # A one-line code change, committed and built (not timed): then the stage again.
-            with (repo / "train.py").open("a") as handle:
-                handle.write(f"# change {number}\n")
-            git(repo, "commit", "-q", "-am", f"change {number}")
+            code_change(repo, f"change {number}")
             run(["tfgov-ci", "run", "build"], repo, env)
             seconds, peak = run_measured(["tfgov-ci", "run", "sbom"], repo, env)
             warm.append(seconds)

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import SHARED_CACHE, git, locked_repo, pushed_base, tf_example
+from _common import SHARED_CACHE, code_change, locked_repo, pushed_base, tf_example
 from sbom import BASE, run
 
 from tfgov_ci.testing.dockerd import LocalDockerd
@@ -124,10 +124,7 @@ def main() -> int:
 
         governed, scripted, sbom_peaks, sbom_times = [], [], [], []
         for number in range(RUNS):
-            line = f"# change {number}\n"
-            with (repo / "train.py").open("a") as handle:
-                handle.write(line)
-            git(repo, "commit", "-q", "-am", f"change {number}")
+            line = code_change(repo, f"change {number}")
             governed.append(
                 run(["/usr/bin/time", "-o", str(tmp / "time.txt"), "-f", "%M", "tfgov-ci", "run"], repo, env)
             )
