@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -14,7 +15,7 @@ import jsonschema
 import pytest
 
 from tests.helpers import ROOT, CliResult, git, make_repo, plan_is_what_ran, require_tools
-from tests.integration.test_native_build import APP, model_config
+from tests.integration.test_native_build import APP, OFFLINE_SCAN, model_config
 from tests.services import BuiltBase
 from tfgov_ci.testing.registry import LocalRegistry
 from tfgov_ci.testing.trivy import Advisory, write_db
@@ -255,3 +256,49 @@ def test_grype_reports_are_imported_by_the_grype_backend_and_a_missing_grype_say
     stages(cli, governed, *UP_TO_SCAN[:-1])
     result = cli("run", "scan", cwd=governed)
     assert result.code == 3 and "grype is not installed" in result.err and "scan import" in result.err
+
+
+def test_after_a_code_change_trivy_reads_only_the_new_layer_from_the_registry(
+    tmp_path: Path, small_base: BuiltBase, trivy_db: Path, cli: Callable[..., CliResult]
+) -> None:
+    """trivy scans the image the build pushed (--image-src remote) and keeps each layer's analysis
+    in its cache by diff id: the registry's access log shows which layers it downloaded."""
+    cache = tmp_path / "trivy-cache"  # the database alone: no layer analysed yet
+    shutil.copytree(trivy_db / "db", cache / "db")
+    scan = f"  scan:\n    backend: trivy\n    options: {{cache_dir: {cache}, skip_db_update: true}}\n"
+    with LocalRegistry(access_log=True) as registry:
+        config = model_config(small_base.ref, registry.host).replace(OFFLINE_SCAN, scan)
+        repo = make_repo(
+            tmp_path / "hello",
+            {
+                "tfgov.yaml": config,
+                "requirements.txt": "PyYAML==6.0.2\n",
+                "app.py": APP,
+                "data/labels.txt": "a\n",
+            },
+        )
+        assert cli("lock", cwd=repo).code == 0
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "lock")
+
+        def layers_trivy_downloaded() -> tuple[list[str], list[str]]:
+            """The image's layers, and those among them the scan stage fetched from the registry."""
+            stages(cli, repo, *UP_TO_SCAN[:-1])
+            since = registry.log.stat().st_size
+            stages(cli, repo, "scan")
+            built = json.loads((repo / ".tfgov/out/build/result.json").read_text())["data"]["digest"]
+            blobs = repo / ".tfgov/out/build/oci/blobs/sha256"
+            layers = [
+                layer["digest"] for layer in json.loads((blobs / built.split(":")[1]).read_text())["layers"]
+            ]
+            fetched = {path.rsplit("/", 1)[1] for method, path in registry.requests(since) if method == "GET"}
+            return layers, [layer for layer in layers if layer in fetched]
+
+        layers, fetched = layers_trivy_downloaded()
+        assert len(layers) > 2 and fetched == layers  # a cache with no layer analysed: every layer
+        (repo / "app.py").write_text(APP + "# one more line\n")
+        git(repo, "commit", "-qam", "change app.py")
+        layers, fetched = layers_trivy_downloaded()
+        assert fetched == [layers[-1]]  # the app layer, the one new layer
+    # the unchanged layers' packages still found, from the analyses trivy kept
+    assert {"PyYAML", "libc6"} <= {f["package"]["name"] for f in findings_of(repo)}  # type: ignore[index]

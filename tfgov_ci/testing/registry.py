@@ -4,6 +4,7 @@ demos: plain HTTP, htpasswd (bcrypt) auth, or TLS with a self-signed CA; 127.0.0
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -33,6 +34,7 @@ class LocalRegistry:
     password: str | None = None
     tls: bool = False
     root: Path | None = None
+    access_log: bool = False  # log each request, for :meth:`requests`
 
     def __post_init__(self) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -54,7 +56,7 @@ class LocalRegistry:
         self.port = free_port()
         lines = [
             "version: 0.1",
-            "log: {level: error, accesslog: {disabled: true}}",
+            f"log: {{level: error, accesslog: {{disabled: {str(not self.access_log).lower()}}}}}",
             f"storage: {{filesystem: {{rootdirectory: {data}}}, delete: {{enabled: true}}}}",
             "http:",
             f"  addr: {self.host}",
@@ -79,6 +81,19 @@ class LocalRegistry:
         binary = shutil.which("docker-registry") or "docker-registry"
         self.process = subprocess.Popen([binary, "serve", str(base / "config.yml")], stdout=log, stderr=log)
         self._wait(base / "registry.log")
+
+    @property
+    def log(self) -> Path:
+        assert self._tmp is not None
+        return Path(self._tmp.name) / "registry.log"
+
+    def requests(self, since: int = 0) -> list[tuple[str, str]]:
+        """(method, path) of each request logged after byte ``since`` of :attr:`log`, in order
+        (with ``access_log``: distribution logs each in the combined log format)."""
+        with self.log.open("rb") as handle:
+            handle.seek(since)
+            text = handle.read().decode(errors="replace")
+        return re.findall(r'"([A-Z]+) (\S+) HTTP/[0-9.]+"', text)
 
     def restart(self) -> None:
         """Start again on the same port with the same storage (after :meth:`stop`)."""
