@@ -84,17 +84,14 @@ class TrivyScanner(ScanBackend):
             output = Path(tmp) / "trivy.json"
             argv = self._argv(ctx, target, str(output))
             with contextlib.ExitStack() as stack:
-                env = None
+                env: dict[str, str] | None = None
+                secrets: tuple[str, ...] = ()
                 if target.pushed and argv[1] == "image":  # the registry's credentials and CA
-                    env = {**os.environ, **stack.enter_context(target.access(ctx).docker_config())}
+                    access = target.access(ctx)
+                    env = {**os.environ, **stack.enter_context(access.docker_config())}
+                    secrets = access.secrets
                 timeout = int(self.options.get("timeout", 1800))
-                done = tools.run(
-                    argv,
-                    env=env,
-                    secrets=target.access(ctx).secrets if env else (),
-                    check=False,
-                    timeout=timeout,
-                )
+                done = tools.run(argv, env=env, secrets=secrets, check=False, timeout=timeout)
             if done.returncode != 0:
                 no_db = "vulnerability database" in done.stderr or "--skip-db-update" in done.stderr
                 raise ScanError.of_run(
