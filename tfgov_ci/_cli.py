@@ -101,9 +101,10 @@ def entry() -> int:
 
     jsonschema imports every optional format checker installed beside it, and rfc3987-syntax (the
     IRI checker of ``jsonschema[format]``, which Jupyter and CycloneDX's validator bring) compiles a
-    grammar when it is imported: 1.7 s of every command that reads a schema, measured with
-    ``python -X importtime``. tfgov-ci checks no format (its schemas name none that needs it), so
-    its own process keeps that module out; a process that only imports tfgov-ci is left as it is.
+    grammar when it is imported: ``python -c 'import jsonschema'`` takes 1.9 s with it and 0.16 s
+    without, in every command that reads a schema. tfgov-ci checks no format (its schemas name
+    none that needs it), so its own process keeps that module out; a process that only imports
+    tfgov-ci is left as it is.
     """
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None: "not installed"
     return main()
