@@ -76,11 +76,11 @@ class LocalRegistry:
 
     def _serve(self) -> None:
         assert self._tmp is not None
-        base = Path(self._tmp.name)
-        log = (base / "registry.log").open("ab")
+        log = self.log.open("ab")
         binary = shutil.which("docker-registry") or "docker-registry"
-        self.process = subprocess.Popen([binary, "serve", str(base / "config.yml")], stdout=log, stderr=log)
-        self._wait(base / "registry.log")
+        config = Path(self._tmp.name) / "config.yml"
+        self.process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
+        self._wait(self.log)
 
     @property
     def log(self) -> Path:
