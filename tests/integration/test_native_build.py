@@ -7,7 +7,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -54,6 +54,27 @@ app:
   env: {{GREETING: hi}}
 stages:
 {OFFLINE_SCAN}{stages}"""
+
+
+def locked_model(
+    cli: Callable[..., CliResult], folder: Path, config: str, files: Mapping[str, str] | None = None
+) -> Path:
+    """The test model (PyYAML, app.py, data/) with ``config`` as its tfgov.yaml, plus ``files``:
+    locked with `tfgov-ci lock` and committed."""
+    repo = make_repo(
+        folder,
+        {
+            "tfgov.yaml": config,
+            "requirements.txt": "PyYAML==6.0.2\n",
+            "app.py": APP,
+            "data/labels.txt": "a\n",
+            **(files or {}),
+        },
+    )
+    assert cli("lock", cwd=repo).code == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "lock")
+    return repo
 
 
 @pytest.fixture
@@ -564,18 +585,7 @@ def test_sbom_from_the_registry_with_credentials_finds_the_same_packages(
         monkeypatch.setenv("TFGOV_REGISTRY_USER", "ci-bot")
         monkeypatch.setenv("TFGOV_REGISTRY_PASSWORD", "s3cret-Pa55")
         config = model_config(small_base.ref, private.host, "  sbom:\n    options: {source: registry}\n")
-        repo = make_repo(
-            tmp_path / "hello",
-            {
-                "tfgov.yaml": config,
-                "requirements.txt": "PyYAML==6.0.2\n",
-                "app.py": APP,
-                "data/labels.txt": "a\n",
-            },
-        )
-        assert cli("lock", cwd=repo).code == 0
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "lock")
+        repo = locked_model(cli, tmp_path / "hello", config)
         built = build(cli, repo)
         # pushed by the library: the sbom stage then reads the image back from the registry
         images = [f"{private.host}/ml/hello"]

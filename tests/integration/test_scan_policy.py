@@ -15,8 +15,9 @@ import jsonschema
 import pytest
 
 from tests.helpers import ROOT, CliResult, git, make_repo, plan_is_what_ran, require_tools
-from tests.integration.test_native_build import APP, OFFLINE_SCAN, model_config
+from tests.integration.test_native_build import APP, OFFLINE_SCAN, locked_model, model_config
 from tests.services import BuiltBase
+from tfgov_ci.oci.layout import Layout
 from tfgov_ci.testing.registry import LocalRegistry
 from tfgov_ci.testing.trivy import Advisory, write_db
 
@@ -76,20 +77,11 @@ def governed(
     config = model_config(small_base.ref, session_registry.host).replace(
         "  scan:\n    backend: osv\n    options: {advisories: advisories}\n", SCAN.format(db=trivy_db)
     )
-    repo = make_repo(
-        tmp_path / "hello",
-        {
-            "tfgov.yaml": config,
-            "requirements.txt": "PyYAML==6.0.2\n",
-            "app.py": APP,
-            "data/labels.txt": "a\n",
-            "advisories/pyyaml/PYSEC-2099-2001.yaml": OSV_PYYAML,
-            "advisories/debian/DEBIAN-CVE-2099-1002.json": json.dumps(OSV_GLIBC),
-        },
-    )
-    assert cli("lock", cwd=repo).code == 0
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "lock")
+    advisories = {
+        "advisories/pyyaml/PYSEC-2099-2001.yaml": OSV_PYYAML,
+        "advisories/debian/DEBIAN-CVE-2099-1002.json": json.dumps(OSV_GLIBC),
+    }
+    repo = locked_model(cli, tmp_path / "hello", config, advisories)
     stages(cli, repo, *UP_TO_SCAN[:-1])
     return repo
 
@@ -268,18 +260,7 @@ def test_after_a_code_change_trivy_reads_only_the_new_layer_from_the_registry(
     scan = f"  scan:\n    backend: trivy\n    options: {{cache_dir: {cache}, skip_db_update: true}}\n"
     with LocalRegistry(access_log=True) as registry:
         config = model_config(small_base.ref, registry.host).replace(OFFLINE_SCAN, scan)
-        repo = make_repo(
-            tmp_path / "hello",
-            {
-                "tfgov.yaml": config,
-                "requirements.txt": "PyYAML==6.0.2\n",
-                "app.py": APP,
-                "data/labels.txt": "a\n",
-            },
-        )
-        assert cli("lock", cwd=repo).code == 0
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "lock")
+        repo = locked_model(cli, tmp_path / "hello", config)
 
         def layers_trivy_downloaded() -> tuple[list[str], list[str]]:
             """The image's layers, and those among them the scan stage fetched from the registry."""
@@ -287,10 +268,8 @@ def test_after_a_code_change_trivy_reads_only_the_new_layer_from_the_registry(
             since = registry.log.stat().st_size
             stages(cli, repo, "scan")
             built = json.loads((repo / ".tfgov/out/build/result.json").read_text())["data"]["digest"]
-            blobs = repo / ".tfgov/out/build/oci/blobs/sha256"
-            layers = [
-                layer["digest"] for layer in json.loads((blobs / built.split(":")[1]).read_text())["layers"]
-            ]
+            manifest = Layout.open(repo / ".tfgov/out/build/oci").read_json(built)
+            layers = [layer["digest"] for layer in manifest["layers"]]
             fetched = {path.rsplit("/", 1)[1] for method, path in registry.requests(since) if method == "GET"}
             return layers, [layer for layer in layers if layer in fetched]
 
