@@ -356,10 +356,15 @@ def read_json(path: Path) -> Any:
         raise ReportError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ReportError(f"{path}: cannot read it ({exc})") from None
+    return parse_json(text, path)
+
+
+def parse_json(text: str, source: Path | str) -> Any:
+    """:func:`read_json` of text already read from ``source``."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ReportError(
-            f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})",
+            f"{source}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})",
             "a truncated or hand-edited report? produce it again with the scanner's JSON output",
         ) from None

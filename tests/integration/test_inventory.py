@@ -134,7 +134,7 @@ def test_the_same_image_twice_is_one_row_and_packages_are_stored_once_across_ima
     assert counts(db)["packages"] == once["packages"] + 1  # one new package version
 
 
-def test_a_record_that_breaks_its_schema_is_rejected_naming_file_and_key_and_nothing_is_stored(
+def test_a_record_that_breaks_its_schema_is_rejected_naming_file_and_key_and_stops_the_import_there(
     recorded_build: RecordedBuild, tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
     db = tmp_path / "inventory.sqlite"
@@ -146,7 +146,13 @@ def test_a_record_that_breaks_its_schema_is_rejected_naming_file_and_key_and_not
     assert done.code == 2
     assert f"{bad / 'record.json'}: commit.sha: 'not-a-sha' does not match" in done.err
     assert "(hint: a tfgov-ci build record" in done.err and "Traceback" not in done.err
-    assert counts(db)["images"] == 0  # the good one before it is not stored either
+    assert "note: the image before it is stored, whole (of 2 paths)" in done.err
+    assert counts(db)["images"] == 1  # the good one before it, whole; nothing of the bad one
+    done = cli(
+        "inventory", "import", str(bad), str(recorded_build.out), "--inventory", str(tmp_path / "b.db")
+    )
+    assert done.code == 2 and "note: nothing was stored (of 2 paths)" in done.err
+    assert counts(tmp_path / "b.db")["images"] == 0  # nor after it
     # a record with no image digest, and a folder that is no out directory
     record["commit"]["sha"] = recorded_build.sha
     record["image"]["digest"] = None
@@ -158,7 +164,7 @@ def test_a_record_that_breaks_its_schema_is_rejected_naming_file_and_key_and_not
     (bad / "record.json").write_text('{"schema_version": 1,')
     done = cli("inventory", "import", str(bad), "--inventory", str(db))
     assert done.code == 2 and "record.json:1:" in done.err and "not valid JSON" in done.err
-    assert counts(db)["images"] == 0
+    assert counts(db)["images"] == 1  # the good one, from the first import; nothing since
 
 
 def test_an_unreachable_database_exits_3_naming_the_url_with_its_password_masked(
@@ -635,7 +641,8 @@ def test_a_large_import_read_by_worker_processes_stores_the_same_and_still_rejec
 ) -> None:
     """The reading shared out among processes (as an import of many paths is) stores what one
     process does; a record that breaks its schema among them is still named (file and key, as the
-    reading process found it) and nothing of any path is stored."""
+    reading process found it) and stops the import there: the images before it are stored, whole,
+    it and those after it are not, and the note says so."""
     from tfgov_ci.inventory import ingest
 
     outs = [variant(recorded_build, tmp_path, n) for n in range(50, 56)]
@@ -654,8 +661,14 @@ def test_a_large_import_read_by_worker_processes_stores_the_same_and_still_rejec
     done = cli("inventory", "import", *map(str, outs), "--inventory", str(fresh))
     assert done.code == 2
     assert f"{outs[3] / 'record.json'}: commit.sha: 'not-a-sha' does not match" in done.err
+    assert "note: the 3 images before it are stored, whole (of 6 paths)" in done.err
     assert "Traceback" not in done.err
-    assert _table_counts(f"sqlite:///{fresh}")["images"] == 0
+    assert [line.split(" from ")[-1] for line in done.out.splitlines()] == [
+        str(o / "record.json") for o in outs[:3]
+    ]
+    stored = _table_counts(f"sqlite:///{fresh}")
+    alone_counts = _table_counts(f"sqlite:///{alone}")
+    assert stored["images"] == 3 and stored["image_packages"] == alone_counts["image_packages"] // 2
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -12,6 +12,7 @@ from tfgov_ci.errors import EXIT_OK, UsageError
 
 if TYPE_CHECKING:
     from tfgov_ci.commands import Commands, Common, Parser
+    from tfgov_ci.inventory.ingest import Stored
     from tfgov_ci.inventory.store import Store
 
 IMPORT = "store build records, or the out directories holding them (record plus SBOM), in the inventory"
@@ -218,18 +219,18 @@ def handle_import(args: argparse.Namespace) -> int:
     if not args.registry and (args.repository or args.key or args.sbom):
         raise UsageError("--repository, --key and --sbom go with --registry HOST")
     with open_store(args.inventory) as store:
-        done = import_paths(store, args.paths)
-        for image in done.images:
-            where = image.repository or "(no repository)"
-            print(
-                f"recorded {where}@{image.digest}: {len(image.packages)} packages, "
-                f"{len(image.findings)} findings, from {image.source}"
-            )
+        done = import_paths(store, args.paths, on_stored=_print_stored)
         warn(done.warnings)
         if args.registry:
             _import_registry(store, args)
         print(f"inventory: {store.shown}")
     return EXIT_OK
+
+
+def _print_stored(image: Stored) -> None:
+    where = image.repository or "(no repository)"
+    print(f"recorded {where}@{image.digest}: {image.packages} packages, {image.findings} findings, "
+          f"from {image.source}", flush=True)  # fmt: skip
 
 
 def _import_registry(store: Store, args: argparse.Namespace) -> None:

@@ -257,10 +257,11 @@ def from_record(
     packages: tuple[Package, ...] = attested.packages if attested else ()
     sbom_file = out / "sbom" / "sbom.cdx.json" if out else None
     sbom = _result(out, "sbom", record)
+    sbom_digest = attested.sbom_digest if attested else None
     if sbom_file is not None and sbom and sbom.get("status") == "passed" and sbom_file.is_file():
-        packages = tuple(read_packages(sbom_file))
+        read, sbom_digest = read_packages(sbom_file)
+        packages = tuple(read)
     else:
-        sbom_file = None
         if not packages:
             warnings.append(f"{record_file}: no SBOM of this build beside it: its packages are not recorded")
     if attested:
@@ -334,7 +335,7 @@ def from_record(
         else ("allow" if decision_doc.get("allow") else "deny"),
         signed=bool(evidence.get("signed")),
         signature_ref=evidence.get("reference"),
-        sbom_digest=sha256(sbom_file) if sbom_file else (attested.sbom_digest if attested else None),
+        sbom_digest=sbom_digest,
         record_digest=record_digest,
         created=record["created"],
         packages=packages,

@@ -11,17 +11,20 @@ is kept.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
+import itertools
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfgov_ci.errors import TfgovError
 from tfgov_ci.findings import package_key
 from tfgov_ci.inventory import builds, evidence, tables
 from tfgov_ci.inventory.evidence import ImageEvidence
@@ -365,7 +368,7 @@ def insert_tuples(
     conn.exec_driver_sql(f"INSERT INTO {table.name} ({quoted}) VALUES ({marks})", list(rows))
 
 
-@contextmanager
+@contextlib.contextmanager
 def _copy(conn: Connection, table: Any, columns: Sequence[str]) -> Iterator[Any]:
     """psycopg's ``COPY table (columns) FROM STDIN``, on the connection's own transaction; a
     failure is SQLAlchemy's ``DBAPIError``, as for any other statement."""
@@ -383,50 +386,121 @@ def _copy(conn: Connection, table: Any, columns: Sequence[str]) -> Iterator[Any]
 
 
 @dataclass(frozen=True)
-class Imported:
-    """What one ``inventory import`` stored: per image, its digest, packages, findings."""
+class Stored:
+    """One image an import stored (what it says of it; its rows are in the store, not here)."""
 
-    images: tuple[Prepared, ...]
+    source: str
+    digest: str
+    repository: str | None
+    packages: int
+    findings: int
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What one ``inventory import`` stored, in the order of its paths."""
+
+    images: tuple[Stored, ...]
 
     @property
     def warnings(self) -> tuple[str, ...]:
         return tuple(w for image in self.images for w in image.warnings)
 
 
+class ImportStopped(TfgovError):
+    """A path an import could not read (its own error, as reading it raised it), and how many
+    images were stored before it, each whole."""
+
+    def __init__(self, cause: TfgovError, stored: int, total: int) -> None:
+        super().__init__(cause.message, cause.hint)
+        self.cause, self.stored, self.total = cause, stored, total
+        self.exit_code = cause.exit_code
+
+    def lines(self) -> list[str]:
+        if not self.stored:
+            return [*self.cause.lines(), f"note: nothing was stored (of {self.total} paths)"]
+        before = "the image before it is" if self.stored == 1 else f"the {self.stored} images before it are"
+        return [
+            *self.cause.lines(),
+            f"note: {before} stored, whole (of {self.total} paths); import the same paths again once "
+            "it is mended: an image stored twice is one row",
+        ]
+
+
 BATCH = 200  # images a write transaction stores at most (a few seconds of a SQLite writer's lock)
 POOL_FROM = 32  # paths from which an import reads in worker processes (each costs a fork)
+CHUNK = 16  # paths a reading process reads at a time
+AHEAD = 4  # chunks each reading process may have read ahead of the store
 
 
-def import_paths(store: Store, paths: Sequence[Path]) -> Imported:
-    """Read every path first (a bad one stores nothing at all; many paths are read by a process
-    per core), then store the images in write transactions of up to :data:`BATCH` images.
+def import_paths(
+    store: Store, paths: Sequence[Path], on_stored: Callable[[Stored], None] | None = None
+) -> Imported:
+    """Read the paths (many of them by a process per core) and store the images as they come, in
+    write transactions of up to :data:`BATCH` images: storing overlaps reading, and an import holds
+    a few hundred images at a time, however many it is given. ``on_stored`` is told of each image
+    once its transaction has committed.
 
-    Each image is whole or not at all: a batch is stored under a savepoint, and when it fails it
-    is rolled back and its images stored again one by one, each under a savepoint of its own, so
-    that the image the database refused is not stored at all and those before it are (committed);
-    the import then stops with that failure, naming the image, as it did with a transaction per
-    image."""
-    with no_cycle_collection():
-        images = _read_all(paths)
-        cache = PackageIds()
-        for start in range(0, len(images), BATCH):
-            batch = images[start : start + BATCH]
-            with store.writing() as conn:
-                refused = _store_batch(conn, batch, cache)
-            cache.keep()
-            if refused is not None:
-                image, exc = refused
-                before = start + batch.index(image)
-                raise store.failure(
-                    exc,
-                    f"the inventory database failed on {image.source} ({before} of {len(images)} "
-                    "images stored before it, whole; an import of the same images again is safe: "
-                    "each is one row)",
-                )
-    return Imported(tuple(images))
+    Each image is whole or not at all. A path that cannot be read (a record that breaks its schema)
+    stops the import there: the images before it are stored, it and those after it are not, and
+    :class:`ImportStopped` says so. A batch is stored under a savepoint; when the database refuses
+    it, it is rolled back and its images stored again one by one, each under a savepoint of its
+    own, so that the image the database refused is not stored at all and those before it are
+    (committed); the import then stops with that failure, naming the image."""
+    done: list[Stored] = []
+    cache = PackageIds()
+
+    def commit(batch: list[Prepared]) -> None:
+        with store.writing() as conn:
+            refused = _store_batch(conn, batch, cache)
+        cache.keep()
+        kept = batch if refused is None else batch[: batch.index(refused[0])]
+        for image in kept:
+            stored = Stored(image.source, image.digest, image.repository, len(image.packages),
+                            len(image.findings), image.warnings)  # fmt: skip
+            done.append(stored)
+            if on_stored is not None:
+                on_stored(stored)
+        if refused is not None:
+            image, exc = refused
+            raise store.failure(
+                exc,
+                f"the inventory database failed on {image.source} ({len(done)} of {len(paths)} "
+                "images stored before it, whole; an import of the same images again is safe: "
+                "each is one row)",
+            )
+
+    with no_cycle_collection(), contextlib.closing(_read(paths)) as images:
+        batch: list[Prepared] = []
+        try:
+            for image in images:
+                batch.append(image)
+                if len(batch) == BATCH:
+                    commit(batch)
+                    batch = []
+        except _Unreadable as exc:
+            if batch:
+                commit(batch)  # the images read before the one that failed
+            raise ImportStopped(exc.cause, len(done), len(paths)) from None
+        if batch:
+            commit(batch)
+    return Imported(tuple(done))
 
 
-@contextmanager
+class _Unreadable(Exception):
+    """A path's reading failed (``cause``): told apart from the store's failures while both run."""
+
+    def __init__(self, cause: TfgovError) -> None:
+        super().__init__(cause.message)
+        self.cause = cause
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by its cause (from a reading process to the one storing)."""
+        return (_Unreadable, (self.cause,))
+
+
+@contextlib.contextmanager
 def no_cycle_collection() -> Iterator[None]:
     """No cyclic garbage collection while an import or a rescan runs: they make millions of
     objects that live until they end (rows, parsed JSON, sets of images), hardly any in cycles,
@@ -466,30 +540,68 @@ def _store_batch(
     return None  # each alone went in (what failed was the batch: a deadlock that did not recur)
 
 
-def _read_all(paths: Sequence[Path]) -> list[Prepared]:
-    """Every path read, checked and made into rows, in order; the first bad one raises. Many paths
-    are shared out among a process per core (reading is most of an import's work: JSON, the
-    schema, 300 packages an image); the rows come back as plain tuples, cheap to send."""
+def _read(paths: Sequence[Path]) -> Generator[Prepared]:
+    """Every path read, checked and made into rows, in order; the first bad one raises
+    :class:`_Unreadable`. Many paths are shared out among a process per core (reading is most of an
+    import's work: JSON, the schema, 300 packages an image), a chunk at a time and never more than
+    :data:`AHEAD` chunks a process ahead of what has been taken; the rows come back as plain
+    tuples, cheap to send."""
     workers = _cores()
     if workers < 2 or len(paths) < POOL_FROM:
-        return [read_prepared(path) for path in paths]
+        yield from _taken(map(_read_chunk, ([path] for path in paths)))
+        return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # fork: the workers start in milliseconds with everything imported; they only read files
-    # (never the parent's database connections) and leave by os._exit
+    # fork: the workers start in milliseconds with everything imported, all of them at the first
+    # chunk (before anything is stored); they only read files (never the parent's database
+    # connections) and leave by os._exit
     method = (
         "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux" else "spawn"
     )
-    chunk = max(1, min(64, len(paths) // (workers * 8)))
+    chunks = iter([paths[start : start + CHUNK] for start in range(0, len(paths), CHUNK)])
     gc.freeze()  # what the workers inherit is not theirs to collect (nor to copy, page by page)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context(method), initializer=gc.disable
+    )
     try:
-        with ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context(method), initializer=gc.disable
-        ) as pool:
-            return list(pool.map(read_prepared, paths, chunksize=chunk))
+        reading = deque(
+            pool.submit(_read_chunk, chunk) for chunk in itertools.islice(chunks, workers * AHEAD)
+        )
+
+        def results() -> Iterator[Chunk]:
+            while reading:
+                done = reading.popleft().result()
+                following = next(chunks, None)
+                if following is not None:
+                    reading.append(pool.submit(_read_chunk, following))
+                yield done
+
+        yield from _taken(results())
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a bad path: what is still queued is not read
         gc.unfreeze()
+
+
+Chunk = tuple[list[Prepared], "_Unreadable | None"]
+
+
+def _taken(results: Iterable[Chunk]) -> Iterator[Prepared]:
+    for read, failed in results:
+        yield from read
+        if failed is not None:
+            raise failed
+
+
+def _read_chunk(paths: Sequence[Path]) -> Chunk:
+    """The paths read in order, up to the first that cannot be read, and why that one could not."""
+    read = []
+    for path in paths:
+        try:
+            read.append(read_prepared(path))
+        except TfgovError as exc:
+            return read, _Unreadable(exc)
+    return read, None
 
 
 def _cores() -> int:
