@@ -31,6 +31,22 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def finding_columns() -> list[Column[Any]]:
+    """A finding's own columns, the same in a scan's ``findings`` and a rescan's (new objects each
+    call: a column belongs to one table)."""
+    return [
+        Column("advisory", String(200), nullable=False),  # the finding's id (CVE-..., PYSEC-...)
+        Column("aliases", Text, nullable=False),  # JSON list
+        Column("severity", String(10), nullable=False),
+        Column("fix_state", String(20), nullable=False),
+        Column("fixed_versions", Text, nullable=False),  # JSON list
+        Column("cvss_score", Float),
+        Column("title", Text, nullable=False),
+        Column("scanners", Text, nullable=False),  # JSON list
+    ]
+
+
 images = Table(
     "images",
     metadata,
@@ -109,14 +125,7 @@ findings = Table(
     Column("id", Integer, primary_key=True),
     Column("image_id", ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
     Column("package_id", ForeignKey("packages.id"), nullable=False),
-    Column("advisory", String(200), nullable=False),  # the finding's id (CVE-..., PYSEC-...)
-    Column("aliases", Text, nullable=False),  # JSON list
-    Column("severity", String(10), nullable=False),
-    Column("fix_state", String(20), nullable=False),
-    Column("fixed_versions", Text, nullable=False),  # JSON list
-    Column("cvss_score", Float),
-    Column("title", Text, nullable=False),
-    Column("scanners", Text, nullable=False),  # JSON list
+    *finding_columns(),
     Column("origin", String(10), nullable=False),  # scan (the pipeline's); rescans': rescan_findings
     Column("advisory_db", Text),  # what the scanner matched against
     Column("advisory_db_digest", String(100)),
@@ -178,14 +187,7 @@ rescan_findings = Table(
     Column("id", Integer, primary_key=True),  # in the matcher's order within a rescan
     Column("rescan_id", ForeignKey("rescans.id", ondelete="CASCADE"), nullable=False),
     Column("package_id", ForeignKey("packages.id"), nullable=False),
-    Column("advisory", String(200), nullable=False),
-    Column("aliases", Text, nullable=False),  # JSON list
-    Column("severity", String(10), nullable=False),
-    Column("fix_state", String(20), nullable=False),
-    Column("fixed_versions", Text, nullable=False),  # JSON list
-    Column("cvss_score", Float),
-    Column("title", Text, nullable=False),
-    Column("scanners", Text, nullable=False),  # JSON list
+    *finding_columns(),
     Column("images", Integer, nullable=False),  # the images it was new in, when the rescan ran
     UniqueConstraint("rescan_id", "package_id", "advisory", name="uq_rescan_findings_identity"),
     Index("ix_rescan_findings_package", "package_id"),

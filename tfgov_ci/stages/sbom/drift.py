@@ -38,32 +38,36 @@ def pypi_packages(cyclonedx: dict[str, Any]) -> dict[str, str]:
     """name -> version of every Python package a CycloneDX document lists as installed: the copies
     a package carries in its own source tree (``setuptools/_vendor/zipp-*.dist-info``, pip's
     ``_vendor``) are part of that package, which the lock holds, not packages of their own."""
-    out: dict[str, str] = {}
-    for component in cyclonedx.get("components", []):
-        purl = component.get("purl", "")
-        if purl.startswith("pkg:pypi/") and not _vendored(component):
-            out[normalise_name(component["name"])] = str(component.get("version", ""))
-    return out
+    return _installed(
+        (
+            component,
+            [
+                str(p.get("value", ""))
+                for p in component.get("properties", [])
+                if str(p.get("name", "")).startswith("syft:location:")
+                and str(p.get("name", "")).endswith(":path")
+            ],
+        )
+        for component in cyclonedx.get("components", [])
+    )
 
 
 def pypi_artifacts(artifacts: Iterable[dict[str, Any]]) -> dict[str, str]:
     """:func:`pypi_packages` of syft's own JSON artifacts (a catalogue's)."""
+    return _installed(
+        (artifact, [str(location.get("path", "")) for location in artifact.get("locations", [])])
+        for artifact in artifacts
+    )
+
+
+def _installed(packages: Iterable[tuple[dict[str, Any], list[str]]]) -> dict[str, str]:
+    """name -> version of each PyPI package but those whose every path is in a ``_vendor`` folder."""
     out: dict[str, str] = {}
-    for artifact in artifacts:
-        paths = [str(location.get("path", "")) for location in artifact.get("locations", [])]
+    for package, paths in packages:
         vendored = bool(paths) and all("/_vendor/" in path for path in paths)
-        if str(artifact.get("purl", "")).startswith("pkg:pypi/") and not vendored:
-            out[normalise_name(artifact["name"])] = str(artifact.get("version", ""))
+        if str(package.get("purl", "")).startswith("pkg:pypi/") and not vendored:
+            out[normalise_name(package["name"])] = str(package.get("version", ""))
     return out
-
-
-def _vendored(component: dict[str, Any]) -> bool:
-    paths = [
-        str(p.get("value", ""))
-        for p in component.get("properties", [])
-        if str(p.get("name", "")).startswith("syft:location:") and str(p.get("name", "")).endswith(":path")
-    ]
-    return bool(paths) and all("/_vendor/" in path for path in paths)
 
 
 def built_packages(labels: dict[str, str]) -> dict[str, str]:
