@@ -432,6 +432,7 @@ BATCH = 200  # images a write transaction stores at most (a few seconds of a SQL
 POOL_FROM = 32  # paths from which an import reads in worker processes (each costs a fork)
 CHUNK = 16  # paths a reading process reads at a time
 AHEAD = 4  # chunks each reading process may have read ahead of the store
+Chunk = tuple[list[Prepared], "_Unreadable | None"]  # a chunk's images, then why one was not read
 
 
 def import_paths(
@@ -583,10 +584,8 @@ def _read(paths: Sequence[Path]) -> Generator[Prepared]:
         gc.unfreeze()
 
 
-Chunk = tuple[list[Prepared], "_Unreadable | None"]
-
-
 def _taken(results: Iterable[Chunk]) -> Iterator[Prepared]:
+    """The images of each chunk in turn; a chunk's failure raised after the images before it."""
     for read, failed in results:
         yield from read
         if failed is not None:
