@@ -123,6 +123,28 @@ def test_an_sbom_component_keeps_its_first_path_and_layer_and_its_licences_once(
     assert package.source_name == "openssl" and package.identity == LIBSSL.identity
 
 
+def test_an_sbom_orjson_refuses_is_read_by_json_as_before_and_a_broken_one_names_line_and_column(
+    tmp_path: Path,
+) -> None:
+    """The SBOM goes to orjson first; what orjson refuses and ``json`` reads (a NaN, a lone
+    surrogate) still imports, with the same packages, and the file's digest is of its bytes."""
+    import hashlib
+
+    from tfgov_ci.findings import ReportError
+    from tfgov_ci.inventory.sbom import read_packages
+
+    component = '{"type": "library", "name": "pyyaml", "version": "6.0.2", "purl": "pkg:pypi/pyyaml@6.0.2"}'
+    odd = '{"type": "library", "name": "x\\ud800", "version": "1", "cvss": NaN}'
+    path = tmp_path / "sbom.cdx.json"
+    path.write_text(f'{{"bomFormat": "CycloneDX", "components": [{component}, {odd}]}}')
+    packages, digest = read_packages(path)
+    assert [(p.name, p.version) for p in packages] == [("pyyaml", "6.0.2"), ("x\ud800", "1")]
+    assert digest == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_text('{"bomFormat": "CycloneDX",\n "components": [')
+    with pytest.raises(ReportError, match=r"sbom\.cdx\.json:2:17: not valid JSON"):
+        read_packages(path)
+
+
 @pytest.mark.parametrize(
     ("purl", "source"),
     [
