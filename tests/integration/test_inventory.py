@@ -9,6 +9,7 @@ for real would only make the suite slower without testing anything else here.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -465,6 +466,32 @@ def test_the_record_stage_writes_the_build_into_the_inventory_its_variable_names
     broken = cli("run", "record", cwd=repo)
     assert broken.code == 3 and "postgresql://***@127.0.0.1:1/inventory" in broken.err
     assert PASSWORD not in broken.out + broken.err + (out / "record" / "result.json").read_text()
+
+
+def test_an_import_whose_reader_went_away_stores_everything_and_a_stopped_one_still_warns(
+    recorded_build: RecordedBuild, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """`inventory import ... | head -1`: stdout closed before the first line (a pipe whose reading
+    end is gone) does not stop the import; and an import a bad record stops has still said the
+    warnings of the images it stored before it."""
+    outs = [str(variant(recorded_build, tmp_path, n)) for n in (60, 61, 62)]
+    db = tmp_path / "inventory.sqlite"
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    argv = [sys.executable, "-m", "tfgov_ci", "inventory", "import", "--inventory", str(db), *outs]
+    done = subprocess.run(argv, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+    assert counts(db)["images"] == 3
+    alone = tmp_path / "records" / "record.json"
+    alone.parent.mkdir()
+    shutil.copyfile(recorded_build.out / "record.json", alone)
+    bad = variant(recorded_build, tmp_path, 63)
+    (bad / "record.json").write_text("{")
+    stopped = cli("inventory", "import", str(alone), str(bad), "--inventory", str(tmp_path / "b.sqlite"))
+    assert stopped.code == 2 and "note: the image before it is stored, whole (of 2 paths)" in stopped.err
+    assert f"warning: {alone}: no SBOM of this build beside it: its packages are not recorded" in stopped.err
 
 
 def test_a_record_on_its_own_is_recorded_without_packages_and_says_so(

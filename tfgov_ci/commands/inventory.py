@@ -4,6 +4,8 @@ and what runs where."""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -219,8 +221,7 @@ def handle_import(args: argparse.Namespace) -> int:
     if not args.registry and (args.repository or args.key or args.sbom):
         raise UsageError("--repository, --key and --sbom go with --registry HOST")
     with open_store(args.inventory) as store:
-        done = import_paths(store, args.paths, on_stored=_print_stored)
-        warn(done.warnings)
+        import_paths(store, args.paths, on_stored=_print_stored)
         if args.registry:
             _import_registry(store, args)
         print(f"inventory: {store.shown}")
@@ -228,9 +229,15 @@ def handle_import(args: argparse.Namespace) -> int:
 
 
 def _print_stored(image: Stored) -> None:
+    """An image the import has committed, and its warnings, said as it goes (an import that stops
+    later has still stored it). A reader that went away (``| head``) does not stop the import."""
     where = image.repository or "(no repository)"
-    print(f"recorded {where}@{image.digest}: {image.packages} packages, {image.findings} findings, "
-          f"from {image.source}", flush=True)  # fmt: skip
+    try:
+        print(f"recorded {where}@{image.digest}: {image.packages} packages, {image.findings} findings, "
+              f"from {image.source}", flush=True)  # fmt: skip
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the rest goes nowhere
+    warn(image.warnings)
 
 
 def _import_registry(store: Store, args: argparse.Namespace) -> None:

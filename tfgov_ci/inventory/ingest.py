@@ -430,8 +430,8 @@ class ImportStopped(TfgovError):
 
 BATCH = 200  # images a write transaction stores at most (a few seconds of a SQLite writer's lock)
 POOL_FROM = 32  # paths from which an import reads in worker processes (each costs a fork)
-CHUNK = 16  # paths a reading process reads at a time
-AHEAD = 4  # chunks each reading process may have read ahead of the store
+CHUNK = 16  # paths a reading process reads at a time, at most
+AHEAD = 4  # chunks a reading process may have read ahead of the store (in all, two batches' worth)
 Chunk = tuple[list[Prepared], "_Unreadable | None"]  # a chunk's images, then why one was not read
 
 
@@ -545,8 +545,8 @@ def _read(paths: Sequence[Path]) -> Generator[Prepared]:
     """Every path read, checked and made into rows, in order; the first bad one raises
     :class:`_Unreadable`. Many paths are shared out among a process per core (reading is most of an
     import's work: JSON, the schema, 300 packages an image), a chunk at a time and never more than
-    :data:`AHEAD` chunks a process ahead of what has been taken; the rows come back as plain
-    tuples, cheap to send."""
+    :data:`AHEAD` chunks a process (two batches in all, or a chunk a process on many cores) ahead
+    of what has been taken; the rows come back as plain tuples, cheap to send."""
     workers = _cores()
     if workers < 2 or len(paths) < POOL_FROM:
         yield from _taken(map(_read_chunk, ([path] for path in paths)))
@@ -560,27 +560,28 @@ def _read(paths: Sequence[Path]) -> Generator[Prepared]:
     method = (
         "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux" else "spawn"
     )
-    chunks = iter([paths[start : start + CHUNK] for start in range(0, len(paths), CHUNK)])
+    size = max(1, min(CHUNK, -(-len(paths) // (workers * 2))))  # a few paths: every process gets some
+    chunks = iter([paths[start : start + size] for start in range(0, len(paths), size)])
+    ahead = max(workers, min(workers * AHEAD, 2 * BATCH // size))  # a chunk a process, at least
     gc.freeze()  # what the workers inherit is not theirs to collect (nor to copy, page by page)
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context(method), initializer=gc.disable
-    )
     try:
-        reading = deque(
-            pool.submit(_read_chunk, chunk) for chunk in itertools.islice(chunks, workers * AHEAD)
-        )
+        context = multiprocessing.get_context(method)
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=gc.disable)
+        try:
+            reading = deque(pool.submit(_read_chunk, chunk) for chunk in itertools.islice(chunks, ahead))
 
-        def results() -> Iterator[Chunk]:
-            while reading:
-                done = reading.popleft().result()
-                following = next(chunks, None)
-                if following is not None:
-                    reading.append(pool.submit(_read_chunk, following))
-                yield done
+            def results() -> Iterator[Chunk]:
+                while reading:
+                    done = reading.popleft().result()
+                    following = next(chunks, None)
+                    if following is not None:
+                        reading.append(pool.submit(_read_chunk, following))
+                    yield done
 
-        yield from _taken(results())
+            yield from _taken(results())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # a bad path: what is queued is not read
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # a bad path: what is still queued is not read
         gc.unfreeze()
 
 

@@ -38,34 +38,38 @@ def pypi_packages(cyclonedx: dict[str, Any]) -> dict[str, str]:
     """name -> version of every Python package a CycloneDX document lists as installed: the copies
     a package carries in its own source tree (``setuptools/_vendor/zipp-*.dist-info``, pip's
     ``_vendor``) are part of that package, which the lock holds, not packages of their own."""
-    return _installed(
-        (
-            component,
-            [
-                str(p.get("value", ""))
-                for p in component.get("properties", [])
-                if str(p.get("name", "")).startswith("syft:location:")
-                and str(p.get("name", "")).endswith(":path")
-            ],
-        )
-        for component in cyclonedx.get("components", [])
-    )
+
+    def paths(component: dict[str, Any]) -> list[str]:
+        return [
+            str(p.get("value", ""))
+            for p in component.get("properties", [])
+            if str(p.get("name", "")).startswith("syft:location:")
+            and str(p.get("name", "")).endswith(":path")
+        ]
+
+    return _installed(cyclonedx.get("components", []), paths)
 
 
 def pypi_artifacts(artifacts: Iterable[dict[str, Any]]) -> dict[str, str]:
     """:func:`pypi_packages` of syft's own JSON artifacts (a catalogue's)."""
-    return _installed(
-        (artifact, [str(location.get("path", "")) for location in artifact.get("locations", [])])
-        for artifact in artifacts
-    )
+
+    def paths(artifact: dict[str, Any]) -> list[str]:
+        return [str(location.get("path", "")) for location in artifact.get("locations", [])]
+
+    return _installed(artifacts, paths)
 
 
-def _installed(packages: Iterable[tuple[dict[str, Any], list[str]]]) -> dict[str, str]:
-    """name -> version of each PyPI package but those whose every path is in a ``_vendor`` folder."""
+def _installed(
+    packages: Iterable[dict[str, Any]], paths_of: Callable[[dict[str, Any]], list[str]]
+) -> dict[str, str]:
+    """name -> version of each PyPI package but those whose every path (``paths_of``, asked of
+    PyPI packages only) is in a ``_vendor`` folder."""
     out: dict[str, str] = {}
-    for package, paths in packages:
-        vendored = bool(paths) and all("/_vendor/" in path for path in paths)
-        if str(package.get("purl", "")).startswith("pkg:pypi/") and not vendored:
+    for package in packages:
+        if not str(package.get("purl", "")).startswith("pkg:pypi/"):
+            continue
+        paths = paths_of(package)
+        if not (paths and all("/_vendor/" in path for path in paths)):
             out[normalise_name(package["name"])] = str(package.get("version", ""))
     return out
 
