@@ -403,10 +403,6 @@ class Imported:
 
     images: tuple[Stored, ...]
 
-    @property
-    def warnings(self) -> tuple[str, ...]:
-        return tuple(w for image in self.images for w in image.warnings)
-
 
 class ImportStopped(TfgovError):
     """A path an import could not read (its own error, as reading it raised it), and how many
