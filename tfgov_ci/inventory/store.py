@@ -115,7 +115,7 @@ def _sqlite_setup(engine: Engine) -> None:
         dbapi.isolation_level = None  # no implicit BEGIN from the driver: the "begin" hook below
         cursor = dbapi.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _into_wal(cursor)
         # WAL's own recommendation: a commit waits for no fsync, the database cannot be corrupted,
         # a power cut may lose the last commits (the records they came from are still there).
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -131,10 +131,42 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def _into_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, waiting its turn as long as any statement would. SQLite does
+    not wait when it cannot take the lock to switch a new file's journal (no busy handler): two
+    processes opening a fresh inventory at once, one failed with "database is locked" in half of
+    200 rounds. So a busy switch is tried again here, up to the same timeout."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    pause = 0.001
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
+
+
+def connectable(url: URL) -> Engine:
+    """The engine for ``url`` with the store's connection set-up (SQLite: the busy timeout, WAL,
+    foreign keys), nothing connected yet; :func:`open_store` makes its engine here."""
+    from sqlalchemy import create_engine
+
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, connect_args={"connect_timeout": 10})
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    _sqlite_setup(engine)
+    return engine
+
+
 def open_store(given: str | None = None) -> Store:
     """The inventory ``given`` names (else $TFGOV_INVENTORY_URL, else the default SQLite file),
     connected and migrated to the newest schema."""
-    from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 
     text = location.chosen(given)
@@ -149,10 +181,7 @@ def open_store(given: str | None = None) -> Store:
                 f"cannot make the inventory's folder {path.parent}: {exc.strerror}",
                 "choose another place with --inventory sqlite:///PATH or $TFGOV_INVENTORY_URL",
             ) from None
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
-        _sqlite_setup(engine)
-    else:
-        engine = create_engine(url, connect_args={"connect_timeout": 10})
+    engine = connectable(url)
     try:
         migrate(engine)
     except SQLAlchemyError as exc:
