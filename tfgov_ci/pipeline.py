@@ -278,6 +278,7 @@ STAGES: dict[str, StageSpec] = {
             ("uv", "pip-tools"),
             ("validate",),
             uses_registry=True,  # the base's labels
+            keeps=("lock",),  # resolutions, reused while their inputs are unchanged
         ),
         StageSpec(
             "build",

@@ -8,6 +8,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -298,7 +299,8 @@ def test_the_build_pushes_by_digest_publish_tags_it_the_branch_tag_moves_and_com
     ]
     ran = plan_is_what_ran(model, ["validate", "lock", "build", "sbom", "scan", "policy", "sign", "publish"])
     assert ran["validate"] == []  # in-process
-    assert [c[:3] for c in ran["lock"]] == [["skopeo", "inspect", "--config"], ["uv", "pip", "compile"]]
+    # uv resolved for the fixture; the lock has not changed since: kept, uv not run again.
+    assert [c[:3] for c in ran["lock"]] == [["skopeo", "inspect", "--config"]]
     assert ran["build"][0] == ["git", "status", "--porcelain", "--", str(model / "requirements.lock")]
     by_digest = f"docker://{repository}@{second['digest']}"
     assert ran["build"][-1][-1] == by_digest and ran["build"][-1][1] == "copy"  # the build's last command
@@ -395,6 +397,55 @@ def test_lock_check_passes_on_a_current_lock_and_fails_on_a_stale_one_writing_no
     assert (model / "requirements.lock").read_text() == before
     assert cli("lock", cwd=model).code == 0
     assert "six==1.17.0" in (model / "requirements.lock").read_text()
+
+
+def test_an_unchanged_lock_is_kept_without_uv_until_an_input_changes_or_the_window_ends(
+    model: Path, cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TFGOV_CACHE_DIR", str(tmp_path / "cache"))  # no resolution kept yet
+    lock = model / "requirements.lock"
+    committed = lock.read_text()
+
+    def lock_stage(config: str | None = None) -> tuple[list[str], dict[str, object]]:
+        """The lock stage run once: the tools it ran, and its result's data."""
+        if config is not None:
+            (model / "tfgov.yaml").write_text(config)
+        for stage in ("validate", "lock"):
+            result = cli("run", stage, cwd=model)
+            assert result.code == 0, result.err
+        found = json.loads((model / ".tfgov/out/lock/result.json").read_text())
+        return [c["argv"][0] for c in found["commands"]], found["data"]
+
+    plan = cli("plan", "--format", "json", cwd=model)
+    (step,) = [s for stage in json.loads(plan.out)["stages"] for s in stage["steps"] if s["tool"] == "uv"]
+    assert step["optional"] and "when the same inputs were resolved to it within 24 h" in step["description"]
+    assert lock_stage()[0] == ["skopeo", "uv"]  # nothing kept: resolved, and kept
+    tools, data = lock_stage()
+    assert tools == ["skopeo"] and data["reused_from"] is not None
+    assert lock.read_text() == committed
+
+    lock.write_text(committed + "# edited\n")  # not what the kept resolution wrote
+    assert lock_stage()[0] == ["skopeo", "uv"] and lock.read_text() == committed
+    monkeypatch.setenv("UV_RESOLUTION", "highest")  # one of uv's settings
+    assert lock_stage()[0] == ["skopeo", "uv"]
+    assert lock_stage()[0] == ["skopeo"]
+
+    # The window ends: the resolution just reused made 25 hours ago.
+    entry = max((tmp_path / "cache/lock").glob("*.json"), key=lambda path: path.stat().st_mtime_ns)
+    kept = json.loads(entry.read_text())
+    made = datetime.fromisoformat(kept["resolved_at"]) - timedelta(hours=25)
+    entry.write_text(json.dumps({**kept, "resolved_at": made.isoformat()}))
+    assert lock_stage()[0] == ["skopeo", "uv"]
+    config = (model / "tfgov.yaml").read_text()
+    assert lock_stage(config.replace("stages:\n", "stages:\n  lock:\n    options: {reuse_hours: 0}\n"))[
+        0
+    ] == [
+        "skopeo",
+        "uv",
+    ]
+    (model / "tfgov.yaml").write_text(config)
+    (model / "requirements.txt").write_text("PyYAML==6.0.2\nsix==1.17.0\n")
+    assert lock_stage()[0] == ["skopeo", "uv"] and "six==1.17.0" in lock.read_text()
 
 
 def test_unsatisfiable_requirements_pass_on_uvs_explanation(

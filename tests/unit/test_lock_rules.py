@@ -112,3 +112,15 @@ def test_pip_tools_refuses_to_lock_for_a_target_it_does_not_run_on(monkeypatch: 
             locker._check_target(ctx, "manylinux_2_36_x86_64")  # type: ignore[arg-type]
         assert raised.value.exit_code == 2
         assert refusal in raised.value.message + " " + (raised.value.hint or ""), host
+
+
+def test_reuse_hours_is_a_number_of_hours_or_a_clear_error() -> None:
+    from tfgov_ci.errors import StageInputError
+    from tfgov_ci.stages.lock import reuse
+
+    assert reuse.window({}) == 24 and reuse.window({"reuse_hours": 0}) == 0
+    for bad in ("soon", -1, True, None):
+        with pytest.raises(StageInputError) as raised:
+            reuse.window({"reuse_hours": bad})
+        assert raised.value.exit_code == 2
+        assert raised.value.message.startswith(f"stages.lock.options.reuse_hours: {bad!r} is not")

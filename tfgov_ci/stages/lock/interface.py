@@ -19,6 +19,7 @@ from tfgov_ci.errors import GateFailed, TfgovError, UsageError
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.registry import Registry, RegistryError
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, result_path
+from tfgov_ci.stages.lock import reuse
 from tfgov_ci.wheels import Locked, lock_digest, normalise_name, parse_lock
 
 COMPILE_COMMAND = "tfgov-ci run lock"
@@ -37,6 +38,8 @@ class Resolution:
     text: str
     platform: str
     constraints: tuple[str, ...]
+    reused: str | None = None  # when the reused resolution was made (None: resolved now)
+    warnings: tuple[str, ...] = ()
 
 
 def compare(old: list[Locked], new: list[Locked]) -> list[str]:
@@ -126,6 +129,12 @@ class Compiler(ABC):
     def _executable(self) -> list[str]:
         """What actually runs in place of argv[0]."""
 
+    def _settings(self, ctx: Context) -> Mapping[str, str | bytes] | None:
+        """Whatever else decides the compile's answer (its configuration files and variables),
+        for the reuse key (:mod:`~tfgov_ci.stages.lock.reuse`); None: this backend cannot tell,
+        so it resolves every run."""
+        return None
+
     def _check_target(self, ctx: Context, platform_tag: str) -> None:  # noqa: B027 (optional hook)
         """Refuse to lock when this backend cannot resolve for the base's Python and platform;
         uv resolves for any, so by default nothing to refuse."""
@@ -139,6 +148,7 @@ class Compiler(ABC):
             inspect = registry.inspect_argv(ref, args, config=True)
         work = "<temporary dir>"
         compile_argv = self._argv(ctx, "<base platform>", f"{work}/{LOCK_OUTPUT}", f"{work}/{CONSTRAINTS}")
+        kept = self._reuse_note(ctx)
         return StagePlan(
             stage=self.stage,
             backend=self.name,
@@ -150,17 +160,29 @@ class Compiler(ABC):
                     "read the base's Python packages and platform from its labels", tuple(inspect), "skopeo"
                 ),
                 Step(
-                    f"resolve with hashes, the base's packages as constraints; then {lock.name}",
+                    f"resolve with hashes, the base's packages as constraints; then {lock.name}" + kept,
                     tuple(compile_argv),
                     self.tool,
+                    optional=bool(kept),
                 ),
             ),
             inputs=(str(cfg.project_dir / cfg.dependencies.requirements),),
             outputs=(str(lock), str(result_path(ctx.out_dir, self.stage))),
         )
 
-    def resolve(self, ctx: Context) -> Resolution:
-        """Resolve the requirements for the base (nothing written): the lock text and its facts."""
+    def _reuse_note(self, ctx: Context) -> str:
+        hours = reuse.window(self.options)
+        if not hours or self._settings(ctx) is None:
+            return ""
+        return (
+            " (skipped, the lock kept as it is, when the same inputs were resolved to it within "
+            f"{hours:g} h: stages.lock.options.reuse_hours)"
+        )
+
+    def resolve(self, ctx: Context, *, may_reuse: bool = False) -> Resolution:
+        """Resolve the requirements for the base (nothing written): the lock text and its facts.
+        ``may_reuse``: keep the lock on disk when a resolution of the very same inputs made it within
+        ``reuse_hours`` (the stage; ``lock --check`` always resolves)."""
         cfg = ctx.config
         ref = reference.parse(cfg.base.image)
         labels = base_labels(ctx)
@@ -174,10 +196,29 @@ class Compiler(ABC):
             requirements, provided, allow_unhashable=bool(self.options.get("allow_unhashable"))
         )
         lock = cfg.project_dir / cfg.dependencies.lock
+        # Always a constraints file, empty for a base without Python packages: one command shape.
+        constraints_text = "".join(f"{item}\n" for item in provided)
+        hours = reuse.window(self.options) if may_reuse else 0.0
+        settings = self._settings(ctx) if hours else None
+        key = None
+        if settings is not None:
+            key = reuse.key(
+                {
+                    **{f"setting {name}": value for name, value in settings.items()},
+                    "backend": self.name,
+                    "argv": "\0".join(self._argv(ctx, platform, LOCK_OUTPUT, CONSTRAINTS)),
+                    "tool": _identity(self._executable()),
+                    "requirements": requirements.read_bytes(),
+                    "constraints": constraints_text,
+                    "base": str(ref.digest),
+                }
+            )
+            made = reuse.found(key, lock, hours)
+            if made is not None:
+                return Resolution(lock.read_text(), platform, tuple(provided), reused=made)
         with tempfile.TemporaryDirectory(prefix="tfgov-lock.") as tmp:
-            # Always a constraints file, empty for a base without Python packages: one command shape.
             constraints = str(Path(tmp) / CONSTRAINTS)
-            Path(constraints).write_text("".join(f"{item}\n" for item in provided))
+            Path(constraints).write_text(constraints_text)
             output = Path(tmp) / LOCK_OUTPUT
             if lock.is_file():  # the tools keep the versions of an existing output file that still fit
                 shutil.copyfile(lock, output)
@@ -198,24 +239,31 @@ class Compiler(ABC):
             f"# Written by `{COMPILE_COMMAND}` ({self.name}) for Python {cfg.runtime.python} on {platform},\n"
             f"# base {ref.digest}: its packages are constraints. Do not edit by hand.\n"
         )
-        return Resolution(header + body, platform, tuple(provided))
+        problem = reuse.keep(key, header + body) if key else None
+        return Resolution(header + body, platform, tuple(provided), warnings=(problem,) if problem else ())
 
     def run(self, ctx: Context, plan: StagePlan) -> StageResult:
         clock = Clock.start()
         cfg = ctx.config
-        resolution = self.resolve(ctx)
+        resolution = self.resolve(ctx, may_reuse=True)
         lock = cfg.project_dir / cfg.dependencies.lock
         tree_path = lock.with_name(lock.name + TREE_SUFFIX)
         tree = dependency_tree(resolution.text)
-        atomic_write_text(lock, resolution.text)
+        if resolution.reused is None:  # a reused resolution is the lock on disk, byte for byte
+            atomic_write_text(lock, resolution.text)
         atomic_write_json(tree_path, tree)
         locked = parse_lock(lock)
+        how = (
+            f"; kept: the same inputs resolved at {resolution.reused}, within reuse_hours"
+            if resolution.reused
+            else ""
+        )
         return passed(
             ctx,
             self.stage,
             self.name,
             clock,
-            f"{len(locked)} packages locked for Python {cfg.runtime.python} on {resolution.platform}",
+            f"{len(locked)} packages locked for Python {cfg.runtime.python} on {resolution.platform}{how}",
             outputs={"lock": str(lock), "tree": str(tree_path)},
             data={
                 "lock_digest": lock_digest(lock),
@@ -224,7 +272,9 @@ class Compiler(ABC):
                 "python": cfg.runtime.python,
                 "constraints": list(resolution.constraints),
                 "roots": tree["roots"],
+                "reused_from": resolution.reused,
             },
+            warnings=resolution.warnings,
         )
 
 
@@ -296,3 +346,14 @@ def dependency_tree(lock_text: str) -> dict[str, Any]:
     for info in packages.values():
         info["required_by"] = sorted(set(info["required_by"]) - {"requirements"})
     return {"schema_version": 1, "roots": roots, "packages": dict(sorted(packages.items()))}
+
+
+def _identity(executable: list[str]) -> str:
+    """The compile tool's binary as the key sees it: its path, size and modification time (an
+    upgrade changes them), without starting it."""
+    parts = []
+    for arg in executable:
+        path = Path(arg)
+        stat = path.stat() if path.is_absolute() and path.is_file() else None
+        parts.append(f"{arg}:{stat.st_size}:{stat.st_mtime_ns}" if stat else arg)
+    return "\0".join(parts)
