@@ -55,11 +55,12 @@ def variant(build: RecordedBuild, folder: Path, n: int, *, pyyaml: str | None = 
         path.write_text(path.read_text().replace(build.digest, digest))
     if pyyaml:
         sbom = out / "sbom/sbom.cdx.json"
-        sbom.write_text(
-            sbom.read_text()
-            .replace("pyyaml@6.0.2", f"pyyaml@{pyyaml}")
-            .replace('"version": "6.0.2"', f'"version": "{pyyaml}"')
-        )
+        doc = json.loads(sbom.read_text())
+        for component in doc["components"]:
+            if component.get("purl", "").startswith("pkg:pypi/pyyaml@6.0.2"):
+                component["version"] = pyyaml
+                component["purl"] = component["purl"].replace("pyyaml@6.0.2", f"pyyaml@{pyyaml}")
+        sbom.write_text(json.dumps(doc))
     return out
 
 

@@ -402,50 +402,69 @@ def test_lock_check_passes_on_a_current_lock_and_fails_on_a_stale_one_writing_no
 def test_an_unchanged_lock_is_kept_without_uv_until_an_input_changes_or_the_window_ends(
     model: Path, cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tfgov_ci import tools
+
     monkeypatch.setenv("TFGOV_CACHE_DIR", str(tmp_path / "cache"))  # no resolution kept yet
-    lock = model / "requirements.lock"
+    lock, config = model / "requirements.lock", (model / "tfgov.yaml").read_text()
     committed = lock.read_text()
 
-    def lock_stage(config: str | None = None) -> tuple[list[str], dict[str, object]]:
+    def lock_stage() -> tuple[list[str], dict[str, object]]:
         """The lock stage run once: the tools it ran, and its result's data."""
-        if config is not None:
-            (model / "tfgov.yaml").write_text(config)
         for stage in ("validate", "lock"):
             result = cli("run", stage, cwd=model)
             assert result.code == 0, result.err
         found = json.loads((model / ".tfgov/out/lock/result.json").read_text())
         return [c["argv"][0] for c in found["commands"]], found["data"]
 
+    def newest() -> Path:
+        return max((tmp_path / "cache/lock").glob("*.json"), key=lambda path: path.stat().st_mtime_ns)
+
     plan = cli("plan", "--format", "json", cwd=model)
     (step,) = [s for stage in json.loads(plan.out)["stages"] for s in stage["steps"] if s["tool"] == "uv"]
     assert step["optional"] and "when the same inputs were resolved to it within 24 h" in step["description"]
     assert lock_stage()[0] == ["skopeo", "uv"]  # nothing kept: resolved, and kept
-    tools, data = lock_stage()
-    assert tools == ["skopeo"] and data["reused_from"] is not None
+    tools_ran, data = lock_stage()
+    assert tools_ran == ["skopeo"] and data["reused_from"] == json.loads(newest().read_text())["resolved_at"]
     assert lock.read_text() == committed
+    for asked in (("lock",), ("lock", "--check")):  # asked for a lock: always resolved
+        with tools.recording() as ran:
+            assert cli(*asked, cwd=model).code == 0
+        assert [c.argv[0] for c in ran] == ["skopeo", "uv"], asked
 
     lock.write_text(committed + "# edited\n")  # not what the kept resolution wrote
     assert lock_stage()[0] == ["skopeo", "uv"] and lock.read_text() == committed
     monkeypatch.setenv("UV_RESOLUTION", "highest")  # one of uv's settings
     assert lock_stage()[0] == ["skopeo", "uv"]
     assert lock_stage()[0] == ["skopeo"]
+    (model / "uv.toml").write_text('resolution = "highest"\n')  # one of uv's configuration files
+    assert lock_stage()[0] == ["skopeo", "uv"]
 
-    # The window ends: the resolution just reused made 25 hours ago.
-    entry = max((tmp_path / "cache/lock").glob("*.json"), key=lambda path: path.stat().st_mtime_ns)
+    entry = newest()  # the window ends: the resolution just kept, made 25 hours ago
     kept = json.loads(entry.read_text())
     made = datetime.fromisoformat(kept["resolved_at"]) - timedelta(hours=25)
     entry.write_text(json.dumps({**kept, "resolved_at": made.isoformat()}))
     assert lock_stage()[0] == ["skopeo", "uv"]
-    config = (model / "tfgov.yaml").read_text()
-    assert lock_stage(config.replace("stages:\n", "stages:\n  lock:\n    options: {reuse_hours: 0}\n"))[
-        0
-    ] == [
-        "skopeo",
-        "uv",
-    ]
+    (model / "tfgov.yaml").write_text(
+        config.replace("stages:\n", "stages:\n  lock:\n    options: {reuse_hours: 0}\n")
+    )
+    assert lock_stage()[0] == ["skopeo", "uv"]
+    (model / "tfgov.yaml").write_text(
+        config.replace("stages:\n", "stages:\n  lock:\n    options: {reuse_hours: soon}\n")
+    )
+    refused = cli("run", "validate", cwd=model)
+    assert refused.code == 2
+    line = config.splitlines().index("stages:") + 3  # the options line, under stages: and lock:
+    assert (
+        f"tfgov.yaml:{line}: stages.lock.options.reuse_hours: 'soon' is not a number of hours" in refused.err
+    )
+
     (model / "tfgov.yaml").write_text(config)
     (model / "requirements.txt").write_text("PyYAML==6.0.2\nsix==1.17.0\n")
     assert lock_stage()[0] == ["skopeo", "uv"] and "six==1.17.0" in lock.read_text()
+    (model / "pins.txt").write_text("six==1.17.0\n")
+    (model / "requirements.txt").write_text("PyYAML==6.0.2\nsix\n-c pins.txt\n")  # names another file
+    assert lock_stage()[0] == ["skopeo", "uv"]
+    assert lock_stage()[0] == ["skopeo", "uv"]
 
 
 def test_unsatisfiable_requirements_pass_on_uvs_explanation(

@@ -114,13 +114,57 @@ def test_pip_tools_refuses_to_lock_for_a_target_it_does_not_run_on(monkeypatch: 
         assert refusal in raised.value.message + " " + (raised.value.hint or ""), host
 
 
-def test_reuse_hours_is_a_number_of_hours_or_a_clear_error() -> None:
-    from tfgov_ci.errors import StageInputError
+def test_reuse_hours_is_a_number_of_hours_from_zero_to_a_year() -> None:
     from tfgov_ci.stages.lock import reuse
 
-    assert reuse.window({}) == 24 and reuse.window({"reuse_hours": 0}) == 0
-    for bad in ("soon", -1, True, None):
-        with pytest.raises(StageInputError) as raised:
-            reuse.window({"reuse_hours": bad})
-        assert raised.value.exit_code == 2
-        assert raised.value.message.startswith(f"stages.lock.options.reuse_hours: {bad!r} is not")
+    assert reuse.window_problem({}) is None and reuse.window({}) == 24
+    assert reuse.window_problem({"reuse_hours": 0}) is None and reuse.window({"reuse_hours": 0}) == 0
+    for bad in ("soon", -1, True, None, float("nan"), float("inf"), 1e12):
+        assert reuse.window_problem({"reuse_hours": bad}) is not None, bad
+
+
+def test_requirements_that_name_other_files_urls_or_variables_are_never_kept() -> None:
+    from tfgov_ci.stages.lock import reuse
+
+    assert reuse.self_contained("# ours\nPyYAML>=6.0  # config\ntensorflow-cpu==2.21.0\n")
+    assert reuse.self_contained("--index-url https://harbor.example.com/pypi/simple\nnumpy\n")
+    for line in ("-r more.txt", "-c pins.txt", "--constraint=pins.txt", "-e .", "./wheels/a.whl",
+                 "--find-links wheels", "pkg @ https://example.com/pkg.whl", "--index-url ${INDEX}",
+                 "numpy==${NUMPY}"):  # fmt: skip
+        assert not reuse.self_contained(f"pyyaml\n{line}\n"), line
+
+
+def test_the_key_leaves_credentials_out_and_names_each_input() -> None:
+    from tfgov_ci.stages.lock import reuse
+
+    assert reuse.setting("UV_INDEX_PRIVATE_PASSWORD", "s3cret") is None
+    assert reuse.setting("UV_INDEX_URL", "https://ci:job-token@harbor.example.com/simple") == (
+        "https://harbor.example.com/simple"
+    )
+    assert reuse.key({"a": "bc"}) != reuse.key({"ab": "c"})
+    assert reuse.key({"a": "1", "b": "2"}) == reuse.key({"b": "2", "a": "1"})
+
+
+def test_a_kept_resolution_is_found_only_fresh_whole_and_equal_to_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tfgov_ci.stages.lock import reuse
+
+    monkeypatch.setenv("TFGOV_CACHE_DIR", str(tmp_path / "cache"))
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("pyyaml==6.0.2\n")
+    now = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
+    assert reuse.keep("k", lock.read_text(), 24, now=now) is None
+    assert reuse.found("k", lock, 24, now=now + timedelta(hours=23)) == now.isoformat(timespec="seconds")
+    assert reuse.found("k", lock, 24, now=now + timedelta(hours=25)) is None  # the window ended
+    assert reuse.found("k", lock, 24, now=now - timedelta(hours=1)) is None  # made in the future
+    assert reuse.found("other", lock, 24, now=now) is None
+    entry = tmp_path / "cache/lock/k.json"
+    for damaged in ('{"resolved_at": "2026-12-03T06:00:00", "text": "pyyaml==6.0.2\\n"}', "{", "[]"):
+        entry.write_text(damaged)  # no time zone; not JSON; not an entry
+        assert reuse.found("k", lock, 24, now=now) is None
+    reuse.keep("k", lock.read_text(), 24, now=now)
+    lock.write_text("pyyaml==6.0.2\n# edited\n")
+    assert reuse.found("k", lock, 24, now=now) is None

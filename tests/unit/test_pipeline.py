@@ -355,5 +355,6 @@ def test_every_backend_that_checks_its_inputs_is_registered_for_validate_to_find
         for name, ep in backends.items()
         if callable(getattr(ep.load(), "preflight", None))
     }
-    assert with_preflight == set(preflighted_backends()) == {"build.buildah", "build.docker"}
+    assert with_preflight == set(preflighted_backends())
+    assert with_preflight == {"build.buildah", "build.docker", "lock.uv", "lock.pip-tools"}
     assert all(isinstance(ep.load()({}), Preflighted) for ep in preflighted_backends().values())

@@ -142,7 +142,9 @@ def jobs(pipeline_def: PipelineDef) -> dict[str, Any]:
             }
         if spec.keeps:
             # tfgov-ci's cache in the project folder, where GitLab's cache can keep the stage's
-            # folders: content-keyed (a layer's diff id), so one cache for every branch and file.
+            # folders: content-keyed (a layer's diff id, a lock's inputs), so one cache for every
+            # branch and file; GitLab keeps protected branches' caches apart (its default), so a
+            # merge request's pipeline writes nothing that main's reads (the kept locks are trusted).
             # trivy keeps its own where TRIVY_CACHE_DIR says.
             hidden["variables"] = {"TFGOV_CACHE_DIR": f"$CI_PROJECT_DIR/{CACHE}"}
             if "trivy" in spec.keeps:

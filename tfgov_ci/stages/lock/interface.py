@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tfgov_ci import tools
+from tfgov_ci import __version__, tools
 from tfgov_ci._files import atomic_write_json, atomic_write_text
 from tfgov_ci.context import Context
-from tfgov_ci.errors import GateFailed, TfgovError, UsageError
+from tfgov_ci.errors import GateFailed, Problem, TfgovError, UsageError
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.registry import Registry, RegistryError
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, result_path
@@ -28,6 +28,7 @@ LOCK_OUTPUT = "requirements.lock"  # in the compile's temporary folder
 CONSTRAINTS = "base-constraints.txt"  # the base's packages, in the same folder
 
 if TYPE_CHECKING:
+    from tfgov_ci.config import Config
     from tfgov_ci.pipeline import PipelineDef
 
 
@@ -76,7 +77,7 @@ def write_lock(ctx: Context, pipeline_def: PipelineDef) -> str:
     from tfgov_ci import pipeline
 
     backend = _locker(ctx, pipeline_def)
-    result = backend.run(ctx, backend.plan(ctx))
+    result = backend.lock(ctx, may_reuse=False)  # asked for a lock: resolved, never kept
     pipeline.write_result(ctx, result)
     return f"wrote {ctx.config.dependencies.lock}: {result.message}; commit it"
 
@@ -148,7 +149,12 @@ class Compiler(ABC):
             inspect = registry.inspect_argv(ref, args, config=True)
         work = "<temporary dir>"
         compile_argv = self._argv(ctx, "<base platform>", f"{work}/{LOCK_OUTPUT}", f"{work}/{CONSTRAINTS}")
-        kept = self._reuse_note(ctx)
+        kept = (
+            " (skipped, the lock kept as it is, when the same inputs were resolved to it within "
+            f"{self._window():g} h: {reuse.OPTION})"
+            if self._reuse_key(ctx, "<base platform>", "") is not None
+            else ""
+        )
         return StagePlan(
             stage=self.stage,
             backend=self.name,
@@ -170,19 +176,48 @@ class Compiler(ABC):
             outputs=(str(lock), str(result_path(ctx.out_dir, self.stage))),
         )
 
-    def _reuse_note(self, ctx: Context) -> str:
-        hours = reuse.window(self.options)
-        if not hours or self._settings(ctx) is None:
-            return ""
-        return (
-            " (skipped, the lock kept as it is, when the same inputs were resolved to it within "
-            f"{hours:g} h: stages.lock.options.reuse_hours)"
+    def preflight(self, config: Config) -> tuple[tuple[Problem, ...], tuple[str, ...]]:
+        """``reuse_hours`` checked by ``validate``, with its line."""
+        problem = reuse.window_problem(self.options)
+        if problem is None:
+            return (), ()
+        return (config.problem(("stages", "lock", "options", "reuse_hours"), problem, reuse.WINDOW_HINT),), ()
+
+    def _window(self) -> float:
+        problem = reuse.window_problem(self.options)
+        if problem:
+            raise LockStageError(f"tfgov.yaml: {reuse.OPTION}: {problem}", reuse.WINDOW_HINT)
+        return reuse.window(self.options)
+
+    def _reuse_key(self, ctx: Context, platform: str, constraints: str) -> str | None:
+        """The key of a resolution of these inputs (:mod:`~tfgov_ci.stages.lock.reuse`); None when
+        it is not kept: ``reuse_hours`` 0, a backend that cannot tell what else decides its answer,
+        or requirements that name other files, URLs or variables."""
+        cfg = ctx.config
+        requirements = cfg.project_dir / cfg.dependencies.requirements
+        if not self._window() or not requirements.is_file():
+            return None
+        text = requirements.read_bytes()
+        settings = self._settings(ctx)
+        if settings is None or not reuse.self_contained(text.decode(errors="replace")):
+            return None
+        return reuse.key(
+            {
+                **{f"setting {name}": value for name, value in settings.items()},
+                "tfgov-ci": __version__,
+                "backend": self.name,
+                "argv": "\0".join(self._argv(ctx, platform, LOCK_OUTPUT, CONSTRAINTS)),
+                "tool": _identity(self._executable()),
+                "requirements": text,
+                "constraints": constraints,
+                "base": cfg.base.image,
+            }
         )
 
     def resolve(self, ctx: Context, *, may_reuse: bool = False) -> Resolution:
         """Resolve the requirements for the base (nothing written): the lock text and its facts.
         ``may_reuse``: keep the lock on disk when a resolution of the very same inputs made it within
-        ``reuse_hours`` (the stage; ``lock --check`` always resolves)."""
+        ``reuse_hours`` (the stage; `tfgov-ci lock` and ``lock --check`` always resolve)."""
         cfg = ctx.config
         ref = reference.parse(cfg.base.image)
         labels = base_labels(ctx)
@@ -198,24 +233,10 @@ class Compiler(ABC):
         lock = cfg.project_dir / cfg.dependencies.lock
         # Always a constraints file, empty for a base without Python packages: one command shape.
         constraints_text = "".join(f"{item}\n" for item in provided)
-        hours = reuse.window(self.options) if may_reuse else 0.0
-        settings = self._settings(ctx) if hours else None
-        key = None
-        if settings is not None:
-            key = reuse.key(
-                {
-                    **{f"setting {name}": value for name, value in settings.items()},
-                    "backend": self.name,
-                    "argv": "\0".join(self._argv(ctx, platform, LOCK_OUTPUT, CONSTRAINTS)),
-                    "tool": _identity(self._executable()),
-                    "requirements": requirements.read_bytes(),
-                    "constraints": constraints_text,
-                    "base": str(ref.digest),
-                }
-            )
-            made = reuse.found(key, lock, hours)
-            if made is not None:
-                return Resolution(lock.read_text(), platform, tuple(provided), reused=made)
+        key = self._reuse_key(ctx, platform, constraints_text)
+        made = reuse.found(key, lock, self._window()) if key and may_reuse else None
+        if made is not None:
+            return Resolution(lock.read_text(), platform, tuple(provided), reused=made)
         with tempfile.TemporaryDirectory(prefix="tfgov-lock.") as tmp:
             constraints = str(Path(tmp) / CONSTRAINTS)
             Path(constraints).write_text(constraints_text)
@@ -239,13 +260,17 @@ class Compiler(ABC):
             f"# Written by `{COMPILE_COMMAND}` ({self.name}) for Python {cfg.runtime.python} on {platform},\n"
             f"# base {ref.digest}: its packages are constraints. Do not edit by hand.\n"
         )
-        problem = reuse.keep(key, header + body) if key else None
+        problem = reuse.keep(key, header + body, self._window()) if key else None
         return Resolution(header + body, platform, tuple(provided), warnings=(problem,) if problem else ())
 
     def run(self, ctx: Context, plan: StagePlan) -> StageResult:
+        return self.lock(ctx, may_reuse=True)
+
+    def lock(self, ctx: Context, *, may_reuse: bool) -> StageResult:
+        """Resolve (or keep, ``may_reuse``), then write the lock and its tree: the stage's result."""
         clock = Clock.start()
         cfg = ctx.config
-        resolution = self.resolve(ctx, may_reuse=True)
+        resolution = self.resolve(ctx, may_reuse=may_reuse)
         lock = cfg.project_dir / cfg.dependencies.lock
         tree_path = lock.with_name(lock.name + TREE_SUFFIX)
         tree = dependency_tree(resolution.text)

