@@ -434,8 +434,14 @@ def test_an_unchanged_lock_is_kept_without_uv_until_an_input_changes_or_the_wind
     lock.write_text(committed + "# edited\n")  # not what the kept resolution wrote
     assert lock_stage()[0] == ["skopeo", "uv"] and lock.read_text() == committed
     monkeypatch.setenv("UV_RESOLUTION", "highest")  # one of uv's settings
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))  # uv's own folder: still kept
+    (tmp_path / "uv-cache").mkdir()
     assert lock_stage()[0] == ["skopeo", "uv"]
     assert lock_stage()[0] == ["skopeo"]
+    monkeypatch.setenv("UV_FIND_LINKS", str(tmp_path))  # a folder of wheels: resolved every run
+    assert lock_stage()[0] == ["skopeo", "uv"]
+    assert lock_stage()[0] == ["skopeo", "uv"]
+    monkeypatch.delenv("UV_FIND_LINKS")
     (model / "uv.toml").write_text('resolution = "highest"\n')  # one of uv's configuration files
     assert lock_stage()[0] == ["skopeo", "uv"]
 

@@ -71,8 +71,8 @@ class UvLocker(Compiler):
             found[name] = kept
             for n, word in enumerate(kept.split()):  # uv's lists are space-separated
                 named = here / word  # uv runs in the project folder; an absolute path stays itself
-                if "://" not in word and named.is_dir():
-                    return None
+                if "://" not in word and named.is_dir() and not name.endswith("_DIR"):
+                    return None  # a folder of inputs (UV_FIND_LINKS), not uv's own (UV_CACHE_DIR)
                 places[f"{name} file {n}"] = named
         for up, folder in enumerate([here, *here.parents]):
             for file in ("uv.toml", "pyproject.toml"):
