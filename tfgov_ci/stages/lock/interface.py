@@ -149,10 +149,11 @@ class Compiler(ABC):
             inspect = registry.inspect_argv(ref, args, config=True)
         work = "<temporary dir>"
         compile_argv = self._argv(ctx, "<base platform>", f"{work}/{LOCK_OUTPUT}", f"{work}/{CONSTRAINTS}")
+        hours = self._window()
         kept = (
             " (skipped, the lock kept as it is, when the same inputs were resolved to it within "
-            f"{self._window():g} h: {reuse.OPTION})"
-            if self._reuse_key(ctx, "<base platform>", "") is not None
+            f"{hours:g} h: {reuse.OPTION})"
+            if self._reuse_key(ctx, hours, "<base platform>", "") is not None
             else ""
         )
         return StagePlan(
@@ -189,13 +190,13 @@ class Compiler(ABC):
             raise LockStageError(f"tfgov.yaml: {reuse.OPTION}: {problem}", reuse.WINDOW_HINT)
         return reuse.window(self.options)
 
-    def _reuse_key(self, ctx: Context, platform: str, constraints: str) -> str | None:
+    def _reuse_key(self, ctx: Context, hours: float, platform: str, constraints: str) -> str | None:
         """The key of a resolution of these inputs (:mod:`~tfgov_ci.stages.lock.reuse`); None when
         it is not kept: ``reuse_hours`` 0, a backend that cannot tell what else decides its answer,
         or requirements that name other files, URLs or variables."""
         cfg = ctx.config
         requirements = cfg.project_dir / cfg.dependencies.requirements
-        if not self._window() or not requirements.is_file():
+        if not hours or not requirements.is_file():
             return None
         text = requirements.read_bytes()
         settings = self._settings(ctx)
@@ -233,8 +234,9 @@ class Compiler(ABC):
         lock = cfg.project_dir / cfg.dependencies.lock
         # Always a constraints file, empty for a base without Python packages: one command shape.
         constraints_text = "".join(f"{item}\n" for item in provided)
-        key = self._reuse_key(ctx, platform, constraints_text)
-        made = reuse.found(key, lock, self._window()) if key and may_reuse else None
+        hours = self._window()
+        key = self._reuse_key(ctx, hours, platform, constraints_text)
+        made = reuse.found(key, lock, hours) if key and may_reuse else None
         if made is not None:
             return Resolution(lock.read_text(), platform, tuple(provided), reused=made)
         with tempfile.TemporaryDirectory(prefix="tfgov-lock.") as tmp:
@@ -260,7 +262,7 @@ class Compiler(ABC):
             f"# Written by `{COMPILE_COMMAND}` ({self.name}) for Python {cfg.runtime.python} on {platform},\n"
             f"# base {ref.digest}: its packages are constraints. Do not edit by hand.\n"
         )
-        problem = reuse.keep(key, header + body, self._window()) if key else None
+        problem = reuse.keep(key, header + body, hours) if key else None
         return Resolution(header + body, platform, tuple(provided), warnings=(problem,) if problem else ())
 
     def run(self, ctx: Context, plan: StagePlan) -> StageResult:

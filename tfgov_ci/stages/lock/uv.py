@@ -70,8 +70,10 @@ class UvLocker(Compiler):
                 continue
             found[name] = kept
             for n, word in enumerate(kept.split()):  # uv's lists are space-separated
+                if "://" in word:
+                    continue  # a URL: its text is the setting
                 named = here / word  # uv runs in the project folder; an absolute path stays itself
-                if "://" not in word and named.is_dir() and not name.endswith("_DIR"):
+                if named.is_dir() and not name.endswith("_DIR"):
                     return None  # a folder of inputs (UV_FIND_LINKS), not uv's own (UV_CACHE_DIR)
                 places[f"{name} file {n}"] = named
         for up, folder in enumerate([here, *here.parents]):
@@ -84,6 +86,6 @@ class UvLocker(Compiler):
         for n, system in enumerate(systems):
             places[f"system {n}: uv.toml"] = Path(system) / "uv/uv.toml"
         for place, path in places.items():
-            if "://" not in str(path) and path.is_file():
+            if path.is_file():
                 found[f"file {place}"] = path.read_bytes()
         return found
