@@ -18,13 +18,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from tfgov_ci.errors import ToolError
+
+T = TypeVar("T")
 
 REDACTED = "***"
 STDERR_TAIL_LINES = 20
@@ -180,6 +183,40 @@ def run(
             stderr_tail=tail,
         )
     return result
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def together(calls: Sequence[Callable[[], T]], workers: int) -> list[T]:
+    """Each call in a thread of its own, at most ``workers`` at a time, and every one waited for;
+    their results in the calls' order. The commands they run are recorded in the calls' order too
+    (the plan's), not in the order they end; the first failure in that order is raised once all
+    have ended, so that no process outlives the stage."""
+    outer = _ran.get()
+
+    def one(call: Callable[[], T]) -> tuple[T | None, BaseException | None, list[Ran]]:
+        mine: list[Ran] = []
+        _ran.set(mine if outer is not None else None)  # this thread's own copy of the context
+        try:
+            return call(), None, mine
+        except BaseException as exc:  # raised again below, once the others have ended
+            return None, exc, mine
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(calls)))) as pool:
+        ended = list(pool.map(lambda call: contextvars.copy_context().run(one, call), calls))
+    for _, _, ran in ended:
+        if outer is not None:
+            outer.extend(ran)
+    for _, failure, _ in ended:
+        if failure is not None:
+            raise failure
+    return [result for result, _, _ in ended]  # type: ignore[misc]
 
 
 # Tools whose version is not what ``--version`` prints: the argv after the tool, and how to read it.

@@ -91,15 +91,18 @@ def test_sign_signs_by_digest_attests_the_evidence_and_cosign_itself_accepts_it(
     access = Access(session_registry.host, False, None, None)
     assert all(remote_digest(repository, tag, access) is None for tag in (sha, sha[:8], "main"))
     ran = plan_is_what_ran(model, ["sign"])
-    assert [c[1] for c in ran["sign"]] == [  # no push: the build pushed the image by digest
-        "signing-config",
-        "sign",
-        "attest",
-        "attest",
-        "attest",
-        "attest",
+    # cosign makes the five bundles (at once), tfgov-ci stores them: one push each (the build pushed
+    # the image itself by digest), then the referrers tag fallback read once and written once.
+    assert [c[:2] for c in ran["sign"]] == [
+        ["cosign", "signing-config"],
+        ["cosign", "sign"],
+        *[["cosign", "attest"]] * 4,
+        *[["skopeo", "copy"]] * 5,
+        ["skopeo", "inspect"],
+        ["skopeo", "copy"],
     ]
-    assert all("--key" in c and "env://COSIGN_PRIVATE_KEY" in c for c in ran["sign"][2:])
+    assert all("--key" in c and "env://COSIGN_PRIVATE_KEY" in c for c in ran["sign"][1:6])
+    assert all("--upload=false" in c or "--no-upload" in c for c in ran["sign"][1:6])
 
     # An independent check of the format: cosign's own verify accepts the signature and each
     # attestation, offline, with the public key.
@@ -127,8 +130,7 @@ def test_sign_signs_by_digest_attests_the_evidence_and_cosign_itself_accepts_it(
             cyclonedx = model / ".tfgov/out/sbom/sbom.cdx.json"
             assert statements[0]["predicate"]["digest"].removeprefix("sha256:") == _sha256(cyclonedx)
 
-    # verify finds the bundles in the referrers tag cosign wrote (its entries' artifactType is the
-    # empty config's: the manifests say what they are); no SBOM is stored yet, so: denied.
+    # verify finds the bundles in the referrers tag fallback; no SBOM is stored yet, so: denied.
     early = json.loads(cli("verify", ref, "--key", str(public), "--format", "json", cwd=model).out)
     assert early["signature_layout"] == "bundles (referrers tag fallback)" and not early["allowed"]
 
@@ -147,9 +149,39 @@ def test_sign_signs_by_digest_attests_the_evidence_and_cosign_itself_accepts_it(
     assert record["commit"]["sha"] == sha and record["image"]["digest"] == digest
     assert record["evidence"]["signed"] is True and len(record["evidence"]["attestations"]) == 4
     signing = next(s for s in record["stages"] if s["stage"] == "sign")
-    assert [c["argv"][1] for c in signing["commands"]] == ["signing-config", "sign", *["attest"] * 4]
+    assert [c["argv"][1] for c in signing["commands"]][:6] == ["signing-config", "sign", *["attest"] * 4]
     assert PASSWORD not in json.dumps(record)
-    assert plan_is_what_ran(model, ["record"])["record"][-1][1] == "attest"
+    assert [c[1] for c in plan_is_what_ran(model, ["record"])["record"]][-4:] == [
+        "attest",
+        "copy",
+        "inspect",
+        "copy",
+    ]
+    # Every signature and attestation, stored by sign and record, in the one fallback index (none
+    # lost: cosign's processes ran at the same time), beside the two SBOMs publish attached.
+    index = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false",
+             f"docker://{repository}:{digest.replace(':', '-')}"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    kinds = sorted(
+        m["annotations"].get("dev.sigstore.bundle.predicateType") or m["annotations"]["io.tfgov.sbom.format"]
+        for m in index["manifests"]
+    )
+    assert kinds == sorted(
+        [
+            "https://sigstore.dev/cosign/sign/v1",
+            SLSA_PROVENANCE,
+            SBOM_PREDICATE,
+            SCAN_PREDICATE,
+            POLICY_PREDICATE,
+            RECORD_PREDICATE,
+            "cyclonedx",
+            "spdx",
+        ]
+    )
 
 
 def test_a_wrong_key_password_or_no_key_is_a_clear_error_without_the_password(
@@ -311,7 +343,9 @@ def test_verify_says_no_with_the_reason_for_each_kind_of_tampering(
     manifest = json.loads((layout / "index.json").read_text())["manifests"][0]
     subject = Descriptor(manifest["mediaType"], manifest["digest"], manifest["size"])
     target = reference.parse(f"{host}/ml/verified")
-    referrers.attach(target, subject, {"cyclonedx": fake}, "2099-01-01T00:00:00Z", {}, env={})
+    referrers.attach(
+        target, subject, [referrers.sbom_artifact("cyclonedx", fake, "2099-01-01T00:00:00Z")], {}, env={}
+    )
     assert "FAIL sbom: the stored SBOM is sha256:" in no(image, *base)
     missing = cli("verify", f"{host}/ml/verified@sha256:{'1' * 64}", *base, cwd=repo)
     assert missing.code == 1 and "FAIL image: no image" in missing.out
@@ -341,11 +375,15 @@ def test_a_registry_that_refuses_signature_writes_says_what_happened_and_what_to
         forbidden = cli("run", "sign", cwd=model)
         assert forbidden.code == 3, forbidden.out + forbidden.err
         assert (
-            f"{proxy.host} refused to store the signature or an attestation (sign): access denied"
-            in forbidden.err
+            f"{proxy.host} refused to store the signature or an attestation (storing the bundles): "
+            "access denied" in forbidden.err
         )
         assert "push rights" in forbidden.err and "Traceback" not in forbidden.err
 
+        # The tag is written once a stage, so an immutability rule refuses the stage that finds it
+        # there already: signing the same image again (a pipeline run again), here.
+        proxy.rule = None
+        assert cli("run", "sign", cwd=model).code == 0
         proxy.rule = "immutable"
         immutable = cli("run", "sign", cwd=model)
         assert immutable.code == 3, immutable.out + immutable.err

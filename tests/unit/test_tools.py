@@ -89,3 +89,27 @@ def test_a_secret_too_short_to_mask_leaves_the_output_readable() -> None:
     plan-is-what-ran check); secrets that short are not searched for."""
     assert tools.redact("cosign attest --type https://x", ["t"]) == "cosign attest --type https://x"
     assert tools.redact("pw=s3cret-pw", ["s3cret-pw"]) == "pw=***"
+
+
+def test_commands_run_together_are_recorded_in_the_calls_order_and_a_failure_waits_for_the_rest(
+    tmp_path: Path,
+) -> None:
+    # The first call ends last: the record still lists the calls in their order, as a plan does.
+    calls = [
+        lambda: tools.run(["sh", "-c", "sleep 0.3; echo first"]).stdout,
+        lambda: tools.run(["sh", "-c", "echo second"]).stdout,
+    ]
+    with tools.recording() as ran:
+        assert tools.together(calls, 2) == ["first\n", "second\n"]
+    assert [r.argv[2] for r in ran] == ["sleep 0.3; echo first", "echo second"]
+
+    # A failure is raised once the other calls have ended: no process outlives the stage.
+    ended = tmp_path / "ended"
+    failing = [
+        lambda: tools.run(["sh", "-c", "exit 3"]).stdout,
+        lambda: tools.run(["sh", "-c", f"sleep 0.3; touch {ended}"]).stdout,
+    ]
+    with tools.recording() as ran, pytest.raises(ToolError) as failed:
+        tools.together(failing, 2)
+    assert failed.value.returncode == 3 and ended.exists()
+    assert [r.returncode for r in ran] == [3, 0]

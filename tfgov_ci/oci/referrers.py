@@ -1,7 +1,8 @@
-"""SBOMs beside the image in the registry: OCI artifacts whose ``subject`` is the image.
+"""Evidence beside the image in the registry: OCI artifacts whose ``subject`` is the image.
 
-Each SBOM is an artifact manifest (empty config, one layer) pushed by digest with skopeo, through
-the one registry client (:mod:`tfgov_ci.oci.registry`). Registries
+Each document (an SBOM; a cosign bundle, made by cosign without uploading it) is an artifact
+manifest (empty config, one layer) pushed by digest with skopeo, several at a time, through the
+one registry client (:mod:`tfgov_ci.oci.registry`). Registries
 with the OCI 1.1 referrers API (Harbor 2.8+) list it from its ``subject``; for those without (CNCF
 distribution 2.8, the local test registry), the referrers tag fallback of the distribution spec
 is kept as well: an OCI index at tag ``sha256-<image hex>`` listing every referrer, merged with
@@ -10,13 +11,15 @@ what is already there. :func:`fetch` finds an image's SBOM again through that in
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tfgov_ci import tools
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.layout import MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, Layout
 from tfgov_ci.oci.reference import Reference
@@ -60,24 +63,54 @@ def _go_descriptor(entry: dict[str, Any], artifact_type: str | None, annotations
     return out
 
 
-def attach_calls(registry: Registry, target: Reference, kinds: list[str], subject_digest: str) -> list[Call]:
-    """The calls :func:`attach` makes, in order (``<...>``: the temporary layout, the digests)."""
+@dataclass(frozen=True)
+class Artifact:
+    """A document to store beside an image: an OCI artifact manifest (empty config, the document
+    as its one layer) whose ``subject`` is the image."""
+
+    name: str  # what the plan calls it (its tag in the temporary layout)
+    artifact_type: str
+    media_type: str  # the layer's
+    content: bytes
+    annotations: Mapping[str, str]
+    layer_annotations: Mapping[str, str] = field(default_factory=dict)
+    typed_config: bool = False  # the artifact type said on the config too (as cosign writes it)
+
+
+def sbom_artifact(kind: str, path: Path, created: str) -> Artifact:
+    """An SBOM (``spdx`` or ``cyclonedx``) as the artifact publish attaches, Harbor's type for SPDX."""
+    artifact_type, media_type = KINDS[kind]
+    return Artifact(
+        kind,
+        artifact_type,
+        media_type,
+        path.read_bytes(),
+        {"org.opencontainers.image.created": created, FORMAT_ANNOTATION: kind},
+        {"org.opencontainers.image.title": path.name},
+    )
+
+
+def attach_calls(
+    registry: Registry, target: Reference, pushes: Mapping[str, str], subject_digest: str
+) -> list[Call]:
+    """The calls :func:`attach` makes, in order, for artifacts ``{name: what the push is}``
+    (``<...>``: the temporary layout, the digests); the pushes run at the same time."""
     with (
         registry.access.skopeo_args("", planned=True) as inspect,
         registry.access.skopeo_args("dest", planned=True) as dest,
     ):
         calls = [
             Call(
-                f"push the {kind} SBOM as an artifact whose subject is the image",
+                what,
                 tuple(
                     registry.copy_argv(
-                        layout_transport("<temporary layout>", kind),
-                        f"docker://{_at(target, digest=f'<{kind} artifact digest>')}",
+                        layout_transport("<temporary layout>", name),
+                        f"docker://{_at(target, digest=f'<{name} artifact digest>')}",
                         dest,
                     )
                 ),
             )
-            for kind in sorted(kinds)
+            for name, what in pushes.items()
         ]
         tag = _at(target, tag=fallback_tag(subject_digest))
         calls.append(
@@ -106,38 +139,46 @@ def _at(target: Reference, *, tag: str | None = None, digest: str | None = None)
 def attach(
     target: Reference,
     subject: Descriptor,
-    files: Mapping[str, Path],
-    created: str,
+    artifacts: Sequence[Artifact],
     registries: Mapping[str, Mapping[str, Any]],
     env: Mapping[str, str] | None = None,
 ) -> list[Attached]:
-    """Push each SBOM (``{"spdx": path, "cyclonedx": path}``) as an artifact of ``subject``."""
+    """Push each artifact (several at a time: each by its own digest), then list them all in the
+    referrers tag fallback index with one read and one write."""
     registry = Registry.of(target, registries, env)
-    attached: list[Attached] = []
     with tempfile.TemporaryDirectory(prefix="tfgov-referrers.") as tmp:
         layout = Layout.create(Path(tmp))
         empty = layout.put_bytes(b"{}", EMPTY_CONFIG)
+        attached: list[Attached] = []
         entries: list[dict[str, Any]] = []
-        for kind, path in sorted(files.items()):
-            artifact_type, media_type = KINDS[kind]
-            layer = layout.put_bytes(path.read_bytes(), media_type)
-            layer = Descriptor(
-                layer.media_type, layer.digest, layer.size, {"org.opencontainers.image.title": path.name}
-            )
+        for artifact in artifacts:
+            layer = layout.put_bytes(artifact.content, artifact.media_type)
+            layer = Descriptor(layer.media_type, layer.digest, layer.size, dict(artifact.layer_annotations))
+            config = empty.to_json()
+            if artifact.typed_config:
+                config["artifactType"] = artifact.artifact_type
             manifest = {
                 "schemaVersion": 2,
                 "mediaType": MEDIA_MANIFEST,
-                "artifactType": artifact_type,
-                "config": empty.to_json(),
+                "artifactType": artifact.artifact_type,
+                "config": config,
                 "layers": [layer.to_json()],
                 "subject": subject.to_json(),
-                "annotations": {"org.opencontainers.image.created": created, FORMAT_ANNOTATION: kind},
+                "annotations": dict(artifact.annotations),
             }
             descriptor = layout.put_json(manifest, MEDIA_MANIFEST)
-            layout.tag(descriptor, (kind,))
-            registry.push(layout_transport(tmp, kind), _at(target, digest=descriptor.digest))
-            attached.append(Attached(kind, descriptor.digest, artifact_type))
-            entries.append(_go_descriptor(descriptor.to_json(), artifact_type, manifest["annotations"]))
+            layout.tag(descriptor, (artifact.name,))
+            attached.append(Attached(artifact.name, descriptor.digest, artifact.artifact_type))
+            entries.append(
+                _go_descriptor(descriptor.to_json(), artifact.artifact_type, manifest["annotations"])
+            )
+        tools.together(
+            [
+                functools.partial(registry.push, layout_transport(tmp, a.kind), _at(target, digest=a.digest))
+                for a in attached
+            ],
+            tools.cores(),
+        )
         # The referrers tag fallback: merge into whatever index already lists this image's referrers.
         tag = _at(target, tag=fallback_tag(subject.digest))
         existing = registry.manifest(tag)
@@ -148,7 +189,7 @@ def attach(
         index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": merged}
         # skopeo (containers/image) cannot push an index byte for byte (it re-encodes it, and may
         # drop artifactType): fine here, nothing refers to the fallback index by digest, and each
-        # entry keeps its io.tfgov.sbom.format annotation.
+        # entry keeps its annotations (io.tfgov.sbom.format, a bundle's predicate type).
         index_desc = layout.put_bytes(json.dumps(index, separators=(",", ":")).encode(), MEDIA_INDEX)
         layout.tag(index_desc, ("referrers",))
         registry.push(layout_transport(tmp, "referrers"), tag, index_only=True)

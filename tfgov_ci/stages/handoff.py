@@ -24,7 +24,7 @@ from tfgov_ci._files import cache_dir, display_path
 from tfgov_ci.context import Context
 from tfgov_ci.errors import StageInputError
 from tfgov_ci.oci import reference
-from tfgov_ci.oci.layout import MEDIA_MANIFEST, Layout
+from tfgov_ci.oci.layout import MEDIA_MANIFEST, Descriptor, Layout
 from tfgov_ci.oci.reference import Reference
 from tfgov_ci.oci.registry import Registry, layout_transport
 from tfgov_ci.pipeline import read_result, result_path
@@ -85,6 +85,14 @@ class BuiltImage:
 
     def source(self, ctx: Context) -> ImageSource:
         return ImageSource(ctx, self)
+
+    def subject(self, ctx: Context) -> Descriptor:
+        """The image's manifest as the ``subject`` of an artifact about it (an SBOM, a signature):
+        media type, digest, size."""
+        source = self.source(ctx)
+        manifest = source.read_json(self.digest)
+        size = source.layout.blob_path(self.digest).stat().st_size
+        return Descriptor(manifest.get("mediaType", MEDIA_MANIFEST), self.digest, size)
 
 
 def hands_off(ctx: Context) -> Reference | None:

@@ -18,7 +18,7 @@ from tfgov_ci._files import atomic_write_text
 from tfgov_ci.context import Context
 from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
-from tfgov_ci.oci.layout import MEDIA_MANIFEST, Descriptor, Layout
+from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.oci.reference import Reference
 from tfgov_ci.oci.registry import Registry, push_calls, push_layout
 from tfgov_ci.pipeline import (
@@ -34,6 +34,7 @@ from tfgov_ci.pipeline import (
 from tfgov_ci.stages.handoff import BuiltImage, pushed_at
 
 SBOM_KINDS = ("spdx", "cyclonedx")
+SBOMS = sorted(SBOM_KINDS)  # the order they are pushed in
 
 
 class SkopeoPublisher:
@@ -61,7 +62,12 @@ class SkopeoPublisher:
                 images.tags,
                 source=f"docker://{pushed_at(ctx, '<build digest>')}",
             )
-            sboms = referrers.attach_calls(registry, images.remote, list(SBOM_KINDS), "<build digest>")
+            sboms = referrers.attach_calls(
+                registry,
+                images.remote,
+                {kind: f"push the {kind} SBOM as an artifact whose subject is the image" for kind in SBOMS},
+                "<build digest>",
+            )
             steps = (
                 *(Step(c.description, c.argv, "skopeo", c.optional) for c in pushes),
                 # The SBOMs go when the sbom stage ran for this commit; without them, a warning.
@@ -152,12 +158,13 @@ def attach_sboms(
     if not result_path(ctx.out_dir, "sbom").is_file():
         return [], "no SBOM attached: run the sbom stage before publish"
     sbom = read_result(ctx, "sbom")
-    source = image.source(ctx)  # the manifest: its media type and size make the subject
-    manifest = source.read_json(image.digest)
-    size = source.layout.blob_path(image.digest).stat().st_size
-    files = {kind: Path(sbom.outputs[kind]) for kind in SBOM_KINDS if kind in sbom.outputs}
-    subject = Descriptor(manifest.get("mediaType", MEDIA_MANIFEST), image.digest, size)
-    attached = referrers.attach(target, subject, files, rfc3339(ctx.source_date_epoch), ctx.config.registries)
+    created = rfc3339(ctx.source_date_epoch)
+    artifacts = [
+        referrers.sbom_artifact(kind, Path(sbom.outputs[kind]), created)
+        for kind in SBOMS
+        if kind in sbom.outputs
+    ]
+    attached = referrers.attach(target, image.subject(ctx), artifacts, ctx.config.registries)
     return [{"format": a.kind, "digest": a.digest, "artifact_type": a.artifact_type} for a in attached], None
 
 

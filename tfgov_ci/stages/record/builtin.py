@@ -32,7 +32,7 @@ ATTESTED_COPY = "record.json"  # <out>/record/record.json: the bytes attested
 class RecordWriter:
     stage: ClassVar[str] = "record"
     name: ClassVar[str] = "builtin"
-    tools: ClassVar[tuple[str, ...]] = ("cosign",)
+    tools: ClassVar[tuple[str, ...]] = ("cosign", "skopeo")
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
@@ -80,6 +80,7 @@ class RecordWriter:
                     Step(f"attest the build record ({name})", (*argv,), "cosign")
                     for name, argv in attest.items()
                 ),
+                *(signer.store_steps(ctx, attest) if signer else ()),
                 *(recorded if inventory is not None else ()),
             ),
             inputs=tuple(str(result_path(ctx.out_dir, s)) for s in STAGES if s != self.stage),
@@ -101,9 +102,8 @@ class RecordWriter:
         warnings: list[str] = []
         if signer is not None and signed:
             with tempfile.TemporaryDirectory(prefix="tfgov-record.") as tmp:
-                signer.execute(
-                    ctx, signer.attest_commands(ctx, tmp, image.digest, {RECORD_PREDICATE: str(copy)})
-                )
+                commands = signer.attest_commands(ctx, tmp, image.digest, {RECORD_PREDICATE: str(copy)})
+                signer.execute(ctx, commands, tmp, image)
         else:
             warnings.append("the build record is not attested: the image is not signed in a registry")
         digest = "sha256:" + hashlib.sha256(copy.read_bytes()).hexdigest()

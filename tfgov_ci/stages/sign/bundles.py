@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
 BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle"  # cosign 3's artifactType, before "v0.3+json"
+BUNDLE_MEDIA_TYPE = f"{BUNDLE_TYPE}.v0.3+json"  # the bundles cosign 3 writes
 SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"  # the statement cosign 3's `sign` signs
 IN_TOTO = "application/vnd.in-toto+json"
 READERS = 8  # registry reads at once (small documents: the registry's latency, not CPU)

@@ -3,8 +3,16 @@
 Order (no tag ever names an unsigned image): the build sends the image to the registry by digest
 only (:mod:`tfgov_ci.stages.handoff`); cosign signs that digest and attests the evidence
 (provenance, SBOM, scan, policy decision); ``publish`` then points the commit's tags at it.
-cosign writes bundles as OCI 1.1 referrers, or through the referrers tag fallback
-(``sha256-<hex>``) on a registry without the referrers API.
+
+cosign makes each bundle without uploading it (``--upload=false`` / ``--no-upload``, with
+``--bundle FILE``), all of them at once: each process spends most of its time opening the key
+(scrypt), and one after another they were most of a warm run. tfgov-ci then stores the bundles
+where and as cosign stores them (:func:`tfgov_ci.oci.referrers.attach`): an artifact manifest
+each, whose ``subject`` is the image, which the OCI 1.1 referrers API lists; and on a registry
+without that API one update of the referrers tag fallback ``sha256-<hex>`` for all of them, where
+cosign reads and writes it once a process (so that its processes could not run together).
+``cosign verify`` and ``verify-attestation`` read them as their own. The legacy format is
+cosign's to write, its ``.sig`` and ``.att`` tags, one process after another.
 
 Options (``stages.sign.options``):
 
@@ -25,9 +33,11 @@ Options (``stages.sign.options``):
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,8 +45,10 @@ from typing import Any, ClassVar
 from tfgov_ci import tools
 from tfgov_ci.context import Context
 from tfgov_ci.errors import StageInputError
+from tfgov_ci.oci import referrers
+from tfgov_ci.oci.image import rfc3339
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import Registry
+from tfgov_ci.oci.registry import Registry, RegistryError
 from tfgov_ci.pipeline import (
     SIGSTORE_ID_TOKEN,
     STAGES,
@@ -50,6 +62,7 @@ from tfgov_ci.pipeline import (
 )
 from tfgov_ci.predicates import POLICY_PREDICATE, SBOM_PREDICATE, SCAN_PREDICATE, SLSA_PROVENANCE
 from tfgov_ci.stages.handoff import BuiltImage
+from tfgov_ci.stages.sign.bundles import BUNDLE_MEDIA_TYPE, SIGN_PREDICATE
 from tfgov_ci.stages.sign.interface import (
     SignError,
     SigningKeyError,
@@ -62,6 +75,18 @@ DEFAULT_KEY = "env://COSIGN_PRIVATE_KEY"
 ATTESTED = (SLSA_PROVENANCE, SBOM_PREDICATE, SCAN_PREDICATE, POLICY_PREDICATE)
 NO_SERVICES = ("--no-default-fulcio", "--no-default-rekor", "--no-default-tsa", "--no-default-oidc")
 _KEY_SCHEMES = ("env://", "awskms://", "gcpkms://", "azurekms://", "hashivault://", "k8s://", "pkcs11:")
+SIGNATURE = "sign"  # the commands' name for the image's own signature (the others: predicate types)
+
+
+def artifact_name(command: str) -> str:
+    """What a signing command's bundle is called in a plan and a layout: ``signature``, or the
+    predicate's short name (``provenance``, ``sbom``, ``scan``, ``policy``, ``record``)."""
+    return "signature" if command == SIGNATURE else command.rsplit("/", 2)[-2]
+
+
+def bundle_path(work: str, command: str) -> str:
+    """Where cosign writes a command's bundle."""
+    return f"{work}/{artifact_name(command)}.bundle.json"
 
 
 class CosignSigner:
@@ -127,14 +152,17 @@ class CosignSigner:
         attest = self.attest_commands(ctx, work, digest, predicates)
         config = attest.pop("signing-config", None)
         target = self._target(ctx)
-        sign = ["cosign", "sign", *self._signing_args(ctx, self._config(ctx, work)), f"{target}@{digest}"]
-        return {**({"signing-config": config} if config else {}), "sign": sign, **attest}
+        keep = [] if self.legacy else ["--upload=false", "--bundle", bundle_path(work, SIGNATURE)]
+        args = self._signing_args(ctx, self._config(ctx, work))
+        sign = ["cosign", "sign", *args, *keep, f"{target}@{digest}"]
+        return {**({"signing-config": config} if config else {}), SIGNATURE: sign, **attest}
 
     def attest_commands(
         self, ctx: Context, work: str, digest: str, predicates: Mapping[str, str]
     ) -> dict[str, list[str]]:
         """The commands that attest each predicate (type -> file) about ``digest``, after the signing
-        config they need; the record stage attests the build record through this too."""
+        config they need; the record stage attests the build record through this too. Bundles are
+        written into ``work``, for :meth:`execute` to store."""
         target = self._target(ctx)
         config = self._config(ctx, work)
         args = self._signing_args(ctx, config)
@@ -143,8 +171,24 @@ class CosignSigner:
             # No service at all, said explicitly: the public Sigstore only ever when its config is named.
             out["signing-config"] = ["cosign", "signing-config", "create", *NO_SERVICES, "--out", config]
         for kind, path in predicates.items():
-            out[kind] = ["cosign", "attest", *args, "--type", kind, "--predicate", path, f"{target}@{digest}"]
+            keep = [] if self.legacy else ["--no-upload", "--bundle", bundle_path(work, kind)]
+            out[kind] = [
+                "cosign", "attest", *args, *keep, "--type", kind, "--predicate", path, f"{target}@{digest}"
+            ]  # fmt: skip
         return out
+
+    def store_steps(self, ctx: Context, commands: Mapping[str, Any]) -> tuple[Step, ...]:
+        """The plan's steps that store the bundles of ``commands`` (signing-config aside) beside
+        the image, as :meth:`execute` does; none for the legacy format (cosign stores those)."""
+        if self.legacy:
+            return ()
+        target = self._target(ctx)
+        names = [artifact_name(name) for name in commands if name != "signing-config"]
+        pushes = {name: f"push the {name} bundle as an artifact whose subject is the image" for name in names}
+        calls = referrers.attach_calls(
+            Registry.of(target, ctx.config.registries), target, pushes, "<build digest>"
+        )
+        return tuple(Step(c.description, c.argv, "skopeo") for c in calls)
 
     def usable_key(self, ctx: Context) -> str | None:
         """The key reference (None: keyless) once it is known to be there: a missing key file or
@@ -171,17 +215,45 @@ class CosignSigner:
             )
         return key
 
-    def execute(self, ctx: Context, commands: Mapping[str, list[str]]) -> None:
-        """Run cosign commands with the registry's credentials and CA, the key's password redacted."""
+    def execute(self, ctx: Context, commands: Mapping[str, list[str]], work: str, image: BuiltImage) -> None:
+        """Run the cosign commands with the registry's credentials and CA, the key's password
+        redacted: the signing config first, then every signing command at once, and store their
+        bundles (in ``work``) beside the image; for legacy, cosign's own uploads one at a time."""
         self.usable_key(ctx)
-        registry = Registry.of(self._target(ctx), ctx.config.registries)
+        target = self._target(ctx)
+        registry = Registry.of(target, ctx.config.registries)
         secrets = (*registry.access.secrets, os.environ.get("COSIGN_PASSWORD", ""))
+        signing = [name for name in commands if name != "signing-config"]
         with registry.access.docker_config() as env:
             environment = {**os.environ, **env}
-            for name, argv in commands.items():
-                done = tools.run(argv, env=environment, secrets=secrets, check=False, timeout=600)
+
+            def cosign(name: str) -> None:
+                done = tools.run(commands[name], env=environment, secrets=secrets, check=False, timeout=600)
                 if done.returncode != 0:
                     raise _failure(done, name, registry.host)
+
+            if "signing-config" in commands:
+                cosign("signing-config")
+            if self.legacy:  # cosign reads and writes the .sig and .att tags itself: one at a time
+                for name in signing:
+                    cosign(name)
+                return
+            tools.together([functools.partial(cosign, name) for name in signing], tools.cores())
+        created = rfc3339(int(time.time()))  # when it was signed, as cosign annotates its own
+        artifacts = [_bundle(name, Path(bundle_path(work, name)), created) for name in signing]
+        try:
+            referrers.attach(target, image.subject(ctx), artifacts, ctx.config.registries)
+        except RegistryError as exc:
+            refused = _refused(exc.stderr_tail, "storing the bundles", registry.host)
+            if refused is None:
+                raise
+            raise SignError(
+                refused.message,
+                refused.hint,
+                argv=exc.argv,
+                returncode=exc.returncode,
+                stderr_tail=exc.stderr_tail,
+            ) from None
 
     def _config(self, ctx: Context, work: str) -> str:
         given = self.options.get("signing_config")
@@ -218,7 +290,8 @@ class CosignSigner:
         commands = self._commands(ctx, "<temporary dir>", "<build digest>", predicates)
         what = {
             "signing-config": "an empty signing config: no transparency log, no Fulcio (air-gapped)",
-            "sign": "sign the image by digest",
+            SIGNATURE: "sign the image by digest"
+            + ("" if self.legacy else " (this and the attestations at once, each bundle kept in a file)"),
             SLSA_PROVENANCE: "attest the SLSA v1 provenance",
             SBOM_PREDICATE: "attest the SBOM (its digest: the document travels beside the image)",
             SCAN_PREDICATE: "attest the scan result",
@@ -237,6 +310,7 @@ class CosignSigner:
                 ),
                 Step("the provenance, SBOM, scan and policy predicates, from the earlier stages' results"),
                 *(Step(what[name], (*argv,), "cosign") for name, argv in commands.items()),
+                *self.store_steps(ctx, commands),
             ),
             inputs=tuple(str(result_path(ctx.out_dir, s)) for s in ("build", "sbom", "scan", "policy")),
             outputs=(str(result_path(ctx.out_dir, self.stage)),),
@@ -267,9 +341,8 @@ class CosignSigner:
             )
         with tempfile.TemporaryDirectory(prefix="tfgov-sign.") as tmp:
             predicates = write_predicates(Path(tmp), evidence(ctx, image, plan_pipeline(ctx)))
-            self.execute(
-                ctx, self._commands(ctx, tmp, image.digest, {k: str(v) for k, v in predicates.items()})
-            )
+            commands = self._commands(ctx, tmp, image.digest, {k: str(v) for k, v in predicates.items()})
+            self.execute(ctx, commands, tmp, image)
         attested = [{"predicate_type": kind, "predicate": predicates[kind].name} for kind in ATTESTED]
         reference = f"{target.registry}/{target.repository}@{image.digest}"
         warnings = (
@@ -312,30 +385,57 @@ def _at(target: Reference, digest: str) -> Reference:
     return Reference(target.registry, target.repository, None, digest)
 
 
+def _bundle(command: str, path: Path, created: str) -> referrers.Artifact:
+    """A bundle cosign wrote, as the artifact cosign itself pushes (its ``WriteReferrer``)."""
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise SignError(f"cosign wrote no bundle at {path} ({exc.strerror})", "see cosign's output") from None
+    return referrers.Artifact(
+        artifact_name(command),
+        BUNDLE_MEDIA_TYPE,
+        BUNDLE_MEDIA_TYPE,
+        content,
+        {
+            "org.opencontainers.image.created": created,
+            "dev.sigstore.bundle.content": "dsse-envelope",
+            "dev.sigstore.bundle.predicateType": SIGN_PREDICATE if command == SIGNATURE else command,
+        },
+        typed_config=True,
+    )
+
+
 def _failure(done: tools.Completed, step: str, host: str) -> SignError:
     text = done.stderr.lower()
-    # Whole words only: a digest in cosign's message holds "412" or "403" often enough.
-    words = set(re.findall(r"[a-z0-9]+", text))
     if "decrypt" in text or "password" in text or "incorrect passphrase" in text:
         return SigningKeyError(
             "cosign could not open the signing key (wrong password?)",
             "COSIGN_PASSWORD must be the key's password; it is read from the environment only",
         )
+    refused = _refused(done.stderr, step, host)
+    if refused is not None:
+        return SignError.of_run(done, refused.message, refused.hint)
+    return SignError.of_run(done, f"cosign failed ({step})", "see cosign's output below")
+
+
+def _refused(stderr: str, step: str, host: str) -> SignError | None:
+    """A registry's refusal to store a signature (an immutable tag, no push rights), said with what
+    to configure; None for any other failure."""
+    # Whole words only: a digest in the message holds "412" or "403" often enough.
+    words = set(re.findall(r"[a-z0-9]+", stderr.lower()))
     if words & {"immutable", "412", "precondition"}:
-        return SignError.of_run(
-            done,
+        return SignError(
             f"{host} refused to update the image's referrers tag sha256-<digest> ({step}): "
             "a tag immutability rule covers it",
-            "cosign adds each signature and attestation to that tag (the referrers tag fallback): "
+            "the signatures and attestations are listed in that tag (the referrers tag fallback): "
             "exclude sha256-* tags from the rule (Harbor: the project's Policy > Tag Immutability), "
             "or use a registry with the OCI 1.1 referrers API; nothing was tagged, run sign again",
         )
     if words & {"denied", "unauthorized", "403", "forbidden"}:
-        return SignError.of_run(
-            done,
+        return SignError(
             f"{host} refused to store the signature or an attestation ({step}): access denied",
             "the registry account (TFGOV_REGISTRY_USER, or the CI's) needs push rights on the "
             "repository, signatures and sha256-* tags included (Harbor: a robot account with push on "
             "the project); nothing was tagged, run sign again",
         )
-    return SignError.of_run(done, f"cosign failed ({step})", "see cosign's output below")
+    return None
