@@ -718,7 +718,7 @@ def test_a_large_import_read_by_worker_processes_stores_the_same_and_still_rejec
     alone, pooled = tmp_path / "alone.sqlite", tmp_path / "pooled.sqlite"
     assert cli("inventory", "import", *map(str, outs), "--inventory", str(alone)).code == 0
     monkeypatch.setattr(ingest, "POOL_FROM", 2)
-    monkeypatch.setattr(ingest, "_cores", lambda: 2)
+    monkeypatch.setattr(ingest.tools, "cores", lambda: 2)
     done = cli("inventory", "import", *map(str, outs), "--inventory", str(pooled))
     assert done.code == 0, done.err
     assert done.out.count("recorded ") == len(outs)

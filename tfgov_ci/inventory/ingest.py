@@ -16,7 +16,6 @@ import functools
 import gc
 import itertools
 import json
-import os
 import sys
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfgov_ci import tools
 from tfgov_ci.errors import TfgovError
 from tfgov_ci.findings import package_key
 from tfgov_ci.inventory import builds, evidence, tables
@@ -543,7 +543,7 @@ def _read(paths: Sequence[Path]) -> Generator[Prepared]:
     import's work: JSON, the schema, 300 packages an image), a chunk at a time and never more than
     :data:`AHEAD` chunks a process (two batches in all, or a chunk a process on many cores) ahead
     of what has been taken; the rows come back as plain tuples, cheap to send."""
-    workers = _cores()
+    workers = tools.cores()
     if workers < 2 or len(paths) < POOL_FROM:
         yield from _taken(map(_read_chunk, ([path] for path in paths)))
         return
@@ -598,10 +598,3 @@ def _read_chunk(paths: Sequence[Path]) -> Chunk:
         except TfgovError as exc:
             return read, _Unreadable(exc)
     return read, None
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
