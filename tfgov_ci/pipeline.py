@@ -330,7 +330,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "publish",
-            "tags on the digest the build pushed; attach the SBOM",
+            "attach the SBOMs to the digest the build pushed, then tag it",
             ("skopeo",),
             # nothing is tagged without a passing policy decision, nor before it is signed
             ("build", "policy", "sign"),

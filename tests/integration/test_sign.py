@@ -371,23 +371,25 @@ def test_a_registry_that_refuses_signature_writes_says_what_happened_and_what_to
         sha = git(model, "rev-parse", "HEAD")
         access = Access(registry.host, False, None, None)
 
+        def refused(stage: str, *said: str) -> None:
+            done = cli("run", stage, cwd=model)
+            assert done.code == 3, done.out + done.err
+            assert all(words in done.err for words in said) and "Traceback" not in done.err, done.err
+
         proxy.rule = "forbid"
-        forbidden = cli("run", "sign", cwd=model)
-        assert forbidden.code == 3, forbidden.out + forbidden.err
-        assert (
+        refused(
+            "sign",
             f"{proxy.host} refused to store the signature or an attestation (storing the bundles): "
-            "access denied" in forbidden.err
+            "access denied",
+            "push rights",
         )
-        assert "push rights" in forbidden.err and "Traceback" not in forbidden.err
 
         # The tag is written once a stage, so an immutability rule refuses the stage that finds it
         # there already: signing the same image again (a pipeline run again), here.
         proxy.rule = None
         assert cli("run", "sign", cwd=model).code == 0
         proxy.rule = "immutable"
-        immutable = cli("run", "sign", cwd=model)
-        assert immutable.code == 3, immutable.out + immutable.err
-        assert "tag immutability rule" in immutable.err and "sha256-*" in immutable.err
+        refused("sign", "tag immutability rule", "sha256-*")
         assert proxy.refused >= 2
         # Nothing lost, nothing wrong named: no tag points at the half-signed image, and once the
         # registry lets the writes through, the same run signs it.
@@ -396,6 +398,17 @@ def test_a_registry_that_refuses_signature_writes_says_what_happened_and_what_to
         signed = cli("run", "sign", cwd=model)
         assert signed.code == 0, signed.err
         assert json.loads((model / ".tfgov/out/sign/result.json").read_text())["data"]["digest"] == digest
+
+        # publish attaches the SBOMs before it sets a tag: when the registry refuses them (the
+        # referrers tag is there already, under the rule), no tag names an image without its SBOMs.
+        proxy.rule = "immutable"
+        refused(
+            "publish",
+            f"{proxy.host} refused to update the image's referrers tag sha256-<digest> (attaching the "
+            "SBOMs): a tag immutability rule covers it",
+            "run publish again",
+        )
+        assert all(remote_digest(f"{registry.host}/ml/hello", t, access) is None for t in (sha, "main"))
 
 
 def test_verify_reads_the_legacy_sig_and_att_tags_as_older_admission_controllers_write_them(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -134,6 +135,32 @@ def attach_calls(
 
 def _at(target: Reference, *, tag: str | None = None, digest: str | None = None) -> Reference:
     return Reference(target.registry, target.repository, tag, digest)
+
+
+def refusal(
+    stderr: str, host: str, step: str, *, what: str, listed: str, stage: str
+) -> tuple[str, str] | None:
+    """A registry's refusal to store a referrer (an immutable ``sha256-*`` tag, no push rights),
+    as (message, hint) saying what to configure; None for any other failure. ``what``: what was
+    refused; ``listed``: what the referrers tag lists; ``stage``: the one to run again."""
+    # Whole words only: a digest in the message holds "412" or "403" often enough.
+    words = set(re.findall(r"[a-z0-9]+", stderr.lower()))
+    if words & {"immutable", "412", "precondition"}:
+        return (
+            f"{host} refused to update the image's referrers tag sha256-<digest> ({step}): "
+            "a tag immutability rule covers it",
+            f"{listed} are listed in that tag (the referrers tag fallback): exclude sha256-* tags "
+            "from the rule (Harbor: the project's Policy > Tag Immutability), or use a registry with "
+            f"the OCI 1.1 referrers API; nothing was tagged, run {stage} again",
+        )
+    if words & {"denied", "unauthorized", "403", "forbidden"}:
+        return (
+            f"{host} refused to store {what} ({step}): access denied",
+            "the registry account (TFGOV_REGISTRY_USER, or the CI's) needs push rights on the "
+            "repository, signatures, SBOMs and sha256-* tags included (Harbor: a robot account with "
+            f"push on the project); nothing was tagged, run {stage} again",
+        )
+    return None
 
 
 def attach(

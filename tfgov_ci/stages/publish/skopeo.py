@@ -2,8 +2,10 @@
 
 Order matters: the build pushed the manifest by digest (a registry accepts a manifest only once
 all its blobs are there, so nothing ever names an incomplete image), the gate allowed it and the
-sign stage signed it; then each tag is set, registry to registry (no layer moves). A tag
-that already names another digest is refused (exit 1, both digests shown) unless --force-retag.
+sign stage signed it; then the SBOMs are attached to that digest, and only then is each tag set,
+registry to registry (no layer moves): a tag never names an image whose SBOMs are missing, even
+when the registry refuses the SBOMs (a tag immutability rule on the referrers tag). A tag that
+already names another digest is refused (exit 1, both digests shown) unless --force-retag.
 skopeo retries transient failures itself (``--retry-times``); a push that still fails leaves no
 tag behind, and the next run completes it (blobs already there are not sent again).
 """
@@ -20,7 +22,7 @@ from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
 from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import Registry, push_calls, push_layout
+from tfgov_ci.oci.registry import Registry, RegistryError, push_calls, push_layout
 from tfgov_ci.pipeline import (
     STAGES,
     Clock,
@@ -69,9 +71,9 @@ class SkopeoPublisher:
                 "<build digest>",
             )
             steps = (
-                *(Step(c.description, c.argv, "skopeo", c.optional) for c in pushes),
                 # The SBOMs go when the sbom stage ran for this commit; without them, a warning.
                 *(Step(c.description, c.argv, "skopeo", optional=True) for c in sboms),
+                *(Step(c.description, c.argv, "skopeo", c.optional) for c in pushes),
             )
         return StagePlan(
             stage=self.stage,
@@ -112,6 +114,7 @@ class SkopeoPublisher:
             }
             warnings: list[str] = ["no registry configured: the image is in the local OCI layout .tfgov/oci"]
         else:
+            sboms, sbom_warning = attach_sboms(ctx, image, images.remote)  # before any tag names it
             data = push_layout(
                 layout,
                 images.tags[0],
@@ -124,7 +127,6 @@ class SkopeoPublisher:
                 source=f"docker://{pushed_at(ctx, digest)}",  # the build pushed it by digest
             )
             warnings = list(data.pop("warnings"))
-            sboms, sbom_warning = attach_sboms(ctx, image, images.remote)
             data["sboms"] = sboms
             if sbom_warning:
                 warnings.append(sbom_warning)
@@ -164,7 +166,22 @@ def attach_sboms(
         for kind in SBOMS
         if kind in sbom.outputs
     ]
-    attached = referrers.attach(target, image.subject(ctx), artifacts, ctx.config.registries)
+    try:
+        attached = referrers.attach(target, image.subject(ctx), artifacts, ctx.config.registries)
+    except RegistryError as exc:
+        said = referrers.refusal(
+            exc.stderr_tail,
+            target.registry,
+            "attaching the SBOMs",
+            what="the SBOMs",
+            listed="the SBOMs, signatures and attestations",
+            stage="publish",
+        )
+        if said is None:
+            raise
+        raise RegistryError(
+            *said, argv=exc.argv, returncode=exc.returncode, stderr_tail=exc.stderr_tail
+        ) from None
     return [{"format": a.kind, "digest": a.digest, "artifact_type": a.artifact_type} for a in attached], None
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -421,21 +420,12 @@ def _failure(done: tools.Completed, step: str, host: str) -> SignError:
 def _refused(stderr: str, step: str, host: str) -> SignError | None:
     """A registry's refusal to store a signature (an immutable tag, no push rights), said with what
     to configure; None for any other failure."""
-    # Whole words only: a digest in the message holds "412" or "403" often enough.
-    words = set(re.findall(r"[a-z0-9]+", stderr.lower()))
-    if words & {"immutable", "412", "precondition"}:
-        return SignError(
-            f"{host} refused to update the image's referrers tag sha256-<digest> ({step}): "
-            "a tag immutability rule covers it",
-            "the signatures and attestations are listed in that tag (the referrers tag fallback): "
-            "exclude sha256-* tags from the rule (Harbor: the project's Policy > Tag Immutability), "
-            "or use a registry with the OCI 1.1 referrers API; nothing was tagged, run sign again",
-        )
-    if words & {"denied", "unauthorized", "403", "forbidden"}:
-        return SignError(
-            f"{host} refused to store the signature or an attestation ({step}): access denied",
-            "the registry account (TFGOV_REGISTRY_USER, or the CI's) needs push rights on the "
-            "repository, signatures and sha256-* tags included (Harbor: a robot account with push on "
-            "the project); nothing was tagged, run sign again",
-        )
-    return None
+    said = referrers.refusal(
+        stderr,
+        host,
+        step,
+        what="the signature or an attestation",
+        listed="the signatures and attestations",
+        stage="sign",
+    )
+    return None if said is None else SignError(*said)
