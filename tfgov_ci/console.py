@@ -66,9 +66,11 @@ def _stage_lines(number: int, stage: StagePlan) -> list[str]:
     if stage.tools:
         lines.append(f"   tools:   {', '.join(stage.tools)}")
     for step in stage.steps:
-        if step.argv:  # "maybe": a step that may not run (skipped when cached; the JSON says when)
+        if step.argv:  # "maybe": a step that may not run; its description, under it, says when
             verb = "maybe:   " if step.optional else "run:     "
             lines.append(f"   {verb}{' '.join(_relative(arg) for arg in step.argv)}")
+            if step.optional:
+                lines.append(f"            {_relative(step.description)}")
         else:
             lines.append(f"   check:   {_relative(step.description)}")
     lines += [f"   reads:   {shown(path)}" for path in stage.inputs]

@@ -70,9 +70,9 @@ class SkopeoPublisher:
                 {kind: f"push the {kind} SBOM as an artifact whose subject is the image" for kind in SBOMS},
                 "<build digest>",
             )
+            when = "only when the sbom stage ran for this commit; without it, a warning"
             steps = (
-                # The SBOMs go when the sbom stage ran for this commit; without them, a warning.
-                *(Step(c.description, c.argv, "skopeo", optional=True) for c in sboms),
+                *(Step(f"{c.description} ({when})", c.argv, "skopeo", optional=True) for c in sboms),
                 *(Step(c.description, c.argv, "skopeo", c.optional) for c in pushes),
             )
         return StagePlan(
