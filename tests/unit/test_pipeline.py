@@ -358,3 +358,39 @@ def test_every_backend_that_checks_its_inputs_is_registered_for_validate_to_find
     assert with_preflight == set(preflighted_backends())
     assert with_preflight == {"build.buildah", "build.docker", "lock.uv", "lock.pip-tools"}
     assert all(isinstance(ep.load()({}), Preflighted) for ep in preflighted_backends().values())
+
+
+class HalfSigner:
+    """A plug-in sign backend from before the record stage stored bundles itself: it can make
+    attestation commands but has no ``store_steps`` nor ``execute``."""
+
+    stage: ClassVar[str] = "sign"
+    name: ClassVar[str] = "half"
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = options
+
+    def plan(self, ctx: Context) -> pipeline.StagePlan:
+        return pipeline.StagePlan(stage="sign", backend="half", available=True, summary="test")
+
+    def attest_commands(self, ctx: Context, work: str, digest: str, predicates: Mapping[str, str]) -> dict:
+        return {name: ["signer", name] for name in predicates}
+
+
+def test_the_record_attests_only_with_a_signer_that_can_do_all_of_it(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tfgov_ci.stages.handoff import Attester
+    from tfgov_ci.stages.sign.cosign import CosignSigner
+
+    assert isinstance(CosignSigner({}), Attester)  # the built-in signer is asked (a renamed method is not)
+    table = {stage: dict(backends) for stage, backends in pipeline.registered_backends().items()}
+    table["sign"]["half"] = _EntryPoint(HalfSigner)  # type: ignore[assignment]
+    monkeypatch.setattr(pipeline, "registered_backends", lambda: table)
+    _use_backend(example_repo, "sign", "half")
+    project = open_project(example_repo / "tfgov.yaml")
+    record = pipeline.plan(project.context, project.pipeline, ["record"]).stages[0]
+    # planned without its attestation (it was an AttributeError on store_steps), and run() says why
+    assert record.stage == "record" and not any(step.tool == "cosign" for step in record.steps)
+    signer, why_not = pipeline.instantiate(project.context, "record", "builtin")._signer(project.context)
+    assert signer is None and "the sign backend 'half' cannot attest it" in why_not

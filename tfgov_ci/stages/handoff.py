@@ -16,9 +16,10 @@ code change uploads only the app layer and the manifests: registries keep each b
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from tfgov_ci._files import cache_dir, display_path
 from tfgov_ci.context import Context
@@ -27,7 +28,7 @@ from tfgov_ci.oci import reference
 from tfgov_ci.oci.layout import MEDIA_MANIFEST, Descriptor, Layout
 from tfgov_ci.oci.reference import Reference
 from tfgov_ci.oci.registry import Registry, layout_transport
-from tfgov_ci.pipeline import read_result, result_path
+from tfgov_ci.pipeline import Step, read_result, result_path
 
 LAYOUT_DIR = "oci"  # <out>/build/oci: the built image, under each commit tag
 FETCHED = "images"  # <cache>/images: one OCI layout of the blobs later stages fetched by digest
@@ -93,6 +94,27 @@ class BuiltImage:
         manifest = source.read_json(self.digest)
         size = source.layout.blob_path(self.digest).stat().st_size
         return Descriptor(manifest.get("mediaType", MEDIA_MANIFEST), self.digest, size)
+
+
+@runtime_checkable
+class Attester(Protocol):
+    """A sign backend that can attest more about the image it signed: what the record stage asks
+    of the sign stage's backend to attest the build record (a backend without all three is not
+    asked, and the record says it is not attested)."""
+
+    def attest_commands(
+        self, ctx: Context, work: str, digest: str, predicates: Mapping[str, str]
+    ) -> dict[str, list[str]]:
+        """The commands that attest each predicate (type -> file) about ``digest``."""
+        ...
+
+    def store_steps(self, ctx: Context, commands: Mapping[str, Any]) -> tuple[Step, ...]:
+        """The plan's steps that store what ``commands`` make beside the image."""
+        ...
+
+    def execute(self, ctx: Context, commands: Mapping[str, list[str]], work: str, image: BuiltImage) -> None:
+        """Run ``commands`` and store what they make."""
+        ...
 
 
 def hands_off(ctx: Context) -> Reference | None:

@@ -21,7 +21,7 @@ from tfgov_ci import pipeline
 from tfgov_ci.context import Context
 from tfgov_ci.pipeline import STAGES, Clock, StagePlan, StageResult, Step, passed, result_path
 from tfgov_ci.predicates import RECORD_PREDICATE
-from tfgov_ci.stages.handoff import BuiltImage
+from tfgov_ci.stages.handoff import Attester, BuiltImage
 from tfgov_ci.stages.record import document
 
 # The one edge from a stage up to the inventory (pyproject.toml's contract names it): the record
@@ -43,19 +43,27 @@ class RecordWriter:
 
         return recording.target(self.options.get("inventory"), ctx.config.file)
 
-    def _signer(self, ctx: Context) -> Any | None:
-        """The sign stage's backend when it can attest (it signs this image in a registry), else None."""
+    def _signer(self, ctx: Context) -> tuple[Attester | None, str]:
+        """The sign stage's backend when it can attest (it signs this image in a registry), else
+        None and why not."""
+        unsigned = "the image is not signed in a registry"
         if ctx.images().remote is None:
-            return None
+            return None, unsigned
         definition = pipeline.load_pipeline(ctx.config.pipeline, ctx.config.project_dir)
         if "sign" not in definition.stages:
-            return None
-        signer = pipeline.instantiate(ctx, "sign", pipeline.chosen_backend(ctx, definition, "sign"))
-        return signer if hasattr(signer, "attest_commands") else None
+            return None, unsigned
+        backend = pipeline.chosen_backend(ctx, definition, "sign")
+        signer = pipeline.instantiate(ctx, "sign", backend)
+        if not isinstance(signer, Attester):
+            return (
+                None,
+                f"the sign backend {backend!r} cannot attest it (no attest_commands, store_steps, execute)",
+            )
+        return signer, ""
 
     def plan(self, ctx: Context) -> StagePlan:
         out = result_path(ctx.out_dir, self.stage).parent
-        signer = self._signer(ctx)
+        signer, _ = self._signer(ctx)
         attest = (
             signer.attest_commands(
                 ctx, "<temporary dir>", "<build digest>", {RECORD_PREDICATE: f"{out}/{ATTESTED_COPY}"}
@@ -97,7 +105,7 @@ class RecordWriter:
         out.mkdir(parents=True, exist_ok=True)
         copy = out / ATTESTED_COPY
         shutil.copyfile(path, copy)
-        signer = self._signer(ctx)
+        signer, why_not = self._signer(ctx)
         signed = bool(record.get("evidence", {}).get("signed"))
         warnings: list[str] = []
         if signer is not None and signed:
@@ -105,7 +113,8 @@ class RecordWriter:
                 commands = signer.attest_commands(ctx, tmp, image.digest, {RECORD_PREDICATE: str(copy)})
                 signer.execute(ctx, commands, tmp, image)
         else:
-            warnings.append("the build record is not attested: the image is not signed in a registry")
+            why_not = why_not or "the image is not signed in a registry"
+            warnings.append(f"the build record is not attested: {why_not}")
         digest = "sha256:" + hashlib.sha256(copy.read_bytes()).hexdigest()
         inventory = self._inventory(ctx)
         data: dict[str, Any] = {}
