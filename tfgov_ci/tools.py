@@ -208,15 +208,17 @@ def together(calls: Sequence[Callable[[], T]], workers: int) -> list[T]:
         except BaseException as exc:  # raised again below, once the others have ended
             return None, exc, mine
 
+    # each call in a copy of the caller's context, made here (a worker thread's own is empty)
+    contexts = [contextvars.copy_context() for _ in calls]
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(calls)))) as pool:
-        ended = list(pool.map(lambda call: contextvars.copy_context().run(one, call), calls))
+        ended = list(pool.map(lambda context, call: context.run(one, call), contexts, calls))
     for _, _, ran in ended:
         if outer is not None:
             outer.extend(ran)
     for _, failure, _ in ended:
         if failure is not None:
             raise failure
-    return [result for result, _, _ in ended]  # type: ignore[misc]
+    return [result for result, _, _ in ended]
 
 
 # Tools whose version is not what ``--version`` prints: the argv after the tool, and how to read it.

@@ -56,11 +56,17 @@ def test_a_commit_tag_never_moves_without_force_retag(registry: LocalRegistry, t
     first = tiny_image(tmp_path / "a", "one")
     second = tiny_image(tmp_path / "b", "two")
     push_layout(*first, repo, ("c0ffee00",), {}, env={})
-    with pytest.raises(TagConflict) as raised:
-        push_layout(*second, repo, ("c0ffee00",), {}, env={})
-    assert raised.value.exit_code == 1
-    assert first[2] in raised.value.message and second[2] in raised.value.message
+    # what runs before the tags (publish attaches the SBOMs there) runs only once none conflicts
+    before: list[str | None] = []
     reg = Access(registry.host, False, None, None)
+    with pytest.raises(TagConflict) as raised:
+        push_layout(*second, repo, ("c0ffee00",), {}, env={}, before_tags=lambda: before.append("ran"))
+    assert raised.value.exit_code == 1 and before == []
+    push_layout(
+        *second, repo, ("v2",), {}, env={}, before_tags=lambda: before.append(remote_digest(repo, "v2", reg))
+    )
+    assert before == [None]  # it ran, and then no tag named the image yet
+    assert first[2] in raised.value.message and second[2] in raised.value.message
     assert remote_digest(repo, "c0ffee00", reg) == first[2]
     # pushing the same image again is fine (a re-run), and --force-retag moves the tag
     assert push_layout(*first, repo, ("c0ffee00",), {}, env={})["already_there"] == ["c0ffee00"]

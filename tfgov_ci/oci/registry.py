@@ -32,7 +32,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -626,13 +626,16 @@ def push_layout(
     moving: Sequence[str] = (),
     force_retag: bool = False,
     source: str | None = None,
+    before_tags: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Push ``layout:layout_ref`` (whose manifest is ``digest``) to ``target`` and tag it; or, with
     ``source`` (``docker://target@digest``, pushed by the build), only tag it.
 
     The manifest goes by digest first (a registry accepts it only once all its blobs are there, so
     no tag ever names an incomplete image), then each tag. Every tag but those in ``moving`` (the
-    branch tag) is immutable once it names a digest: :class:`TagConflict` unless ``force_retag``.
+    branch tag) is immutable once it names a digest: :class:`TagConflict` unless ``force_retag``,
+    raised before anything is written. ``before_tags`` runs once the image is there by digest and
+    before any tag is set (publish attaches the SBOMs there).
     """
     repo = reference.parse(target) if isinstance(target, str) else target
     registry = Registry.of(repo, registries, env)
@@ -649,6 +652,8 @@ def push_layout(
     if source is None:
         source = layout_transport(layout, layout_ref)
         registry.push(source, _at(repo, digest=digest))
+    if before_tags is not None:
+        before_tags()
     for tag in tags:
         if existing[tag] != digest:
             registry.push(source, _at(repo, tag=tag))

@@ -2,10 +2,11 @@
 
 Order matters: the build pushed the manifest by digest (a registry accepts a manifest only once
 all its blobs are there, so nothing ever names an incomplete image), the gate allowed it and the
-sign stage signed it; then the SBOMs are attached to that digest, and only then is each tag set,
-registry to registry (no layer moves): a tag never names an image whose SBOMs are missing, even
-when the registry refuses the SBOMs (a tag immutability rule on the referrers tag). A tag that
-already names another digest is refused (exit 1, both digests shown) unless --force-retag.
+sign stage signed it. A tag that already names another digest is refused first (exit 1, both
+digests shown, nothing written) unless --force-retag; then the SBOMs are attached to that digest,
+and only then is each tag set, registry to registry (no layer moves): a tag never names an image
+whose SBOMs are missing, even when the registry refuses the SBOMs (a tag immutability rule on the
+referrers tag).
 skopeo retries transient failures itself (``--retry-times``); a push that still fails leaves no
 tag behind, and the next run completes it (blobs already there are not sent again).
 """
@@ -71,9 +72,11 @@ class SkopeoPublisher:
                 "<build digest>",
             )
             when = "only when the sbom stage ran for this commit; without it, a warning"
+            reads, writes = pushes[: len(images.tags)], pushes[len(images.tags) :]  # tags read first
             steps = (
+                *(Step(c.description, c.argv, "skopeo", c.optional) for c in reads),
                 *(Step(f"{c.description} ({when})", c.argv, "skopeo", optional=True) for c in sboms),
-                *(Step(c.description, c.argv, "skopeo", c.optional) for c in pushes),
+                *(Step(c.description, c.argv, "skopeo", c.optional) for c in writes),
             )
         return StagePlan(
             stage=self.stage,
@@ -114,7 +117,8 @@ class SkopeoPublisher:
             }
             warnings: list[str] = ["no registry configured: the image is in the local OCI layout .tfgov/oci"]
         else:
-            sboms, sbom_warning = attach_sboms(ctx, image, images.remote)  # before any tag names it
+            remote = images.remote
+            attached: list[tuple[list[dict[str, str]], str | None]] = []
             data = push_layout(
                 layout,
                 images.tags[0],
@@ -125,7 +129,10 @@ class SkopeoPublisher:
                 moving=images.moving,
                 force_retag=ctx.force_retag,
                 source=f"docker://{pushed_at(ctx, digest)}",  # the build pushed it by digest
+                # once no tag conflicts, and before any tag names the image
+                before_tags=lambda: attached.append(attach_sboms(ctx, image, remote)),
             )
+            sboms, sbom_warning = attached[0]
             warnings = list(data.pop("warnings"))
             data["sboms"] = sboms
             if sbom_warning:
