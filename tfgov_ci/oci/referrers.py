@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tfgov_ci import tools
 from tfgov_ci.oci import reference
@@ -36,7 +36,7 @@ FORMAT_ANNOTATION = "io.tfgov.sbom.format"  # on each SBOM artifact and its inde
 
 
 class ReferrerError(RegistryError):
-    """An SBOM could not be attached to, or found beside, an image (exit 3)."""
+    """An artifact could not be attached to, or an SBOM found beside, an image (exit 3)."""
 
 
 @dataclass(frozen=True)
@@ -137,12 +137,18 @@ def _at(target: Reference, *, tag: str | None = None, digest: str | None = None)
     return Reference(target.registry, target.repository, tag, digest)
 
 
-def refusal(
-    stderr: str, host: str, step: str, *, what: str, listed: str, stage: str
-) -> tuple[str, str] | None:
+class Stored(NamedTuple):
+    """What a stage stores beside an image, as a registry's refusal of it is said (:func:`refusal`)."""
+
+    what: str  # what was refused: "the SBOMs"
+    listed: str  # what the referrers tag lists: "the SBOMs, signatures and attestations"
+    stage: str  # the stage to run again
+
+
+def refusal(stderr: str, host: str, step: str, stored: Stored) -> tuple[str, str] | None:
     """A registry's refusal to store a referrer (an immutable ``sha256-*`` tag, no push rights),
-    as (message, hint) saying what to configure; None for any other failure. ``what``: what was
-    refused; ``listed``: what the referrers tag lists; ``stage``: the one to run again."""
+    as (message, hint) saying what to configure; None for any other failure."""
+    what, listed, stage = stored
     # Whole words only: a digest in the message holds "412" or "403" often enough.
     words = set(re.findall(r"[a-z0-9]+", stderr.lower()))
     if words & {"immutable", "412", "precondition"}:
@@ -169,10 +175,28 @@ def attach(
     artifacts: Sequence[Artifact],
     registries: Mapping[str, Mapping[str, Any]],
     env: Mapping[str, str] | None = None,
+    *,
+    stored: Stored | None = None,
+    step: str = "storing them",
 ) -> list[Attached]:
     """Push each artifact (several at a time: each by its own digest), then list them all in the
-    referrers tag fallback index with one read and one write."""
+    referrers tag fallback index with one read and one write. With ``stored``, a registry's
+    refusal (:func:`refusal`) is :class:`ReferrerError` saying what to configure."""
     registry = Registry.of(target, registries, env)
+    try:
+        return _attach(registry, target, subject, artifacts)
+    except RegistryError as exc:
+        said = None if stored is None else refusal(exc.stderr_tail, registry.host, step, stored)
+        if said is None:
+            raise
+        raise ReferrerError(
+            *said, argv=exc.argv, returncode=exc.returncode, stderr_tail=exc.stderr_tail
+        ) from None
+
+
+def _attach(
+    registry: Registry, target: Reference, subject: Descriptor, artifacts: Sequence[Artifact]
+) -> list[Attached]:
     with tempfile.TemporaryDirectory(prefix="tfgov-referrers.") as tmp:
         layout = Layout.create(Path(tmp))
         empty = layout.put_bytes(b"{}", EMPTY_CONFIG)

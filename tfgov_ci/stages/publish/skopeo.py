@@ -23,7 +23,7 @@ from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
 from tfgov_ci.oci.layout import Descriptor, Layout
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import Registry, RegistryError, push_calls, push_layout
+from tfgov_ci.oci.registry import Registry, push_calls, push_layout
 from tfgov_ci.pipeline import (
     STAGES,
     Clock,
@@ -173,22 +173,15 @@ def attach_sboms(
         for kind in SBOMS
         if kind in sbom.outputs
     ]
-    try:
-        attached = referrers.attach(target, image.subject(ctx), artifacts, ctx.config.registries)
-    except RegistryError as exc:
-        said = referrers.refusal(
-            exc.stderr_tail,
-            target.registry,
-            "attaching the SBOMs",
-            what="the SBOMs",
-            listed="the SBOMs, signatures and attestations",
-            stage="publish",
-        )
-        if said is None:
-            raise
-        raise RegistryError(
-            *said, argv=exc.argv, returncode=exc.returncode, stderr_tail=exc.stderr_tail
-        ) from None
+    stored = referrers.Stored("the SBOMs", "the SBOMs, signatures and attestations", "publish")
+    attached = referrers.attach(
+        target,
+        image.subject(ctx),
+        artifacts,
+        ctx.config.registries,
+        stored=stored,
+        step="attaching the SBOMs",
+    )
     return [{"format": a.kind, "digest": a.digest, "artifact_type": a.artifact_type} for a in attached], None
 
 

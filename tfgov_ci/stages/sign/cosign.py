@@ -47,7 +47,7 @@ from tfgov_ci.errors import StageInputError
 from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import Registry, RegistryError
+from tfgov_ci.oci.registry import Registry
 from tfgov_ci.pipeline import (
     SIGSTORE_ID_TOKEN,
     STAGES,
@@ -240,19 +240,14 @@ class CosignSigner:
             tools.together([functools.partial(cosign, name) for name in signing], tools.cores())
         created = rfc3339(int(time.time()))  # when it was signed, as cosign annotates its own
         artifacts = [_bundle(name, Path(bundle_path(work, name)), created) for name in signing]
-        try:
-            referrers.attach(target, image.subject(ctx), artifacts, ctx.config.registries)
-        except RegistryError as exc:
-            refused = _refused(exc.stderr_tail, "storing the bundles", registry.host)
-            if refused is None:
-                raise
-            raise SignError(
-                refused.message,
-                refused.hint,
-                argv=exc.argv,
-                returncode=exc.returncode,
-                stderr_tail=exc.stderr_tail,
-            ) from None
+        referrers.attach(
+            target,
+            image.subject(ctx),
+            artifacts,
+            ctx.config.registries,
+            stored=STORED,
+            step="storing the bundles",
+        )
 
     def _config(self, ctx: Context, work: str) -> str:
         given = self.options.get("signing_config")
@@ -404,6 +399,9 @@ def _bundle(command: str, path: Path, created: str) -> referrers.Artifact:
     )
 
 
+STORED = referrers.Stored("the signature or an attestation", "the signatures and attestations", "sign")
+
+
 def _failure(done: tools.Completed, step: str, host: str) -> SignError:
     text = done.stderr.lower()
     if "decrypt" in text or "password" in text or "incorrect passphrase" in text:
@@ -420,12 +418,5 @@ def _failure(done: tools.Completed, step: str, host: str) -> SignError:
 def _refused(stderr: str, step: str, host: str) -> SignError | None:
     """A registry's refusal to store a signature (an immutable tag, no push rights), said with what
     to configure; None for any other failure."""
-    said = referrers.refusal(
-        stderr,
-        host,
-        step,
-        what="the signature or an attestation",
-        listed="the signatures and attestations",
-        stage="sign",
-    )
+    said = referrers.refusal(stderr, host, step, STORED)
     return None if said is None else SignError(*said)
