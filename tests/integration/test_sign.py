@@ -17,8 +17,8 @@ import pytest
 from tests.helpers import CliResult, git, plan_is_what_ran, require_tool
 from tests.integration.test_native_build import build, govern, model  # noqa: F401 (model: a fixture)
 from tests.refusing_proxy import RefusingProxy
-from tests.services import BuiltBase
-from tfgov_ci.oci import reference
+from tests.services import BuiltBase, SigningKey
+from tfgov_ci.oci import reference, referrers
 from tfgov_ci.oci.registry import Access, push_layout, remote_digest
 from tfgov_ci.predicates import POLICY_PREDICATE, SBOM_PREDICATE, SCAN_PREDICATE, SLSA_PROVENANCE
 from tfgov_ci.stages.record.builtin import RECORD_PREDICATE
@@ -308,7 +308,6 @@ def test_verify_says_no_with_the_reason_for_each_kind_of_tampering(
     tmp_path: Path,
     cli: Callable[..., CliResult],
 ) -> None:
-    from tfgov_ci.oci import referrers
     from tfgov_ci.oci.layout import Descriptor
 
     repo, sha, digest = signed
@@ -351,6 +350,19 @@ def test_verify_says_no_with_the_reason_for_each_kind_of_tampering(
     assert missing.code == 1 and "FAIL image: no image" in missing.out
 
 
+def governed_behind(
+    proxy: RefusingProxy, repo: Path, session_registry: LocalRegistry, cli: Callable[..., CliResult]
+) -> str:
+    """The model's registry set to ``proxy``, committed, built and governed: its digest."""
+    config = repo / "tfgov.yaml"
+    text = config.read_text()
+    config.write_text(text.replace(f"registry: {session_registry.host}", f"registry: {proxy.host}"))
+    git(repo, "commit", "-qam", "behind the proxy")
+    digest = str(build(cli, repo)["data"]["digest"])  # type: ignore[index]
+    govern(cli, repo)
+    return digest
+
+
 def test_a_registry_that_refuses_signature_writes_says_what_happened_and_what_to_configure(
     model: Path,  # noqa: F811
     registry: LocalRegistry,
@@ -361,13 +373,7 @@ def test_a_registry_that_refuses_signature_writes_says_what_happened_and_what_to
     robot account without push rights (403) and under a tag immutability rule covering sha256-*
     tags (412); every other request reaches the real registry."""
     with RefusingProxy(registry.host) as proxy:
-        config = model / "tfgov.yaml"
-        config.write_text(
-            config.read_text().replace(f"registry: {session_registry.host}", f"registry: {proxy.host}")
-        )
-        git(model, "commit", "-qam", "behind a registry that refuses")
-        digest = str(build(cli, model)["data"]["digest"])  # type: ignore[index]
-        govern(cli, model)
+        digest = governed_behind(proxy, model, session_registry, cli)
         sha = git(model, "rev-parse", "HEAD")
         access = Access(registry.host, False, None, None)
 
@@ -409,6 +415,47 @@ def test_a_registry_that_refuses_signature_writes_says_what_happened_and_what_to
             "run publish again",
         )
         assert all(remote_digest(f"{registry.host}/ml/hello", t, access) is None for t in (sha, "main"))
+
+
+def test_on_a_registry_with_the_referrers_api_the_evidence_writes_no_tag(
+    model: Path,  # noqa: F811
+    registry: LocalRegistry,
+    session_registry: LocalRegistry,
+    can_sign: SigningKey,
+    cli: Callable[..., CliResult],
+) -> None:
+    """Harbor 2.8+ lists an image's referrers by their subject: the OCI 1.1 referrers API, MOCKED
+    by the proxy in front of the real registry (tests/refusing_proxy.py; distribution 2.8 has
+    none). There, sign, publish and record store the bundles and SBOMs and write no ``sha256-*``
+    tag, so an immutability rule covering those tags refuses nothing, a pipeline run again
+    included (before, sign wrote the fallback tag and publish's update of it was refused). verify,
+    cosign itself and the SBOM fetch read them back through the API."""
+    with RefusingProxy(registry.host, referrers_api=True) as proxy:
+        digest = governed_behind(proxy, model, session_registry, cli)
+        proxy.rule = "immutable"
+        for stage in ("sign", "publish", "record", "sign", "record"):  # the last two: run again
+            done = cli("run", stage, cwd=model)
+            assert done.code == 0, done.out + done.err
+        assert (proxy.tag_writes, proxy.refused) == ([], 0)
+        access = Access(registry.host, False, None, None)
+        assert remote_digest(f"{registry.host}/ml/hello", referrers.fallback_tag(digest), access) is None
+        ran = plan_is_what_ran(model, ["sign", "publish", "record"])
+        assert not any("sha256-" in arg for argv in ran.values() for command in argv for arg in command)
+
+        sha = git(model, "rev-parse", "HEAD")
+        image = f"{proxy.host}/ml/hello:{sha}"
+        local = "https://tfgov-ci.dev/builders/local"
+        args = ("verify", image, "--key", str(can_sign.public), "--trusted-builder", local)
+        verdict = json.loads(cli(*args, "--format", "json", cwd=model).out)
+        assert verdict["allowed"] is True, verdict
+        assert verdict["signature_layout"] == "bundles (OCI 1.1 referrers API)"
+        assert verdict["signatures_checked_by"].startswith("tfgov-ci")  # the API read in-process
+        by_digest = f"{proxy.host}/ml/hello@{digest}"
+        assert cosign_verify("verify", can_sign.public, by_digest).returncode == 0
+        recorded = cosign_verify("verify-attestation", can_sign.public, "--type", RECORD_PREDICATE, by_digest)
+        assert recorded.returncode == 0, recorded.stderr  # the record stage's bundle, through the API
+        stored = referrers.fetch(by_digest, "cyclonedx", {}, env={})
+        assert stored == (model / ".tfgov/out/sbom/sbom.cdx.json").read_bytes()
 
 
 def test_verify_reads_the_legacy_sig_and_att_tags_as_older_admission_controllers_write_them(

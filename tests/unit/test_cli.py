@@ -151,8 +151,8 @@ def test_plan_of_the_example_matches_the_golden_file(
 
 
 def test_every_step_that_may_not_run_says_when(example_repo: Path, cli: Callable[..., CliResult]) -> None:
-    """An auditor reads ``maybe:`` in the plan: each such step's description, printed under it,
-    says when it is skipped or when it alone runs."""
+    """An auditor reads ``maybe:`` in the plan: each such step's description, printed under it
+    (an in-process step's is its ``check:`` line), says when it is skipped or when it alone runs."""
     result = cli("plan", "--format", "json", cwd=example_repo)
     assert result.code == 0, result.err
     optional = [s for stage in json.loads(result.out)["stages"] for s in stage["steps"] if s["optional"]]
@@ -161,7 +161,8 @@ def test_every_step_that_may_not_run_says_when(example_repo: Path, cli: Callable
         s["description"] for s in optional if not re.search(r"\b(skipped|only when)\b", s["description"])
     ] == []
     text = cli("plan", cwd=example_repo).out
-    assert all(f"            {s['description']}\n" in text for s in optional)
+    shown = {True: "            ", False: "   check:   "}
+    assert all(f"{shown[bool(s['argv'])]}{s['description']}\n" in text for s in optional)
 
 
 def test_allow_dirty_plans_with_dirty_tags(example_repo: Path, cli: Callable[..., CliResult]) -> None:

@@ -200,3 +200,41 @@ def test_a_redirect_to_another_host_takes_no_credentials_with_it() -> None:
         registry.shutdown()
     assert got == body
     assert seen == ["registry: Basic " + base64.b64encode(b"robot:s3cret").decode(), ""]  # not to storage
+
+
+def _auth(path: Path, auths: dict[str, object]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"auths": auths}))
+    return path
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_credentials_from_the_auth_files_skopeo_reads_in_its_order(tmp_path: Path) -> None:
+    """The HTTP reads (verify's, the referrers API's, the image's subject) get what skopeo would
+    use: the first auth file naming the host, REGISTRY_AUTH_FILE alone when it is set."""
+    host = "harbor.corp.example"
+    runtime = _auth(tmp_path / "run/containers/auth.json", {"other.example": _basic("x", "y")})
+    _auth(tmp_path / "home/.docker/config.json", {f"https://{host}/v1/": _basic("docker-bot", "pw-d")})
+    env = {"HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    reg = access(host, {}, env)
+    assert (reg.user, reg.password) == ("docker-bot", "pw-d") and "pw-d" in reg.secrets
+    _auth(runtime, {host: _basic("podman-bot", "pw-p")})  # earlier in the order: it wins
+    assert access(host, {}, env).user == "podman-bot"
+    alone = _auth(tmp_path / "given.json", {"other.example": _basic("x", "y")})
+    assert access(host, {}, {**env, "REGISTRY_AUTH_FILE": str(alone)}).user is None  # the only one read
+    assert access(f"{host}.evil.example", {}, env).user is None  # whole hosts only
+    # the environment's account comes first
+    assert access(host, {}, {**env, "TFGOV_REGISTRY_USER": "u", "TFGOV_REGISTRY_PASSWORD": "p"}).user == "u"
+
+
+def test_a_credential_helper_or_a_broken_auth_file_gives_no_credentials(tmp_path: Path) -> None:
+    host = "harbor.corp.example"
+    helper = _auth(tmp_path / "helper.json", {host: {}})  # docker login with a credsStore writes this
+    assert access(host, {}, {"REGISTRY_AUTH_FILE": str(helper)}).user is None
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert access(host, {}, {"REGISTRY_AUTH_FILE": str(broken)}).user is None
+    assert access(host, {}, {"REGISTRY_AUTH_FILE": str(tmp_path / "missing.json")}).user is None

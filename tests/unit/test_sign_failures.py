@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tfgov_ci import tools
-from tfgov_ci.stages.sign.cosign import _failure
+from tfgov_ci.oci import referrers
+from tfgov_ci.stages.sign.cosign import _failure, _stored
 
 # The referrers tag of a digest holding both "412" and "403" inside its hex (CI met the first).
 DIGEST = "sha256-86dd87c93053f93f92eab62d153d0338093e84122a5901eb58d48b0403011737"
@@ -32,4 +33,29 @@ def failed(stderr: str) -> tools.Completed:
 )
 def test_a_refusal_is_named_by_its_words_not_by_digits_inside_a_digest(stderr: str, says: str) -> None:
     assert len(DIGEST) == 7 + 64 and "412" in DIGEST and "403" in DIGEST
-    assert says in str(_failure(failed(stderr), "sign", "r"))
+    # the legacy format: cosign writes the tags itself
+    assert says in str(_failure(failed(stderr), "sign", "r", _stored("sign")))
+
+
+def test_a_bundle_making_cosign_only_reads_so_its_refusal_is_a_read_s() -> None:
+    """cosign makes the bundles without uploading them: a 403 then is the registry refusing a read
+    of the image, not a store; tfgov-ci's own pushes say the refusals of a store."""
+    denied = failed(f"GET https://r/v2/ml/hello/manifests/{DIGEST}: DENIED: requested access to the resource")
+    error = _failure(denied, "sign", "r", None)
+    assert error.message == "authentication to r failed" and "refused to store" not in str(error)
+    assert str(_failure(failed(f"MANIFEST_INVALID {DIGEST}"), "sign", "r", None)).startswith("cosign failed")
+
+
+def test_the_record_stage_s_refusal_says_the_tags_stand_and_to_run_record_again() -> None:
+    """The record stage stores its bundle after publish has tagged the image: its refusal must not
+    say "nothing was tagged" nor send the user back to sign."""
+    immutable = f"PUT https://r/v2/ml/hello/manifests/{DIGEST}: 412 Precondition Failed"
+    said = referrers.refusal(immutable, "r", "storing the bundles", _stored("record"))
+    assert said is not None
+    message, hint = said
+    assert "a tag immutability rule covers it" in message
+    stand = "the tags publish set stand, the record stage's attestation is not stored: run record again"
+    assert hint.endswith(stand)
+    assert "nothing was tagged" not in hint and "run sign" not in hint
+    sign = referrers.refusal(immutable, "r", "storing the bundles", _stored("sign"))
+    assert sign is not None and sign[1].endswith("nothing was tagged, run sign again")

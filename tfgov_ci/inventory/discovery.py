@@ -119,12 +119,9 @@ def _governed(
     base: Mapping[str, Any] = next((d for d in dependencies if d.get("name") == "base image"), {})
     lock: Mapping[str, Any] = next((d for d in dependencies if d.get("name") == "lock file"), {})
     try:
-        index = registry.manifest(
-            Reference(found.registry, found.repository, referrers.fallback_tag(found.digest))
-        )
-        stored = referrers.fetch_listed(
-            registry, Reference(found.registry, found.repository, None, found.digest), index, "cyclonedx"
-        )
+        pinned = Reference(found.registry, found.repository, None, found.digest)
+        listed = referrers.listing(registry, pinned)
+        stored = referrers.fetch_listed(registry, pinned, listed.index, "cyclonedx")
     except RegistryError:
         stored = None
     attested_sbom = (documents.get(SBOM_PREDICATE) or {}).get("digest")

@@ -3,10 +3,14 @@
 Each document (an SBOM; a cosign bundle, made by cosign without uploading it) is an artifact
 manifest (empty config, one layer) pushed by digest with skopeo, several at a time, through the
 one registry client (:mod:`tfgov_ci.oci.registry`). Registries
-with the OCI 1.1 referrers API (Harbor 2.8+) list it from its ``subject``; for those without (CNCF
-distribution 2.8, the local test registry), the referrers tag fallback of the distribution spec
-is kept as well: an OCI index at tag ``sha256-<image hex>`` listing every referrer, merged with
-what is already there. :func:`fetch` finds an image's SBOM again through that index.
+with the OCI 1.1 referrers API (Harbor 2.8+) list it from its ``subject``, and nothing more is
+written there: no tag, so a tag immutability rule covering every tag has nothing to refuse. For
+those without it (CNCF distribution 2.8, the local test registry), the referrers tag fallback of
+the distribution spec is kept instead: an OCI index at tag ``sha256-<image hex>`` listing every
+referrer, merged with what is already there. Where the API cannot be asked (its HTTP read needs
+the credentials in the environment; an auth file is skopeo's alone), the fallback is written as
+well, which is what cosign did. :func:`listing` reads whichever of the two lists an image's
+referrers, as cosign reads them; :func:`fetch` finds an image's SBOM again through it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import functools
 import json
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -115,11 +119,22 @@ def attach_calls(
         ]
         tag = _at(target, tag=fallback_tag(subject_digest))
         calls.append(
-            Call("read the referrers tag fallback index", tuple(registry.inspect_argv(tag, inspect)))
+            Call(
+                "ask the registry's OCI 1.1 referrers API for the image's referrers (an HTTP read, "
+                "in-process): where it answers, it lists the artifacts, and no tag is written",
+                (),
+            )
         )
         calls.append(
             Call(
-                "merge this image's referrers into it and push it (the referrers tag fallback)",
+                f"read the referrers tag fallback index ({NO_API})",
+                tuple(registry.inspect_argv(tag, inspect)),
+                optional=True,
+            )
+        )
+        calls.append(
+            Call(
+                f"merge this image's referrers into it and push it, the referrers tag fallback ({NO_API})",
                 tuple(
                     registry.copy_argv(
                         layout_transport("<temporary layout>", "referrers"),
@@ -128,9 +143,43 @@ def attach_calls(
                         index_only=True,
                     )
                 ),
+                optional=True,
             )
         )
     return calls
+
+
+NO_API = "only when the registry has no OCI 1.1 referrers API"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The OCI index listing an image's referrers, and where it was read."""
+
+    index: bytes | None  # None: nothing lists any
+    where: str  # "OCI 1.1 referrers API" or "referrers tag fallback"
+
+
+def api_index(registry: Registry, pinned: Reference) -> bytes | None:
+    """The referrers API's index for ``pinned`` (by digest), or None where the registry has no
+    such API or it cannot be asked here (no credentials in the environment, unreachable over HTTP)."""
+    try:
+        return registry.referrers(pinned)
+    except RegistryError:
+        return None
+
+
+def listing(
+    registry: Registry, pinned: Reference, read: Callable[[Reference], bytes | None] | None = None
+) -> Listing:
+    """Whichever lists ``pinned``'s referrers, as cosign chooses: the OCI 1.1 referrers API where
+    the registry has one, else the referrers tag fallback index, read with ``read`` (default:
+    :meth:`Registry.manifest`)."""
+    api = api_index(registry, pinned)
+    if api is not None:
+        return Listing(api, "OCI 1.1 referrers API")
+    tag = _at(pinned, tag=fallback_tag(str(pinned.digest)))
+    return Listing((read or registry.manifest)(tag), "referrers tag fallback")
 
 
 def _at(target: Reference, *, tag: str | None = None, digest: str | None = None) -> Reference:
@@ -142,13 +191,13 @@ class Stored(NamedTuple):
 
     what: str  # what was refused: "the SBOMs"
     listed: str  # what the referrers tag lists: "the SBOMs, signatures and attestations"
-    stage: str  # the stage to run again
+    then: str  # what stands, and what to run again: "nothing was tagged, run publish again"
 
 
 def refusal(stderr: str, host: str, step: str, stored: Stored) -> tuple[str, str] | None:
     """A registry's refusal to store a referrer (an immutable ``sha256-*`` tag, no push rights),
     as (message, hint) saying what to configure; None for any other failure."""
-    what, listed, stage = stored
+    what, listed, then = stored
     # Whole words only: a digest in the message holds "412" or "403" often enough.
     words = set(re.findall(r"[a-z0-9]+", stderr.lower()))
     if words & {"immutable", "412", "precondition"}:
@@ -157,14 +206,14 @@ def refusal(stderr: str, host: str, step: str, stored: Stored) -> tuple[str, str
             "a tag immutability rule covers it",
             f"{listed} are listed in that tag (the referrers tag fallback): exclude sha256-* tags "
             "from the rule (Harbor: the project's Policy > Tag Immutability), or use a registry with "
-            f"the OCI 1.1 referrers API; nothing was tagged, run {stage} again",
+            f"the OCI 1.1 referrers API; {then}",
         )
     if words & {"denied", "unauthorized", "403", "forbidden"}:
         return (
             f"{host} refused to store {what} ({step}): access denied",
             "the registry account (TFGOV_REGISTRY_USER, or the CI's) needs push rights on the "
             "repository, signatures, SBOMs and sha256-* tags included (Harbor: a robot account with "
-            f"push on the project); nothing was tagged, run {stage} again",
+            f"push on the project); {then}",
         )
     return None
 
@@ -179,8 +228,9 @@ def attach(
     stored: Stored | None = None,
     step: str = "storing them",
 ) -> list[Attached]:
-    """Push each artifact (several at a time: each by its own digest), then list them all in the
-    referrers tag fallback index with one read and one write. With ``stored``, a registry's
+    """Push each artifact (several at a time: each by its own digest); then, unless the registry's
+    referrers API lists them, list them all in the referrers tag fallback index with one read and
+    one write. With ``stored``, a registry's
     refusal (:func:`refusal`) is :class:`ReferrerError` saying what to configure."""
     registry = Registry.of(target, registries, env)
     try:
@@ -230,6 +280,8 @@ def _attach(
             ],
             tools.cores(),
         )
+        if api_index(registry, _at(target, digest=subject.digest)) is not None:
+            return attached  # the registry lists them by their subject
         # The referrers tag fallback: merge into whatever index already lists this image's referrers.
         tag = _at(target, tag=fallback_tag(subject.digest))
         existing = registry.manifest(tag)
@@ -257,14 +309,12 @@ def fetch(
     ref = reference.parse(image)
     registry = Registry.of(ref, registries, env)
     pinned = resolve(ref, registry)
-    return fetch_listed(
-        registry, pinned, registry.manifest(_at(ref, tag=fallback_tag(str(pinned.digest)))), kind
-    )
+    return fetch_listed(registry, pinned, listing(registry, pinned).index, kind)
 
 
 def fetch_listed(registry: Registry, pinned: Reference, index: bytes | None, kind: str) -> bytes:
-    """The newest ``kind`` SBOM that ``index``, the image's referrers tag fallback as read already
-    (None: there is none), lists for the image ``pinned`` (by digest)."""
+    """The newest ``kind`` SBOM that ``index``, the image's :func:`listing` as read already (None:
+    there is none), lists for the image ``pinned`` (by digest)."""
     newest = newest_listed(pinned, index, kind)
     with tempfile.TemporaryDirectory(prefix="tfgov-sbom-fetch.") as tmp:
         registry.pull(_at(pinned, digest=newest["digest"]), layout_transport(tmp, "sbom"))

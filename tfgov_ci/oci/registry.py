@@ -12,9 +12,10 @@ No code outside this module cuts a host out of a string: parse a
 
 Credentials come from the environment (``TFGOV_REGISTRY_USER``/``TFGOV_REGISTRY_PASSWORD``, or
 GitLab's ``CI_REGISTRY_USER``/``CI_REGISTRY_PASSWORD`` for ``CI_REGISTRY``) or from the usual
-auth files skopeo reads itself (``REGISTRY_AUTH_FILE``, containers' auth.json, docker's
-config.json), never from tfgov.yaml. They reach skopeo in a private auth file (mode 0600,
-deleted afterwards), never on a command line, and every log line is redacted.
+auth files skopeo reads (``REGISTRY_AUTH_FILE``, containers' auth.json, docker's config.json:
+the first that names the host, in skopeo's order, read here too for the HTTP reads; a
+credential helper's are skopeo's alone), never from tfgov.yaml. They reach skopeo in a private
+auth file (mode 0600, deleted afterwards), never on a command line, and every log line is redacted.
 TLS: a custom CA through ``registries.<host>.ca_file``; no verification (which also allows plain
 HTTP) only for loopback hosts or where ``registries.<host>.insecure: true`` says so, loudly.
 """
@@ -168,7 +169,45 @@ def access(host: str, settings: Mapping[str, Mapping[str, Any]], env: Mapping[st
         user, password = env["TFGOV_REGISTRY_USER"], env["TFGOV_REGISTRY_PASSWORD"]
     elif env.get("CI_REGISTRY") == host and env.get("CI_REGISTRY_USER") and env.get("CI_REGISTRY_PASSWORD"):
         user, password = env["CI_REGISTRY_USER"], env["CI_REGISTRY_PASSWORD"]
+    elif found := _from_auth_files(host, env):
+        user, password = found
     return Access(host, tls_verify, ca_file, user, password, warning)
+
+
+def auth_files(env: Mapping[str, str]) -> list[Path]:
+    """The auth files skopeo (containers/image) reads, in its order: ``REGISTRY_AUTH_FILE`` alone
+    when it is set; else containers' auth.json (``XDG_RUNTIME_DIR``, then ``XDG_CONFIG_HOME`` or
+    ~/.config), then docker's config.json (``DOCKER_CONFIG`` or ~/.docker)."""
+    if env.get("REGISTRY_AUTH_FILE"):
+        return [Path(env["REGISTRY_AUTH_FILE"])]
+    home = env.get("HOME")
+    config_home = env.get("XDG_CONFIG_HOME") or (f"{home}/.config" if home else None)
+    docker = env.get("DOCKER_CONFIG") or (f"{home}/.docker" if home else None)
+    return [
+        *([Path(env["XDG_RUNTIME_DIR"]) / "containers/auth.json"] if env.get("XDG_RUNTIME_DIR") else []),
+        *([Path(config_home) / "containers/auth.json"] if config_home else []),
+        *([Path(docker) / "config.json"] if docker else []),
+    ]
+
+
+def _from_auth_files(host: str, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """The user and password of the first auth file that names ``host`` (a key ``host`` or
+    ``https://host/...``), as skopeo picks them; None when none does, or the one that does keeps
+    them in a credential helper (skopeo asks it; tfgov-ci's HTTP reads go without)."""
+    for path in auth_files(env):
+        try:
+            auths = json.loads(path.read_text()).get("auths") or {}
+        except (OSError, ValueError, AttributeError):
+            continue  # missing, or not an auth file: skopeo says so itself if it matters
+        for key, entry in auths.items() if isinstance(auths, dict) else ():
+            if re.sub(r"^https?://", "", str(key)).split("/", 1)[0] != host:
+                continue
+            try:
+                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            except (KeyError, TypeError, ValueError):
+                return None
+            return (user, password) if user and password else None
+    return None
 
 
 def explain(stderr: str, host: str) -> tuple[str, str]:
@@ -395,10 +434,10 @@ class Registry:
                 if exc.code in (401, 403):
                     raise RegistryError(
                         f"{self.host} refused to list its repositories ({exc.code})",
-                        "the account (TFGOV_REGISTRY_USER/PASSWORD: the catalog call reads no docker "
-                        "auth file) needs the right to list the catalog (Harbor: a system robot "
-                        "account or admin); or name the repositories with --repository NAME, without "
-                        "wildcards",
+                        "the account (TFGOV_REGISTRY_USER/PASSWORD, or an auth file's; a credential "
+                        "helper's are not read here) needs the right to list the catalog (Harbor: a "
+                        "system robot account or admin); or name the repositories with --repository "
+                        "NAME, without wildcards",
                     ) from None
                 if exc.code == 404:
                     raise RegistryError(
@@ -560,8 +599,12 @@ class Call:
     """One registry call a push makes, as a plan shows it (``<...>``: known when it runs)."""
 
     description: str
-    argv: tuple[str, ...]
+    argv: tuple[str, ...]  # empty: a read tfgov-ci makes itself, over HTTP
     optional: bool = False
+
+    @property
+    def tool(self) -> str | None:
+        return "skopeo" if self.argv else None
 
 
 def push_calls(

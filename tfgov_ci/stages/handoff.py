@@ -112,8 +112,17 @@ class Attester(Protocol):
         """The plan's steps that store what ``commands`` make beside the image."""
         ...
 
-    def execute(self, ctx: Context, commands: Mapping[str, list[str]], work: str, image: BuiltImage) -> None:
-        """Run ``commands`` and store what they make."""
+    def execute(
+        self,
+        ctx: Context,
+        commands: Mapping[str, list[str]],
+        work: str,
+        image: BuiltImage,
+        *,
+        stage: str = "sign",
+    ) -> None:
+        """Run ``commands`` and store what they make; ``stage``: the stage asking (its errors say
+        what to run again)."""
         ...
 
 

@@ -75,7 +75,7 @@ class SkopeoPublisher:
             reads, writes = pushes[: len(images.tags)], pushes[len(images.tags) :]  # tags read first
             steps = (
                 *(Step(c.description, c.argv, "skopeo", c.optional) for c in reads),
-                *(Step(f"{c.description} ({when})", c.argv, "skopeo", optional=True) for c in sboms),
+                *(Step(f"{c.description} ({when})", c.argv, c.tool, optional=True) for c in sboms),
                 *(Step(c.description, c.argv, "skopeo", c.optional) for c in writes),
             )
         return StagePlan(
@@ -173,7 +173,9 @@ def attach_sboms(
         for kind in SBOMS
         if kind in sbom.outputs
     ]
-    stored = referrers.Stored("the SBOMs", "the SBOMs, signatures and attestations", "publish")
+    stored = referrers.Stored(
+        "the SBOMs", "the SBOMs, signatures and attestations", "nothing was tagged, run publish again"
+    )
     attached = referrers.attach(
         target,
         image.subject(ctx),

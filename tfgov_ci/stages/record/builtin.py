@@ -111,7 +111,7 @@ class RecordWriter:
         if signer is not None and signed:
             with tempfile.TemporaryDirectory(prefix="tfgov-record.") as tmp:
                 commands = signer.attest_commands(ctx, tmp, image.digest, {RECORD_PREDICATE: str(copy)})
-                signer.execute(ctx, commands, tmp, image)
+                signer.execute(ctx, commands, tmp, image, stage=self.stage)
         else:
             why_not = why_not or "the image is not signed in a registry"
             warnings.append(f"the build record is not attested: {why_not}")

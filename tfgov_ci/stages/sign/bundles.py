@@ -133,18 +133,14 @@ def maybe_bundle(entry: Mapping[str, Any]) -> bool:
 
 
 def read(
-    registry: Registry, pinned: Reference, fallback: bytes | None, key: ec.EllipticCurvePublicKey
+    registry: Registry, pinned: Reference, index: bytes | None, key: ec.EllipticCurvePublicKey
 ) -> Read | None:
-    """The bundles listed for ``pinned``, each read and checked: those of the OCI 1.1 referrers API
-    where the registry has one, else of the referrers tag fallback index ``fallback`` (as read
-    already), as cosign chooses. A statement counts only when it verifies with the key and its
-    subject is this digest (as cosign skips a bundle of another artifact); a malformed referrer is
-    skipped. None when there is no list, or the registry's API cannot be read here: the caller asks
+    """The bundles ``index`` lists for ``pinned``, each read and checked: the image's
+    :func:`~tfgov_ci.oci.referrers.listing` as read already (the OCI 1.1 referrers API's where the
+    registry has one, else the referrers tag fallback's, as cosign chooses). A statement counts
+    only when it verifies with the key and its subject is this digest (as cosign skips a bundle of
+    another artifact); a malformed referrer is skipped. None when there is no list: the caller asks
     cosign then."""
-    try:
-        index = registry.referrers(pinned) or fallback
-    except RegistryError:
-        return None
     if index is None:
         return None
     try:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -47,7 +48,7 @@ from tfgov_ci.errors import StageInputError
 from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import Registry
+from tfgov_ci.oci.registry import Registry, explain
 from tfgov_ci.pipeline import (
     SIGSTORE_ID_TOKEN,
     STAGES,
@@ -187,7 +188,7 @@ class CosignSigner:
         calls = referrers.attach_calls(
             Registry.of(target, ctx.config.registries), target, pushes, "<build digest>"
         )
-        return tuple(Step(c.description, c.argv, "skopeo") for c in calls)
+        return tuple(Step(c.description, c.argv, c.tool, c.optional) for c in calls)
 
     def usable_key(self, ctx: Context) -> str | None:
         """The key reference (None: keyless) once it is known to be there: a missing key file or
@@ -214,13 +215,24 @@ class CosignSigner:
             )
         return key
 
-    def execute(self, ctx: Context, commands: Mapping[str, list[str]], work: str, image: BuiltImage) -> None:
+    def execute(
+        self,
+        ctx: Context,
+        commands: Mapping[str, list[str]],
+        work: str,
+        image: BuiltImage,
+        *,
+        stage: str = "sign",
+    ) -> None:
         """Run the cosign commands with the registry's credentials and CA, the key's password
         redacted: the signing config first, then every signing command at once, and store their
-        bundles (in ``work``) beside the image; for legacy, cosign's own uploads one at a time."""
+        bundles (in ``work``) beside the image; for legacy, cosign's own uploads one at a time.
+        ``stage``: the stage running them (sign, record), as a refusal says what to run again."""
+        stored = _stored(stage)
         self.usable_key(ctx)
         target = self._target(ctx)
         registry = Registry.of(target, ctx.config.registries)
+        subject = image.subject(ctx)  # read before cosign runs: a registry it cannot read fails first
         secrets = (*registry.access.secrets, os.environ.get("COSIGN_PASSWORD", ""))
         signing = [name for name in commands if name != "signing-config"]
         with registry.access.docker_config() as env:
@@ -229,7 +241,7 @@ class CosignSigner:
             def cosign(name: str) -> None:
                 done = tools.run(commands[name], env=environment, secrets=secrets, check=False, timeout=600)
                 if done.returncode != 0:
-                    raise _failure(done, name, registry.host)
+                    raise _failure(done, name, registry.host, stored if self.legacy else None)
 
             if "signing-config" in commands:
                 cosign("signing-config")
@@ -242,10 +254,10 @@ class CosignSigner:
         artifacts = [_bundle(name, Path(bundle_path(work, name)), created) for name in signing]
         referrers.attach(
             target,
-            image.subject(ctx),
+            subject,
             artifacts,
             ctx.config.registries,
-            stored=STORED,
+            stored=stored,
             step="storing the bundles",
         )
 
@@ -399,24 +411,29 @@ def _bundle(command: str, path: Path, created: str) -> referrers.Artifact:
     )
 
 
-STORED = referrers.Stored("the signature or an attestation", "the signatures and attestations", "sign")
+def _stored(stage: str) -> referrers.Stored:
+    """What ``stage`` stores, as a registry's refusal of it is said: sign runs before any tag; the
+    record stage after publish has set them."""
+    then = (
+        "nothing was tagged, run sign again"
+        if stage == "sign"
+        else f"the tags publish set stand, the {stage} stage's attestation is not stored: run {stage} again"
+    )
+    return referrers.Stored("the signature or an attestation", "the signatures and attestations", then)
 
 
-def _failure(done: tools.Completed, step: str, host: str) -> SignError:
+def _failure(done: tools.Completed, step: str, host: str, stored: referrers.Stored | None) -> SignError:
+    """What went wrong in one cosign process. ``stored``: what it writes to the registry (the
+    legacy format); a bundle-making process only reads it, so a refusal then is a read's."""
     text = done.stderr.lower()
     if "decrypt" in text or "password" in text or "incorrect passphrase" in text:
         return SigningKeyError(
             "cosign could not open the signing key (wrong password?)",
             "COSIGN_PASSWORD must be the key's password; it is read from the environment only",
         )
-    refused = _refused(done.stderr, step, host)
-    if refused is not None:
-        return SignError.of_run(done, refused.message, refused.hint)
+    said = None if stored is None else referrers.refusal(done.stderr, host, step, stored)
+    if said is None and re.search(r"\b(unauthorized|denied|forbidden|401|403)\b", text):
+        said = explain(done.stderr, host)
+    if said is not None:
+        return SignError.of_run(done, *said)
     return SignError.of_run(done, f"cosign failed ({step})", "see cosign's output below")
-
-
-def _refused(stderr: str, step: str, host: str) -> SignError | None:
-    """A registry's refusal to store a signature (an immutable tag, no push rights), said with what
-    to configure; None for any other failure."""
-    said = referrers.refusal(stderr, host, step, STORED)
-    return None if said is None else SignError(*said)

@@ -223,11 +223,13 @@ class Reads:
             return exc
 
 
-def signature_layout(reads: Reads, ref: Reference, index: bytes | None) -> str:
-    """Which layouts hold signatures: cosign 3 bundles in the referrers tag fallback ``index``
-    (``sha256-<hex>``), the legacy ``sha256-<hex>.sig`` / ``.att`` tags, or none of these (bundles
-    behind an OCI 1.1 referrers API, which skopeo cannot list, show as none here)."""
+def signature_layout(reads: Reads, ref: Reference, listed: referrers.Listing) -> str:
+    """Which layouts hold signatures: cosign 3 bundles in the image's referrers ``listed`` (the OCI
+    1.1 referrers API, or the referrers tag fallback ``sha256-<hex>``), the legacy
+    ``sha256-<hex>.sig`` / ``.att`` tags, or none of these (bundles behind a referrers API that
+    cannot be asked here, without credentials in the environment, show as none)."""
     tag = str(ref.digest).replace(":", "-")
+    index = listed.index
 
     def there(name: str) -> bool:
         return reads.manifest(Reference(ref.registry, ref.repository, name)) is not None
@@ -244,7 +246,7 @@ def signature_layout(reads: Reads, ref: Reference, index: bytes | None) -> str:
         if str(kind).startswith(bundles.BUNDLE_TYPE):
             holds_bundles = True
             break
-    found = (["bundles (referrers tag fallback)"] if holds_bundles else []) + (
+    found = ([f"bundles ({listed.where})"] if holds_bundles else []) + (
         [f"legacy {' and '.join(legacy)} tags"] if legacy else []
     )
     return " and ".join(found) or "none"
@@ -278,7 +280,6 @@ def verify(
     by_digest = f"{pinned.registry}/{pinned.repository}@{digest}"
     tls = registry.access.tls_verify
     kinds = (*REQUIRED, RECORD_PREDICATE) if with_record else REQUIRED
-    fallback = Reference(pinned.registry, pinned.repository, referrers.fallback_tag(digest))
     key = bundles.public_key(trust.key) if trust.trusted_root is None else None
     with registry.access.docker_config() as cosign_env, ThreadPoolExecutor(max_workers=WORKERS) as pool:
 
@@ -286,13 +287,14 @@ def verify(
             argv = cosign_argv(command, trust, by_digest, tls_verify=tls, extra=extra)
             return pool.submit(lambda: Outcome.of_cosign(_cosign(argv, registry, cosign_env)))
 
-        index = pool.submit(reads.manifest, fallback)  # read once: the layout, bundles and SBOM
-        layout = pool.submit(lambda: signature_layout(reads, pinned, index.result()))
-        stored = pool.submit(lambda: reads.sbom(pinned, index.result()))
+        # read once: the layout, bundles and SBOM
+        listed = pool.submit(referrers.listing, registry, pinned, reads.manifest)
+        layout = pool.submit(lambda: signature_layout(reads, pinned, listed.result()))
+        stored = pool.submit(lambda: reads.sbom(pinned, listed.result().index))
         # cosign reads another repository's signatures with COSIGN_REPOSITORY: it answers then
         elsewhere = {**os.environ, **(env or {})}.get("COSIGN_REPOSITORY")
         own = key is not None and reads.http and not elsewhere
-        read = bundles.read(registry, pinned, index.result(), key) if own and key is not None else None
+        read = bundles.read(registry, pinned, listed.result().index, key) if own and key is not None else None
         signed, attested = _in_process(read, kinds) if read is not None else (Outcome(False), {})
         # A "yes" from the bundles read here, every kind asked for found, stands; anything short of
         # one is cosign's to answer
