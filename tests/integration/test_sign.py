@@ -458,6 +458,37 @@ def test_on_a_registry_with_the_referrers_api_the_evidence_writes_no_tag(
         assert stored == (model / ".tfgov/out/sbom/sbom.cdx.json").read_bytes()
 
 
+def test_one_at_a_time_signs_one_cosign_process_after_another_as_a_hardware_token_needs(
+    model: Path,  # noqa: F811
+    key_pair: tuple[Path, Path],
+    session_registry: LocalRegistry,
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """No PKCS#11 token can be had here (nor a cosign built with PKCS#11), so ``one_at_a_time:
+    true`` takes the path a ``pkcs11:`` key takes. cosign is the real one, behind a wrapper on
+    PATH that logs when each of its processes starts and ends."""
+    private, public = key_pair
+    monkeypatch.setenv("COSIGN_PRIVATE_KEY", private.read_text())
+    log, wrapper = tmp_path / "cosign.log", tmp_path / "bin" / "cosign"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        f'#!/bin/sh\necho start >> {log}\n{require_tool("cosign")} "$@"\nrc=$?\necho end >> {log}\nexit $rc\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    digest = signed_as(model, "ml/one-by-one", cli, "  sign:\n    options: {one_at_a_time: true}\n")
+    (planned,) = json.loads(cli("plan", "sign", "--format", "json", cwd=model).out)["stages"]
+    assert any("attestations one after another" in step["description"] for step in planned["steps"])
+    ran = plan_is_what_ran(model, ["sign"])["sign"]
+    assert [c[1] for c in ran if c[0] == "cosign"] == ["signing-config", "sign", *["attest"] * 4]
+    started = log.read_text().split()  # (`cosign version` for the record goes through it too)
+    assert len(started) >= 12 and started == ["start", "end"] * (len(started) // 2)  # never two at once
+    ref = f"{session_registry.host}/ml/one-by-one@{digest}"
+    assert cosign_verify("verify", public, ref).returncode == 0
+
+
 def test_verify_reads_the_legacy_sig_and_att_tags_as_older_admission_controllers_write_them(
     model: Path,  # noqa: F811
     key_pair: tuple[Path, Path],

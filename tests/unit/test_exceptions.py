@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,8 +153,9 @@ def test_export_openvex_and_trivyignore(tmp_path: Path) -> None:
 
 def test_exceptions_check_and_export_from_the_cli(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     today = exceptions.today()
-    text = GOOD.replace("2026-12-20", str(today + dt.timedelta(days=20)))
-    text = text.replace("2026-11-01", str(today - dt.timedelta(days=3))).replace("2026-12-01", str(today))
+    dates = {"2026-12-20": today + dt.timedelta(days=20), "2026-11-01": today - dt.timedelta(days=3)}
+    dates["2026-12-01"] = today  # each date replaced once: today - 3 may itself be one of them
+    text = re.sub("|".join(dates), lambda m: str(dates[m.group()]), GOOD)
     write(tmp_path, text)
     checked = cli("exceptions", "check", cwd=tmp_path)
     assert checked.code == 1  # one entry expired

@@ -394,3 +394,32 @@ def test_the_record_attests_only_with_a_signer_that_can_do_all_of_it(
     assert record.stage == "record" and not any(step.tool == "cosign" for step in record.steps)
     signer, why_not = pipeline.instantiate(project.context, "record", "builtin")._signer(project.context)
     assert signer is None and "the sign backend 'half' cannot attest it" in why_not
+
+
+@pytest.mark.parametrize(
+    ("options", "how"),
+    [
+        ("{}", "at once"),
+        ("{key: 'pkcs11:token=ci;slot-id=0;object=signing'}", "one after another"),
+        ("{key: 'hashivault://signing', one_at_a_time: true}", "one after another"),
+    ],
+)
+def test_a_hardware_token_s_key_signs_one_process_after_another_and_the_plan_says_so(
+    example_repo: Path, options: str, how: str
+) -> None:
+    text = (example_repo / "tfgov.yaml").read_text()
+    (example_repo / "tfgov.yaml").write_text(text + f"stages:\n  sign:\n    options: {options}\n")
+    git(example_repo, "commit", "-qam", "sign options")
+    project = open_project(example_repo / "tfgov.yaml")
+    sign = pipeline.plan(project.context, project.pipeline, ["sign"]).stages[0]
+    (signing,) = [step for step in sign.steps if step.argv[:2] == ("cosign", "sign")]
+    assert f"sign the image by digest (this and the attestations {how}," in signing.description
+
+
+def test_one_at_a_time_that_is_not_a_boolean_is_a_clear_error(example_repo: Path) -> None:
+    from tfgov_ci.stages.sign.cosign import CosignSigner
+    from tfgov_ci.stages.sign.interface import SigningKeyError
+
+    project = open_project(example_repo / "tfgov.yaml")
+    with pytest.raises(SigningKeyError, match="one_at_a_time: 'yes' is not true or false"):
+        CosignSigner({"one_at_a_time": "yes"}).one_at_a_time(project.context)

@@ -29,6 +29,10 @@ Options (``stages.sign.options``):
 - ``format``: ``bundle`` (default: cosign 3 bundles, as OCI 1.1 referrers or through the referrers
   tag fallback) or ``legacy`` (the ``sha256-<hex>.sig`` and ``.att`` tags that older admission
   controllers and registries read; no transparency log, so no ``signing_config``).
+- ``one_at_a_time``: run the signing processes one after another instead of at once. On by
+  itself for a ``pkcs11:`` key (a hardware token may serve one session at a time, and a wrong PIN
+  tried by five processes at once spends the token's retries and locks it); set it for a KMS that
+  limits its signing requests a second (a Vault with a rate-limit quota, say).
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ DEFAULT_KEY = "env://COSIGN_PRIVATE_KEY"
 ATTESTED = (SLSA_PROVENANCE, SBOM_PREDICATE, SCAN_PREDICATE, POLICY_PREDICATE)
 NO_SERVICES = ("--no-default-fulcio", "--no-default-rekor", "--no-default-tsa", "--no-default-oidc")
 _KEY_SCHEMES = ("env://", "awskms://", "gcpkms://", "azurekms://", "hashivault://", "k8s://", "pkcs11:")
+_TOKEN = "pkcs11:"  # a hardware token's key: its signing processes run one at a time
 SIGNATURE = "sign"  # the commands' name for the image's own signature (the others: predicate types)
 
 
@@ -133,6 +138,18 @@ class CosignSigner:
                 "legacy signatures are stored without a transparency log; drop one of the two",
             )
         return legacy
+
+    def one_at_a_time(self, ctx: Context) -> bool:
+        """Whether the signing processes run one after another: the legacy format (cosign reads
+        and writes its tags itself), a hardware token's key, or ``one_at_a_time: true``."""
+        given = self.options.get("one_at_a_time")
+        if given is not None and not isinstance(given, bool):
+            raise SigningKeyError(
+                f"stages.sign.options.one_at_a_time: {given!r} is not true or false",
+                "set it to true to run cosign's signing processes one after another",
+            )
+        key = self._key(ctx)
+        return self.legacy or bool(given) or (key is not None and key.startswith(_TOKEN))
 
     def _signing_args(self, ctx: Context, config: str) -> list[str]:
         key = self._key(ctx)
@@ -225,8 +242,9 @@ class CosignSigner:
         stage: str = "sign",
     ) -> None:
         """Run the cosign commands with the registry's credentials and CA, the key's password
-        redacted: the signing config first, then every signing command at once, and store their
-        bundles (in ``work``) beside the image; for legacy, cosign's own uploads one at a time.
+        redacted: the signing config first, then every signing command (at once, unless
+        :meth:`one_at_a_time`), and store their bundles (in ``work``) beside the image; for legacy,
+        cosign's own uploads.
         ``stage``: the stage running them (sign, record), as a refusal says what to run again."""
         stored = _stored(stage)
         self.usable_key(ctx)
@@ -245,11 +263,13 @@ class CosignSigner:
 
             if "signing-config" in commands:
                 cosign("signing-config")
-            if self.legacy:  # cosign reads and writes the .sig and .att tags itself: one at a time
+            if self.one_at_a_time(ctx):
                 for name in signing:
                     cosign(name)
-                return
-            tools.together([functools.partial(cosign, name) for name in signing], tools.cores())
+            else:
+                tools.together([functools.partial(cosign, name) for name in signing], tools.cores())
+        if self.legacy:  # cosign stored the .sig and .att tags itself
+            return
         created = rfc3339(int(time.time()))  # when it was signed, as cosign annotates its own
         artifacts = [_bundle(name, Path(bundle_path(work, name)), created) for name in signing]
         referrers.attach(
@@ -297,7 +317,13 @@ class CosignSigner:
         what = {
             "signing-config": "an empty signing config: no transparency log, no Fulcio (air-gapped)",
             SIGNATURE: "sign the image by digest"
-            + ("" if self.legacy else " (this and the attestations at once, each bundle kept in a file)"),
+            + (
+                ""
+                if self.legacy
+                else " (this and the attestations one after another, each bundle kept in a file)"
+                if self.one_at_a_time(ctx)
+                else " (this and the attestations at once, each bundle kept in a file)"
+            ),
             SLSA_PROVENANCE: "attest the SLSA v1 provenance",
             SBOM_PREDICATE: "attest the SBOM (its digest: the document travels beside the image)",
             SCAN_PREDICATE: "attest the scan result",
