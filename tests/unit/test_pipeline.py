@@ -356,7 +356,7 @@ def test_every_backend_that_checks_its_inputs_is_registered_for_validate_to_find
         if callable(getattr(ep.load(), "preflight", None))
     }
     assert with_preflight == set(preflighted_backends())
-    assert with_preflight == {"build.buildah", "build.docker", "lock.uv", "lock.pip-tools"}
+    assert with_preflight == {"build.buildah", "build.docker", "lock.uv", "lock.pip-tools", "sign.cosign"}
     assert all(isinstance(ep.load()({}), Preflighted) for ep in preflighted_backends().values())
 
 
@@ -416,10 +416,23 @@ def test_a_hardware_token_s_key_signs_one_process_after_another_and_the_plan_say
     assert f"sign the image by digest (this and the attestations {how}," in signing.description
 
 
-def test_one_at_a_time_that_is_not_a_boolean_is_a_clear_error(example_repo: Path) -> None:
-    from tfgov_ci.stages.sign.cosign import CosignSigner
-    from tfgov_ci.stages.sign.interface import SigningKeyError
-
-    project = open_project(example_repo / "tfgov.yaml")
-    with pytest.raises(SigningKeyError, match="one_at_a_time: 'yes' is not true or false"):
-        CosignSigner({"one_at_a_time": "yes"}).one_at_a_time(project.context)
+def test_validate_names_each_sign_option_in_error_with_its_line_and_plan_refuses(
+    example_repo: Path, cli: Callable[..., CliResult]
+) -> None:
+    config = example_repo / "tfgov.yaml"
+    lines = len(config.read_text().splitlines())
+    config.write_text(
+        config.read_text()
+        + "stages:\n  sign:\n    options:\n      format: sigstore\n      one_at_a_time: 'yes'\n"
+    )
+    git(example_repo, "commit", "-qam", "sign options in error")
+    checked = cli("validate", cwd=example_repo)
+    assert checked.code == 2 and "Traceback" not in checked.err, checked.err
+    said = checked.out + checked.err
+    assert f"tfgov.yaml:{lines + 4}: stages.sign.options.format: 'sigstore' is not a signature format" in said
+    assert f"tfgov.yaml:{lines + 5}: stages.sign.options.one_at_a_time: 'yes' is not true or false" in said
+    planned = cli("plan", "sign", cwd=example_repo)
+    assert (
+        planned.code == 2
+        and "stages.sign.options.format: 'sigstore' is not a signature format" in planned.err
+    )

@@ -47,8 +47,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tfgov_ci import tools
+from tfgov_ci.config import Config
 from tfgov_ci.context import Context
-from tfgov_ci.errors import StageInputError
+from tfgov_ci.errors import Problem, StageInputError
 from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
 from tfgov_ci.oci.reference import Reference
@@ -120,36 +121,26 @@ class CosignSigner:
 
     @property
     def legacy(self) -> bool:
-        legacy = str(self.options.get("format", "bundle")) == "legacy"
-        if self.options.get("format", "bundle") not in ("bundle", "legacy"):
-            raise SigningKeyError(
-                f"stages.sign.options.format: {self.options['format']!r} is not a signature format",
-                "use bundle (cosign 3, the default) or legacy (.sig/.att tags)",
-            )
-        if self.options.get("keyless") and "signing_config" not in self.options:
-            raise SigningKeyError(
-                "stages.sign.options: keyless signing needs a signing_config naming its Fulcio and Rekor",
-                "tfgov-ci never reaches the public Sigstore by accident: for it, write its signing "
-                "config (`cosign signing-config create --with-default-services`) and name that file",
-            )
-        if legacy and "signing_config" in self.options:
-            raise SigningKeyError(
-                "stages.sign.options: format legacy takes no signing_config",
-                "legacy signatures are stored without a transparency log; drop one of the two",
-            )
-        return legacy
+        """Whether the format is legacy; an option in error (:func:`option_problems`) raises."""
+        problems = option_problems(self.options)
+        if problems:
+            option, problem, hint = problems[0]
+            raise SigningKeyError(f"stages.sign.options.{option}: {problem}", hint)
+        return bool(self.options.get("format", "bundle") == "legacy")
 
     def one_at_a_time(self, ctx: Context) -> bool:
         """Whether the signing processes run one after another: the legacy format (cosign reads
         and writes its tags itself), a hardware token's key, or ``one_at_a_time: true``."""
-        given = self.options.get("one_at_a_time")
-        if given is not None and not isinstance(given, bool):
-            raise SigningKeyError(
-                f"stages.sign.options.one_at_a_time: {given!r} is not true or false",
-                "set it to true to run cosign's signing processes one after another",
-            )
         key = self._key(ctx)
-        return self.legacy or bool(given) or (key is not None and key.startswith(_TOKEN))
+        return self.legacy or self.options.get("one_at_a_time") is True or (key or "").startswith(_TOKEN)
+
+    def preflight(self, config: Config) -> tuple[tuple[Problem, ...], tuple[str, ...]]:
+        """The options checked by ``validate``, each problem with its line."""
+        problems = tuple(
+            config.problem(("stages", "sign", "options", option), problem, hint)
+            for option, problem, hint in option_problems(self.options)
+        )
+        return problems, ()
 
     def _signing_args(self, ctx: Context, config: str) -> list[str]:
         key = self._key(ctx)
@@ -404,6 +395,26 @@ class CosignSigner:
             },
             warnings=(*registry.warnings, *warnings),
         )
+
+
+def option_problems(options: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """What is wrong with the sign stage's options, each as (option, problem, hint): ``validate``
+    says them all with their lines, the stage refuses to plan with the first."""
+    given, one_by_one = options.get("format", "bundle"), options.get("one_at_a_time", False)
+    checks = [
+        (given not in ("bundle", "legacy"), "format", f"{given!r} is not a signature format",
+         "use bundle (cosign 3, the default) or legacy (.sig/.att tags)"),
+        (bool(options.get("keyless")) and "signing_config" not in options, "keyless",
+         "keyless signing needs a signing_config naming its Fulcio and Rekor",
+         "tfgov-ci never reaches the public Sigstore by accident: for it, write its signing config "
+         "(`cosign signing-config create --with-default-services`) and name that file"),
+        (given == "legacy" and "signing_config" in options, "signing_config",
+         "format legacy takes no signing_config",
+         "legacy signatures are stored without a transparency log; drop one of the two"),
+        (not isinstance(one_by_one, bool), "one_at_a_time", f"{one_by_one!r} is not true or false",
+         "set it to true to run cosign's signing processes one after another"),
+    ]  # fmt: skip
+    return [(option, problem, hint) for wrong, option, problem, hint in checks if wrong]
 
 
 def plan_pipeline(ctx: Context) -> str:
