@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tfgov_ci.oci.reference import Reference
 from tfgov_ci.oci.registry import _TOKENS, Access, Registry, RegistryError, access, is_loopback
 
 
@@ -162,7 +163,6 @@ def test_the_catalog_follows_the_bearer_token_dance_and_its_pages_and_keeps_the_
 def test_a_redirect_to_another_host_takes_no_credentials_with_it() -> None:
     """A registry that sends a download to its storage (S3, a CDN), as Harbor and the clouds' do,
     answers 307: the storage host gets the request, never the registry's password or token."""
-    from tfgov_ci.oci.reference import Reference
 
     seen: list[str] = []
     body = b'{"schemaVersion": 2}'
@@ -213,28 +213,98 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 
 def test_credentials_from_the_auth_files_skopeo_reads_in_its_order(tmp_path: Path) -> None:
-    """The HTTP reads (verify's, the referrers API's, the image's subject) get what skopeo would
-    use: the first auth file naming the host, REGISTRY_AUTH_FILE alone when it is set."""
+    """The HTTP reads (verify's, the referrers API's, the image's subject) and cosign get what
+    skopeo would use: the whole host's entry in the first auth file naming the host, in the order
+    of containers-auth.json(5); skopeo itself is handed none of them (it reads the files)."""
     host = "harbor.corp.example"
     runtime = _auth(tmp_path / "run/containers/auth.json", {"other.example": _basic("x", "y")})
     _auth(tmp_path / "home/.docker/config.json", {f"https://{host}/v1/": _basic("docker-bot", "pw-d")})
     env = {"HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(tmp_path / "run")}
     reg = access(host, {}, env)
     assert (reg.user, reg.password) == ("docker-bot", "pw-d") and "pw-d" in reg.secrets
+    with reg.skopeo_args("dest") as args, reg.skopeo_args("dest", planned=True) as planned:
+        assert not any("authfile" in arg for arg in (*args, *planned))  # skopeo reads its own files
+    with reg.docker_config() as cosign_env:
+        written = json.loads((Path(cosign_env["DOCKER_CONFIG"]) / "config.json").read_text())
+    assert written["auths"][host] == _basic("docker-bot", "pw-d")
     _auth(runtime, {host: _basic("podman-bot", "pw-p")})  # earlier in the order: it wins
     assert access(host, {}, env).user == "podman-bot"
-    alone = _auth(tmp_path / "given.json", {"other.example": _basic("x", "y")})
-    assert access(host, {}, {**env, "REGISTRY_AUTH_FILE": str(alone)}).user is None  # the only one read
+    given = _auth(tmp_path / "given.json", {host: _basic("given-bot", "pw-g")})
+    assert access(host, {}, {**env, "REGISTRY_AUTH_FILE": str(given)}).user == "given-bot"  # first
+    other = _auth(tmp_path / "other.json", {"other.example": _basic("x", "y")})
+    assert access(host, {}, {**env, "REGISTRY_AUTH_FILE": str(other)}).user == "podman-bot"  # goes on
     assert access(f"{host}.evil.example", {}, env).user is None  # whole hosts only
-    # the environment's account comes first
-    assert access(host, {}, {**env, "TFGOV_REGISTRY_USER": "u", "TFGOV_REGISTRY_PASSWORD": "p"}).user == "u"
+    # the environment's account comes first, and skopeo gets it in a private auth file
+    mine = access(host, {}, {**env, "TFGOV_REGISTRY_USER": "u", "TFGOV_REGISTRY_PASSWORD": "p"})
+    with mine.skopeo_args("dest", planned=True) as planned:
+        assert mine.user == "u" and "--dest-authfile=<private auth file>" in planned
+
+
+def test_a_namespace_s_entry_is_not_the_host_s(tmp_path: Path) -> None:
+    """``host/team-a`` is that namespace's robot account: taken for the host, it would be sent for
+    team-b's repositories too (containers/image matches it to team-a's alone)."""
+    host = "harbor.corp.example"
+    only_team = _auth(tmp_path / "team.json", {f"{host}/team-a": _basic("robot-a", "pw-a")})
+    assert access(host, {}, {"REGISTRY_AUTH_FILE": str(only_team)}).user is None
+    both = _auth(
+        tmp_path / "both.json", {f"{host}/team-a": _basic("robot-a", "pw-a"), host: _basic("h", "pw")}
+    )
+    assert access(host, {}, {"REGISTRY_AUTH_FILE": str(both)}).user == "h"
 
 
 def test_a_credential_helper_or_a_broken_auth_file_gives_no_credentials(tmp_path: Path) -> None:
     host = "harbor.corp.example"
-    helper = _auth(tmp_path / "helper.json", {host: {}})  # docker login with a credsStore writes this
+    store = tmp_path / "store.json"  # docker login with a credsStore writes an empty entry
+    store.write_text(json.dumps({"auths": {host: {}}, "credsStore": "secretservice"}))
+    assert access(host, {}, {"REGISTRY_AUTH_FILE": str(store)}).user is None
+    helper = tmp_path / "helper.json"  # a helper for the host: its entry's stale auth is not used
+    helper.write_text(
+        json.dumps({"auths": {host: _basic("stale", "old")}, "credHelpers": {host: "ecr-login"}})
+    )
     assert access(host, {}, {"REGISTRY_AUTH_FILE": str(helper)}).user is None
+    empty = _auth(tmp_path / "empty.json", {host: {}})  # no helper: the search goes on
+    later = _auth(tmp_path / "home/.docker/config.json", {host: _basic("later", "pw-l")})
+    env = {"HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    assert later.is_file() and access(host, {}, {**env, "REGISTRY_AUTH_FILE": str(empty)}).user == "later"
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     assert access(host, {}, {"REGISTRY_AUTH_FILE": str(broken)}).user is None
     assert access(host, {}, {"REGISTRY_AUTH_FILE": str(tmp_path / "missing.json")}).user is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "api"),
+    [
+        (
+            200,
+            b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}',
+            True,
+        ),
+        (200, b"<html>Harbor portal</html>", False),  # a proxy's page for any path
+        (200, b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}', False),
+        (404, b'{"errors": [{"code": "NOT_FOUND"}]}', False),
+    ],
+)
+def test_only_an_image_index_is_the_referrers_api_s_answer(status: int, body: bytes, api: bool) -> None:
+    """A registry without the API, or a proxy that answers any path with a page, gets the referrers
+    tag fallback (as cosign does); only an index counts as the API's answer."""
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None: ...
+
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        found = Registry(Access(host, False, None, None)).referrers(
+            Reference(host, "ml/x", None, "sha256:" + "a" * 64)
+        )
+    finally:
+        server.shutdown()
+    assert found == (body if api else None)

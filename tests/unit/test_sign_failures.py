@@ -42,8 +42,26 @@ def test_a_bundle_making_cosign_only_reads_so_its_refusal_is_a_read_s() -> None:
     of the image, not a store; tfgov-ci's own pushes say the refusals of a store."""
     denied = failed(f"GET https://r/v2/ml/hello/manifests/{DIGEST}: DENIED: requested access to the resource")
     error = _failure(denied, "sign", "r", None)
-    assert error.message == "authentication to r failed" and "refused to store" not in str(error)
+    assert error.message == "authentication to r failed (cosign reading the image: sign)"
+    assert "refused to store" not in str(error)
     assert str(_failure(failed(f"MANIFEST_INVALID {DIGEST}"), "sign", "r", None)).startswith("cosign failed")
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [  # a GCP KMS key the CI's account may not use; an expired OIDC token; no URL of the registry
+        "signing: rpc error: code = PermissionDenied desc = Permission "
+        "'cloudkms.cryptoKeyVersions.useToSign' "
+        "denied on resource",
+        "getting signer: POST https://fulcio.corp.example/api/v2/signingCert: 401 Unauthorized",
+        "Error: signing [r/ml/hello@sha256:abc]: unexpected status code 403 Forbidden",
+    ],
+)
+def test_a_refusal_that_names_no_registry_url_is_not_called_the_registry_s(stderr: str) -> None:
+    """A KMS's or a Fulcio's refusal is not a registry login to check: only a line naming the
+    registry's URL with the refusal is said to be the registry's."""
+    error = _failure(failed(stderr), "sign", "r", None)
+    assert error.message == "cosign failed (sign)" and "TFGOV_REGISTRY_USER" not in str(error)
 
 
 def test_the_record_stage_s_refusal_says_the_tags_stand_and_to_run_record_again() -> None:

@@ -7,10 +7,11 @@ with the OCI 1.1 referrers API (Harbor 2.8+) list it from its ``subject``, and n
 written there: no tag, so a tag immutability rule covering every tag has nothing to refuse. For
 those without it (CNCF distribution 2.8, the local test registry), the referrers tag fallback of
 the distribution spec is kept instead: an OCI index at tag ``sha256-<image hex>`` listing every
-referrer, merged with what is already there. Where the API cannot be asked (its HTTP read needs
-the credentials in the environment; an auth file is skopeo's alone), the fallback is written as
-well, which is what cosign did. :func:`listing` reads whichever of the two lists an image's
-referrers, as cosign reads them; :func:`fetch` finds an image's SBOM again through it.
+referrer, merged with what is already there. Where the API cannot be asked (its HTTP read takes
+the environment's credentials or an auth file's entry for the host, not a credential helper's),
+the fallback is written as well, which is what cosign did. :func:`listing` reads whichever of
+the two lists an image's referrers, as cosign reads them; :func:`fetch` finds an image's SBOM
+again through it.
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ class Listing:
 
 def api_index(registry: Registry, pinned: Reference) -> bytes | None:
     """The referrers API's index for ``pinned`` (by digest), or None where the registry has no
-    such API or it cannot be asked here (no credentials in the environment, unreachable over HTTP)."""
+    such API or it cannot be asked here (no credentials it can read, a credential helper's;
+    unreachable over HTTP)."""
     try:
         return registry.referrers(pinned)
     except RegistryError:

@@ -13,9 +13,10 @@ No code outside this module cuts a host out of a string: parse a
 Credentials come from the environment (``TFGOV_REGISTRY_USER``/``TFGOV_REGISTRY_PASSWORD``, or
 GitLab's ``CI_REGISTRY_USER``/``CI_REGISTRY_PASSWORD`` for ``CI_REGISTRY``) or from the usual
 auth files skopeo reads (``REGISTRY_AUTH_FILE``, containers' auth.json, docker's config.json:
-the first that names the host, in skopeo's order, read here too for the HTTP reads; a
-credential helper's are skopeo's alone), never from tfgov.yaml. They reach skopeo in a private
-auth file (mode 0600, deleted afterwards), never on a command line, and every log line is redacted.
+skopeo reads them itself; the whole host's entry of the first that names it is read here too,
+for the HTTP reads and cosign; a credential helper's are skopeo's alone), never from tfgov.yaml.
+The environment's reach skopeo in a private auth file (mode 0600, deleted afterwards), never on a
+command line, and every log line is redacted.
 TLS: a custom CA through ``registries.<host>.ca_file``; no verification (which also allows plain
 HTTP) only for loopback hosts or where ``registries.<host>.insecure: true`` says so, loudly.
 """
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 RETRY_TIMES = 3
 MAX_READ = 4 * 1024 * 1024  # bytes: the distribution spec's manifest limit, and any small document's
+INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 MANIFEST_TYPES = ",".join(  # what a manifest read accepts: every kind an image or its referrers are
     (
         "application/vnd.oci.image.index.v1+json",
@@ -80,6 +82,7 @@ class Access:
     user: str | None
     password: str | None = None
     warning: str | None = None
+    own_files: bool = False  # the credentials are the user's auth file's, which skopeo reads itself
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -99,7 +102,7 @@ class Access:
         if planned:
             if self.ca_file is not None:
                 args.append(f"{dash}cert-dir=<private cert dir>")
-            if self.user and self.password:
+            if self._hands_on():
                 args.append(f"{dash}authfile=<private auth file>")
             yield args
             return
@@ -109,11 +112,17 @@ class Access:
                 certs.mkdir()
                 shutil.copyfile(self.ca_file, certs / "ca.crt")
                 args.append(f"{dash}cert-dir={certs}")
-            if self.user and self.password:
+            if self._hands_on():
                 authfile = Path(tmp) / "auth.json"
                 _write_private(authfile, {"auths": {self.host: {"auth": self._basic()}}})
                 args.append(f"{dash}authfile={authfile}")
             yield args
+
+    def _hands_on(self) -> bool:
+        """Whether skopeo gets a private auth file: for the environment's credentials. Those of the
+        user's own auth files it finds there itself, as containers/image looks them up (a
+        namespace's own entry, a credential helper), which :func:`access` does not all follow."""
+        return bool(self.user and self.password) and not self.own_files
 
     def _basic(self) -> str:
         return base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
@@ -165,49 +174,71 @@ def access(host: str, settings: Mapping[str, Mapping[str, Any]], env: Mapping[st
         warning = f"registry {host}: TLS verification is OFF (registries.{host}.insecure: true)"
     tls_verify = ca_file is not None or not (insecure or is_loopback(host))
     user = password = None
+    own_files = False
     if env.get("TFGOV_REGISTRY_USER") and env.get("TFGOV_REGISTRY_PASSWORD"):
         user, password = env["TFGOV_REGISTRY_USER"], env["TFGOV_REGISTRY_PASSWORD"]
     elif env.get("CI_REGISTRY") == host and env.get("CI_REGISTRY_USER") and env.get("CI_REGISTRY_PASSWORD"):
         user, password = env["CI_REGISTRY_USER"], env["CI_REGISTRY_PASSWORD"]
     elif found := _from_auth_files(host, env):
-        user, password = found
-    return Access(host, tls_verify, ca_file, user, password, warning)
+        (user, password), own_files = found, True
+    return Access(host, tls_verify, ca_file, user, password, warning, own_files)
 
 
 def auth_files(env: Mapping[str, str]) -> list[Path]:
-    """The auth files skopeo (containers/image) reads, in its order: ``REGISTRY_AUTH_FILE`` alone
-    when it is set; else containers' auth.json (``XDG_RUNTIME_DIR``, then ``XDG_CONFIG_HOME`` or
-    ~/.config), then docker's config.json (``DOCKER_CONFIG`` or ~/.docker)."""
-    if env.get("REGISTRY_AUTH_FILE"):
-        return [Path(env["REGISTRY_AUTH_FILE"])]
+    """The auth files skopeo (containers/image) reads, in the order containers-auth.json(5) gives:
+    ``REGISTRY_AUTH_FILE`` when it is set; containers' auth.json (in ``XDG_RUNTIME_DIR``, else
+    /run/containers/UID; then ``XDG_CONFIG_HOME`` or ~/.config); docker's config.json
+    (``DOCKER_CONFIG`` or ~/.docker). (Newer containers/image stops after ``REGISTRY_AUTH_FILE``;
+    Debian 12's skopeo 1.9 goes on, as its manual says.)"""
     home = env.get("HOME")
+    runtime = env.get("XDG_RUNTIME_DIR") or f"/run/containers/{os.getuid()}"
     config_home = env.get("XDG_CONFIG_HOME") or (f"{home}/.config" if home else None)
     docker = env.get("DOCKER_CONFIG") or (f"{home}/.docker" if home else None)
     return [
-        *([Path(env["XDG_RUNTIME_DIR"]) / "containers/auth.json"] if env.get("XDG_RUNTIME_DIR") else []),
+        *([Path(env["REGISTRY_AUTH_FILE"])] if env.get("REGISTRY_AUTH_FILE") else []),
+        Path(runtime) / "containers/auth.json",
         *([Path(config_home) / "containers/auth.json"] if config_home else []),
         *([Path(docker) / "config.json"] if docker else []),
     ]
 
 
 def _from_auth_files(host: str, env: Mapping[str, str]) -> tuple[str, str] | None:
-    """The user and password of the first auth file that names ``host`` (a key ``host`` or
-    ``https://host/...``), as skopeo picks them; None when none does, or the one that does keeps
-    them in a credential helper (skopeo asks it; tfgov-ci's HTTP reads go without)."""
+    """The user and password the first auth file naming ``host`` holds for the whole host (a key
+    ``host``, or a URL ``https://host/...`` as docker writes), as skopeo picks them; a key
+    ``host/namespace`` is that namespace's alone and not taken. None when no file names the host,
+    or the first that does keeps its credentials in a helper (``credHelpers``, or a ``credsStore``
+    with an empty entry): skopeo asks the helper, tfgov-ci's HTTP reads go without."""
     for path in auth_files(env):
         try:
-            auths = json.loads(path.read_text()).get("auths") or {}
-        except (OSError, ValueError, AttributeError):
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
             continue  # missing, or not an auth file: skopeo says so itself if it matters
+        if not isinstance(doc, dict):
+            continue
+        helpers, auths = doc.get("credHelpers"), doc.get("auths")
+        if isinstance(helpers, dict) and host in helpers:
+            return None
         for key, entry in auths.items() if isinstance(auths, dict) else ():
-            if re.sub(r"^https?://", "", str(key)).split("/", 1)[0] != host:
+            if _auth_host(str(key)) != host:
                 continue
+            encoded = entry.get("auth") if isinstance(entry, dict) else None
+            if not encoded:
+                if doc.get("credsStore"):
+                    return None
+                continue  # an empty entry: the search goes on
             try:
-                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            except (KeyError, TypeError, ValueError):
+                user, _, password = base64.b64decode(encoded).decode().partition(":")
+            except (TypeError, ValueError):
                 return None
             return (user, password) if user and password else None
     return None
+
+
+def _auth_host(key: str) -> str:
+    """The host an auth file's key names for the whole host: a URL's host (docker's
+    ``https://host/v1/``), or the key itself (so ``host/namespace`` names no whole host)."""
+    scheme, found, rest = key.partition("://")
+    return rest.split("/", 1)[0] if found and scheme in ("http", "https") else key
 
 
 def explain(stderr: str, host: str) -> tuple[str, str]:
@@ -410,17 +441,25 @@ class Registry:
 
     def referrers(self, ref: Reference) -> bytes | None:
         """The OCI 1.1 referrers API's index for ``ref``'s digest, or None where the registry has no
-        such API (404: the referrers tag fallback is what cosign reads then, and what to read)."""
+        such API: a 404, or an answer that is not an image index (a proxy's page; cosign too takes
+        the API only when it answers an index). The referrers tag fallback is what cosign reads
+        then, and what to read."""
         try:
             body, _ = _http_get(
                 self.access, f"/v2/{ref.repository}/referrers/{ref.digest}",
-                scope=f"repository:{ref.repository}:pull", accept="application/vnd.oci.image.index.v1+json",
+                scope=f"repository:{ref.repository}:pull", accept=INDEX_TYPE,
             )  # fmt: skip
         except HttpRefused as exc:
             if exc.code == 404:
                 return None
             raise
-        return body
+        try:
+            index = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+            return None
+        return body if index.get("mediaType", INDEX_TYPE) == INDEX_TYPE else None
 
     def catalog(self) -> list[str]:
         """Every repository the registry lists: the distribution spec's catalog API

@@ -53,7 +53,7 @@ from tfgov_ci.errors import Problem, StageInputError
 from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import Registry, explain
+from tfgov_ci.oci.registry import Registry
 from tfgov_ci.pipeline import (
     SIGSTORE_ID_TOKEN,
     STAGES,
@@ -241,7 +241,9 @@ class CosignSigner:
         self.usable_key(ctx)
         target = self._target(ctx)
         registry = Registry.of(target, ctx.config.registries)
-        subject = image.subject(ctx)  # read before cosign runs: a registry it cannot read fails first
+        # before cosign runs: a CI job handed the image by digest reads it from the registry, and
+        # a registry it cannot read then fails before five cosign processes, not after
+        subject = image.subject(ctx)
         secrets = (*registry.access.secrets, os.environ.get("COSIGN_PASSWORD", ""))
         signing = [name for name in commands if name != "signing-config"]
         with registry.access.docker_config() as env:
@@ -448,6 +450,17 @@ def _bundle(command: str, path: Path, created: str) -> referrers.Artifact:
     )
 
 
+def _registry_refused(stderr: str, host: str) -> bool:
+    """Whether cosign says the registry refused it: a line naming the registry's URL with a
+    refusal (cosign names the request, ``GET https://HOST/v2/...: UNAUTHORIZED``). A KMS's
+    ``PermissionDenied`` or a Fulcio's 401 (an expired OIDC token) names no registry URL."""
+    url = f"://{host.lower()}/v2/"
+    return any(
+        url in line and re.search(r"\b(unauthorized|denied|forbidden|401|403)\b", line)
+        for line in stderr.lower().splitlines()
+    )
+
+
 def _stored(stage: str) -> referrers.Stored:
     """What ``stage`` stores, as a registry's refusal of it is said: sign runs before any tag; the
     record stage after publish has set them."""
@@ -469,8 +482,11 @@ def _failure(done: tools.Completed, step: str, host: str, stored: referrers.Stor
             "COSIGN_PASSWORD must be the key's password; it is read from the environment only",
         )
     said = None if stored is None else referrers.refusal(done.stderr, host, step, stored)
-    if said is None and re.search(r"\b(unauthorized|denied|forbidden|401|403)\b", text):
-        said = explain(done.stderr, host)
+    if said is None and _registry_refused(done.stderr, host):
+        said = (
+            f"authentication to {host} failed (cosign reading the image: {step})",
+            "check TFGOV_REGISTRY_USER / TFGOV_REGISTRY_PASSWORD (or your auth file)",
+        )
     if said is not None:
         return SignError.of_run(done, *said)
     return SignError.of_run(done, f"cosign failed ({step})", "see cosign's output below")

@@ -227,7 +227,7 @@ def signature_layout(reads: Reads, ref: Reference, listed: referrers.Listing) ->
     """Which layouts hold signatures: cosign 3 bundles in the image's referrers ``listed`` (the OCI
     1.1 referrers API, or the referrers tag fallback ``sha256-<hex>``), the legacy
     ``sha256-<hex>.sig`` / ``.att`` tags, or none of these (bundles behind a referrers API that
-    cannot be asked here, without credentials in the environment, show as none)."""
+    cannot be asked here, with only a credential helper's credentials, show as none)."""
     tag = str(ref.digest).replace(":", "-")
     index = listed.index
 
