@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import _TOKENS, Access, Registry, RegistryError, access, is_loopback
+from tfgov_ci.oci.registry import _TOKENS, Access, Registry, RegistryError, access, auth_files, is_loopback
 
 
 def test_loopback_hosts() -> None:
@@ -244,32 +245,44 @@ def test_a_namespace_s_entry_is_not_the_host_s(tmp_path: Path) -> None:
     """``host/team-a`` is that namespace's robot account: taken for the host, it would be sent for
     team-b's repositories too (containers/image matches it to team-a's alone)."""
     host = "harbor.corp.example"
+    alone = {"XDG_RUNTIME_DIR": str(tmp_path / "run")}  # no other file of this machine is read
     only_team = _auth(tmp_path / "team.json", {f"{host}/team-a": _basic("robot-a", "pw-a")})
-    assert access(host, {}, {"REGISTRY_AUTH_FILE": str(only_team)}).user is None
+    assert access(host, {}, {**alone, "REGISTRY_AUTH_FILE": str(only_team)}).user is None
     both = _auth(
         tmp_path / "both.json", {f"{host}/team-a": _basic("robot-a", "pw-a"), host: _basic("h", "pw")}
     )
-    assert access(host, {}, {"REGISTRY_AUTH_FILE": str(both)}).user == "h"
+    assert access(host, {}, {**alone, "REGISTRY_AUTH_FILE": str(both)}).user == "h"
 
 
 def test_a_credential_helper_or_a_broken_auth_file_gives_no_credentials(tmp_path: Path) -> None:
     host = "harbor.corp.example"
-    store = tmp_path / "store.json"  # docker login with a credsStore writes an empty entry
-    store.write_text(json.dumps({"auths": {host: {}}, "credsStore": "secretservice"}))
-    assert access(host, {}, {"REGISTRY_AUTH_FILE": str(store)}).user is None
+    alone = {"XDG_RUNTIME_DIR": str(tmp_path / "run")}
     helper = tmp_path / "helper.json"  # a helper for the host: its entry's stale auth is not used
     helper.write_text(
         json.dumps({"auths": {host: _basic("stale", "old")}, "credHelpers": {host: "ecr-login"}})
     )
-    assert access(host, {}, {"REGISTRY_AUTH_FILE": str(helper)}).user is None
-    empty = _auth(tmp_path / "empty.json", {host: {}})  # no helper: the search goes on
+    assert access(host, {}, {**alone, "REGISTRY_AUTH_FILE": str(helper)}).user is None
+    # an empty entry (docker login with a credsStore, which containers/image does not read): the
+    # search goes on to the next file, as skopeo's does
+    store = tmp_path / "store.json"
+    store.write_text(json.dumps({"auths": {host: {}}, "credsStore": "secretservice"}))
     later = _auth(tmp_path / "home/.docker/config.json", {host: _basic("later", "pw-l")})
-    env = {"HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(tmp_path / "run")}
-    assert later.is_file() and access(host, {}, {**env, "REGISTRY_AUTH_FILE": str(empty)}).user == "later"
+    env = {**alone, "HOME": str(tmp_path / "home")}
+    assert later.is_file() and access(host, {}, {**env, "REGISTRY_AUTH_FILE": str(store)}).user == "later"
+    assert access(host, {}, {**alone, "REGISTRY_AUTH_FILE": str(store)}).user is None
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    assert access(host, {}, {"REGISTRY_AUTH_FILE": str(broken)}).user is None
-    assert access(host, {}, {"REGISTRY_AUTH_FILE": str(tmp_path / "missing.json")}).user is None
+    assert access(host, {}, {**alone, "REGISTRY_AUTH_FILE": str(broken)}).user is None
+    assert access(host, {}, {**alone, "REGISTRY_AUTH_FILE": str(tmp_path / "missing.json")}).user is None
+
+
+def test_without_xdg_runtime_dir_the_rootful_podman_login_file_is_read() -> None:
+    """`podman login` as root with no XDG_RUNTIME_DIR (a CI job) writes /run/containers/0/auth.json."""
+    files = auth_files({"HOME": "/home/ci"})
+    assert files[0] == Path(f"/run/containers/{os.getuid()}/auth.json")
+    assert files[1:] == [Path("/home/ci/.config/containers/auth.json"), Path("/home/ci/.docker/config.json")]
+    given = auth_files({"REGISTRY_AUTH_FILE": "/etc/auth.json", "XDG_RUNTIME_DIR": "/run/user/1000"})
+    assert given[:2] == [Path("/etc/auth.json"), Path("/run/user/1000/containers/auth.json")]
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,7 @@ def test_a_bundle_making_cosign_only_reads_so_its_refusal_is_a_read_s() -> None:
 @pytest.mark.parametrize(
     "stderr",
     [  # a GCP KMS key the CI's account may not use; an expired OIDC token; no URL of the registry
+        "Error: signing [r/ml/hello@sha256:abc]: getting signer: rpc error: code = PermissionDenied",
         "signing: rpc error: code = PermissionDenied desc = Permission "
         "'cloudkms.cryptoKeyVersions.useToSign' "
         "denied on resource",
@@ -77,3 +78,24 @@ def test_the_record_stage_s_refusal_says_the_tags_stand_and_to_run_record_again(
     assert "nothing was tagged" not in hint and "run sign" not in hint
     sign = referrers.refusal(immutable, "r", "storing the bundles", _stored("sign"))
     assert sign is not None and sign[1].endswith("nothing was tagged, run sign again")
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [  # Harbor's token service on the registry's host; GitLab's on another host
+        "GET https://r/service/token?scope=repository%3aml%2fhello%3apull&service=harbor-registry: "
+        "UNAUTHORIZED: unauthorized to access repository",
+        "GET https://gitlab.corp.example/jwt/auth?scope=repository%3Aml%2Fhello%3Apull: 401 Unauthorized",
+    ],
+)
+def test_a_wrong_password_refused_by_the_token_server_is_an_authentication_failure(stderr: str) -> None:
+    assert _failure(failed(stderr), "sign", "r", None).message.startswith("authentication to r failed")
+
+
+def test_the_legacy_format_says_a_kms_refusal_is_cosign_s_and_a_registry_s_is_the_registry_s() -> None:
+    """cosign stores the legacy tags itself: its refusals come through :func:`referrers.refusal`,
+    which takes a denial for the registry's only when the line names the registry."""
+    kms = "Error: signing [r/ml/hello@sha256:abc]: getting signer: rpc error: code = PermissionDenied"
+    assert str(_failure(failed(kms), "sign", "r", _stored("sign"))).startswith("cosign failed (sign)")
+    skopeo = f"writing manifest: uploading manifest {DIGEST} to r/ml/hello: denied: requested access"
+    assert referrers.refusal(skopeo, "r", "storing the bundles", _stored("sign")) is not None

@@ -1,9 +1,9 @@
 """Evidence beside the image in the registry: OCI artifacts whose ``subject`` is the image.
 
 Each document (an SBOM; a cosign bundle, made by cosign without uploading it) is an artifact
-manifest (empty config, one layer) pushed by digest with skopeo, several at a time, through the
-one registry client (:mod:`tfgov_ci.oci.registry`). Registries
-with the OCI 1.1 referrers API (Harbor 2.8+) list it from its ``subject``, and nothing more is
+manifest (empty config, one layer) pushed by digest with skopeo (the first alone, the others at
+once), through the one registry client (:mod:`tfgov_ci.oci.registry`). Registries with the OCI
+1.1 referrers API (Harbor 2.8+) list it from its ``subject``, and nothing more is
 written there: no tag, so a tag immutability rule covering every tag has nothing to refuse. For
 those without it (CNCF distribution 2.8, the local test registry), the referrers tag fallback of
 the distribution spec is kept instead: an OCI index at tag ``sha256-<image hex>`` listing every
@@ -29,7 +29,7 @@ from tfgov_ci import tools
 from tfgov_ci.oci import reference
 from tfgov_ci.oci.layout import MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, Layout
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import Call, Registry, RegistryError, layout_transport, resolve
+from tfgov_ci.oci.registry import Call, Registry, RegistryError, layout_transport, registry_refused, resolve
 
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 HARBOR_SBOM = "application/vnd.goharbor.harbor.sbom.v1"  # Harbor's SBOM tab lists this type
@@ -100,7 +100,8 @@ def attach_calls(
     registry: Registry, target: Reference, pushes: Mapping[str, str], subject_digest: str
 ) -> list[Call]:
     """The calls :func:`attach` makes, in order, for artifacts ``{name: what the push is}``
-    (``<...>``: the temporary layout, the digests); the pushes run at the same time."""
+    (``<...>``: the temporary layout, the digests); the first push runs alone, the others at the
+    same time."""
     with (
         registry.access.skopeo_args("", planned=True) as inspect,
         registry.access.skopeo_args("dest", planned=True) as dest,
@@ -210,7 +211,7 @@ def refusal(stderr: str, host: str, step: str, stored: Stored) -> tuple[str, str
             "from the rule (Harbor: the project's Policy > Tag Immutability), or use a registry with "
             f"the OCI 1.1 referrers API; {then}",
         )
-    if words & {"denied", "unauthorized", "403", "forbidden"}:
+    if registry_refused(stderr, host):  # a line naming the registry: not a KMS's refusal
         return (
             f"{host} refused to store {what} ({step}): access denied",
             "the registry account (TFGOV_REGISTRY_USER, or the CI's) needs push rights on the "
@@ -230,9 +231,9 @@ def attach(
     stored: Stored | None = None,
     step: str = "storing them",
 ) -> list[Attached]:
-    """Push each artifact (several at a time: each by its own digest); then, unless the registry's
-    referrers API lists them, list them all in the referrers tag fallback index with one read and
-    one write. With ``stored``, a registry's
+    """Push each artifact by its own digest (the first alone, then the others at once); then,
+    unless the registry's referrers API lists them, list them all in the referrers tag fallback
+    index with one read and one write. With ``stored``, a registry's
     refusal (:func:`refusal`) is :class:`ReferrerError` saying what to configure."""
     registry = Registry.of(target, registries, env)
     try:
@@ -275,13 +276,16 @@ def _attach(
             entries.append(
                 _go_descriptor(descriptor.to_json(), artifact.artifact_type, manifest["annotations"])
             )
-        tools.together(
-            [
-                functools.partial(registry.push, layout_transport(tmp, a.kind), _at(target, digest=a.digest))
-                for a in attached
-            ],
-            tools.cores(),
-        )
+        pushes = [
+            functools.partial(registry.push, layout_transport(tmp, a.kind), _at(target, digest=a.digest))
+            for a in attached
+        ]
+        # The first alone: it brings the empty config every artifact shares, which a registry
+        # given by several pushes at once may lose ("manifest blob unknown", CNCF distribution);
+        # the others find it there and send only their own layer, at the same time.
+        if pushes:
+            pushes[0]()
+        tools.together(pushes[1:], tools.cores())
         if api_index(registry, _at(target, digest=subject.digest)) is not None:
             return attached  # the registry lists them by their subject
         # The referrers tag fallback: merge into whatever index already lists this image's referrers.

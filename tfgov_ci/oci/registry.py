@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -191,12 +192,16 @@ def auth_files(env: Mapping[str, str]) -> list[Path]:
     (``DOCKER_CONFIG`` or ~/.docker). (Newer containers/image stops after ``REGISTRY_AUTH_FILE``;
     Debian 12's skopeo 1.9 goes on, as its manual says.)"""
     home = env.get("HOME")
-    runtime = env.get("XDG_RUNTIME_DIR") or f"/run/containers/{os.getuid()}"
+    if env.get("XDG_RUNTIME_DIR"):
+        runtime = [Path(env["XDG_RUNTIME_DIR"]) / "containers/auth.json"]
+    else:  # where a rootful `podman login` writes (Linux only, as containers/image)
+        uid = getattr(os, "getuid", None)
+        runtime = [Path(f"/run/containers/{uid()}/auth.json")] if uid and sys.platform == "linux" else []
     config_home = env.get("XDG_CONFIG_HOME") or (f"{home}/.config" if home else None)
     docker = env.get("DOCKER_CONFIG") or (f"{home}/.docker" if home else None)
     return [
         *([Path(env["REGISTRY_AUTH_FILE"])] if env.get("REGISTRY_AUTH_FILE") else []),
-        Path(runtime) / "containers/auth.json",
+        *runtime,
         *([Path(config_home) / "containers/auth.json"] if config_home else []),
         *([Path(docker) / "config.json"] if docker else []),
     ]
@@ -204,10 +209,12 @@ def auth_files(env: Mapping[str, str]) -> list[Path]:
 
 def _from_auth_files(host: str, env: Mapping[str, str]) -> tuple[str, str] | None:
     """The user and password the first auth file naming ``host`` holds for the whole host (a key
-    ``host``, or a URL ``https://host/...`` as docker writes), as skopeo picks them; a key
-    ``host/namespace`` is that namespace's alone and not taken. None when no file names the host,
-    or the first that does keeps its credentials in a helper (``credHelpers``, or a ``credsStore``
-    with an empty entry): skopeo asks the helper, tfgov-ci's HTTP reads go without."""
+    ``host``, or a URL ``https://host/...`` as docker writes), as skopeo picks them; an empty entry
+    (docker's with a ``credsStore``, which containers/image does not read) sends the search on. A
+    key ``host/namespace`` is that namespace's alone and not taken (newer containers/image match it
+    to that namespace; Debian 12's skopeo 1.9 takes it for the whole host). None when no file
+    names the host, or the first that does has a credential helper for it (``credHelpers``):
+    skopeo asks the helper, tfgov-ci's HTTP reads go without."""
     for path in auth_files(env):
         try:
             doc = json.loads(path.read_text())
@@ -223,8 +230,6 @@ def _from_auth_files(host: str, env: Mapping[str, str]) -> tuple[str, str] | Non
                 continue
             encoded = entry.get("auth") if isinstance(entry, dict) else None
             if not encoded:
-                if doc.get("credsStore"):
-                    return None
                 continue  # an empty entry: the search goes on
             try:
                 user, _, password = base64.b64decode(encoded).decode().partition(":")
@@ -239,6 +244,20 @@ def _auth_host(key: str) -> str:
     ``https://host/v1/``), or the key itself (so ``host/namespace`` names no whole host)."""
     scheme, found, rest = key.partition("://")
     return rest.split("/", 1)[0] if found and scheme in ("http", "https") else key
+
+
+_REFUSED = re.compile(r"\b(unauthorized|denied|forbidden|401|403)\b")
+
+
+def registry_refused(stderr: str, host: str) -> bool:
+    """Whether a tool's output says the registry refused it: a line with a refusal (whole words)
+    that names the registry, by its URL (cosign: ``GET https://HOST/v2/...: UNAUTHORIZED``), a
+    repository on it (skopeo: ``... to HOST/REPO: denied``), or a token asked for a repository
+    (``scope=repository``: Harbor's token service, GitLab's on another host). A KMS's
+    ``PermissionDenied`` or a Fulcio's 401 (an expired OIDC token) names none of these."""
+    name = host.lower()
+    on_it = re.compile(rf"://{re.escape(name)}/|(^|\s){re.escape(name)}/|scope=repository")
+    return any(_REFUSED.search(line) and on_it.search(line) for line in stderr.lower().splitlines())
 
 
 def explain(stderr: str, host: str) -> tuple[str, str]:
@@ -441,8 +460,8 @@ class Registry:
 
     def referrers(self, ref: Reference) -> bytes | None:
         """The OCI 1.1 referrers API's index for ``ref``'s digest, or None where the registry has no
-        such API: a 404, or an answer that is not an image index (a proxy's page; cosign too takes
-        the API only when it answers an index). The referrers tag fallback is what cosign reads
+        such API: a 404, or an answer that is not an image index (a proxy's page for any path;
+        cosign asks for an index's media type). The referrers tag fallback is what cosign reads
         then, and what to read."""
         try:
             body, _ = _http_get(

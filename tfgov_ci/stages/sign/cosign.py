@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -53,7 +52,7 @@ from tfgov_ci.errors import Problem, StageInputError
 from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import Registry
+from tfgov_ci.oci.registry import Registry, registry_refused
 from tfgov_ci.pipeline import (
     SIGSTORE_ID_TOKEN,
     STAGES,
@@ -450,17 +449,6 @@ def _bundle(command: str, path: Path, created: str) -> referrers.Artifact:
     )
 
 
-def _registry_refused(stderr: str, host: str) -> bool:
-    """Whether cosign says the registry refused it: a line naming the registry's URL with a
-    refusal (cosign names the request, ``GET https://HOST/v2/...: UNAUTHORIZED``). A KMS's
-    ``PermissionDenied`` or a Fulcio's 401 (an expired OIDC token) names no registry URL."""
-    url = f"://{host.lower()}/v2/"
-    return any(
-        url in line and re.search(r"\b(unauthorized|denied|forbidden|401|403)\b", line)
-        for line in stderr.lower().splitlines()
-    )
-
-
 def _stored(stage: str) -> referrers.Stored:
     """What ``stage`` stores, as a registry's refusal of it is said: sign runs before any tag; the
     record stage after publish has set them."""
@@ -482,7 +470,7 @@ def _failure(done: tools.Completed, step: str, host: str, stored: referrers.Stor
             "COSIGN_PASSWORD must be the key's password; it is read from the environment only",
         )
     said = None if stored is None else referrers.refusal(done.stderr, host, step, stored)
-    if said is None and _registry_refused(done.stderr, host):
+    if said is None and registry_refused(done.stderr, host):
         said = (
             f"authentication to {host} failed (cosign reading the image: {step})",
             "check TFGOV_REGISTRY_USER / TFGOV_REGISTRY_PASSWORD (or your auth file)",
