@@ -86,6 +86,17 @@ def test_the_same_credentials_and_ca_reach_syft_and_docker_config_readers_off_th
     assert plain.syft_env()["SYFT_REGISTRY_INSECURE_USE_HTTP"] == "true"
 
 
+def test_without_credentials_it_can_read_cosign_reads_the_user_s_docker_config(tmp_path: Path) -> None:
+    """A credential helper (ecr-login, a desktop's store) is the user's config's to name: a private
+    DOCKER_CONFIG without it would leave cosign and trivy with no credentials at all."""
+    host = "harbor.corp.example"
+    helper = tmp_path / "config.json"
+    helper.write_text(json.dumps({"auths": {}, "credHelpers": {host: "ecr-login"}}))
+    env = {"REGISTRY_AUTH_FILE": str(helper), "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    with access(host, {}, env).docker_config() as cosign_env:
+        assert "DOCKER_CONFIG" not in cosign_env and "SSL_CERT_FILE" not in cosign_env
+
+
 def test_a_plan_shows_the_same_options_with_placeholders_and_writes_no_file(tmp_path: Path) -> None:
     ca = tmp_path / "ca.crt"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")

@@ -146,16 +146,17 @@ class Access:
 
     @contextmanager
     def docker_config(self) -> Iterator[dict[str, str]]:
-        """The environment for tools that read docker's config.json (cosign, crane, oras): a
-        private ``DOCKER_CONFIG`` folder holding this registry's credentials, and ``SSL_CERT_FILE``
-        for a custom CA; deleted afterwards."""
-        with tempfile.TemporaryDirectory(prefix="tfgov-docker-config.") as tmp:
-            env = {"DOCKER_CONFIG": tmp}
-            auths = {self.host: {"auth": self._basic()}} if self.user and self.password else {}
-            _write_private(Path(tmp) / "config.json", {"auths": auths})
-            if self.ca_file is not None:
-                env["SSL_CERT_FILE"] = str(self.ca_file)
+        """The environment for tools that read docker's config.json (cosign, trivy, crane): a
+        private ``DOCKER_CONFIG`` folder holding this registry's credentials, deleted afterwards,
+        and ``SSL_CERT_FILE`` for a custom CA. Without credentials tfgov-ci can read (none given,
+        or a credential helper's) the tool reads the user's own config, helpers included."""
+        env = {"SSL_CERT_FILE": str(self.ca_file)} if self.ca_file is not None else {}
+        if not (self.user and self.password):
             yield env
+            return
+        with tempfile.TemporaryDirectory(prefix="tfgov-docker-config.") as tmp:
+            _write_private(Path(tmp) / "config.json", {"auths": {self.host: {"auth": self._basic()}}})
+            yield {**env, "DOCKER_CONFIG": tmp}
 
 
 def _write_private(path: Path, doc: Any) -> None:
