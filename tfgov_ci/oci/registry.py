@@ -122,7 +122,7 @@ class Access:
     def _hands_on(self) -> bool:
         """Whether skopeo gets a private auth file: for the environment's credentials. Those of the
         user's own auth files it finds there itself, as containers/image looks them up (a
-        namespace's own entry, a credential helper), which :func:`access` does not all follow."""
+        namespace's own entry, a credential helper), which :func:`access` follows only in part."""
         return bool(self.user and self.password) and not self.own_files
 
     def _basic(self) -> str:
