@@ -196,8 +196,7 @@ def auth_files(env: Mapping[str, str]) -> list[Path]:
     if env.get("XDG_RUNTIME_DIR"):
         runtime = [Path(env["XDG_RUNTIME_DIR"]) / "containers/auth.json"]
     else:  # where a rootful `podman login` writes (Linux only, as containers/image)
-        uid = getattr(os, "getuid", None)
-        runtime = [Path(f"/run/containers/{uid()}/auth.json")] if uid and sys.platform == "linux" else []
+        runtime = [Path(f"/run/containers/{os.getuid()}/auth.json")] if sys.platform == "linux" else []
     config_home = env.get("XDG_CONFIG_HOME") or (f"{home}/.config" if home else None)
     docker = env.get("DOCKER_CONFIG") or (f"{home}/.docker" if home else None)
     return [
@@ -247,6 +246,7 @@ def _auth_host(key: str) -> str:
     return rest.split("/", 1)[0] if found and scheme in ("http", "https") else key
 
 
+AUTH_HINT = "check TFGOV_REGISTRY_USER / TFGOV_REGISTRY_PASSWORD (or your auth file)"
 _REFUSED = re.compile(r"\b(unauthorized|denied|forbidden|401|403)\b")
 
 
@@ -265,10 +265,7 @@ def explain(stderr: str, host: str) -> tuple[str, str]:
     """A skopeo failure against ``host`` as (message, hint): authentication, reachability, TLS."""
     text = stderr.lower()
     if "unauthorized" in text or "authentication required" in text or "denied" in text:
-        return (
-            f"authentication to {host} failed",
-            "check TFGOV_REGISTRY_USER / TFGOV_REGISTRY_PASSWORD (or your auth file)",
-        )
+        return (f"authentication to {host} failed", AUTH_HINT)
     if "connection refused" in text or "no such host" in text or "i/o timeout" in text:
         return (f"registry {host} is unreachable", "is it running, and is the host:port right?")
     if "certificate" in text or "x509" in text or "tls" in text:

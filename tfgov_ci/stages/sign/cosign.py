@@ -52,7 +52,7 @@ from tfgov_ci.errors import Problem, StageInputError
 from tfgov_ci.oci import referrers
 from tfgov_ci.oci.image import rfc3339
 from tfgov_ci.oci.reference import Reference
-from tfgov_ci.oci.registry import Registry, registry_refused
+from tfgov_ci.oci.registry import AUTH_HINT, Registry, registry_refused
 from tfgov_ci.pipeline import (
     SIGSTORE_ID_TOKEN,
     STAGES,
@@ -471,10 +471,7 @@ def _failure(done: tools.Completed, step: str, host: str, stored: referrers.Stor
         )
     said = None if stored is None else referrers.refusal(done.stderr, host, step, stored)
     if said is None and registry_refused(done.stderr, host):
-        said = (
-            f"authentication to {host} failed (cosign reading the image: {step})",
-            "check TFGOV_REGISTRY_USER / TFGOV_REGISTRY_PASSWORD (or your auth file)",
-        )
+        said = (f"authentication to {host} failed (cosign reading the image: {step})", AUTH_HINT)
     if said is not None:
         return SignError.of_run(done, *said)
     return SignError.of_run(done, f"cosign failed ({step})", "see cosign's output below")
